@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine (as root) lacks to build, test and
+# demo linnix. Idempotent: safe to run again; does only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh must run as root (it installs packages and loads BPF programs)" >&2
+  exit 1
+fi
+
+# clang builds the BPF object; libclang feeds bindgen; podman + runc run the
+# end-to-end pods; bpftrace is the benchmark's peer; python3-venv holds the
+# schema and chart checks.
+APT_PACKAGES=(clang libclang-dev llvm podman runc uidmap bpftrace python3 python3-venv python3-pip
+  iproute2 procps util-linux curl ca-certificates git)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# podman on this kind of host: crun refuses hybrid cgroups, and the default
+# ulimits cannot be applied inside the sandbox.
+CONF=/etc/containers/containers.conf
+if ! grep -q '^runtime = "runc"' "$CONF" 2>/dev/null; then
+  log "writing $CONF (runtime runc, default ulimits)"
+  mkdir -p /etc/containers
+  cat > "$CONF" <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+CONF
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  for d in "$HOME/.cargo/bin" /root/.cargo/bin /usr/local/cargo/bin; do
+    [ -x "$d/cargo" ] && export PATH="$d:$PATH" && break
+  done
+fi
+command -v cargo >/dev/null 2>&1 || { echo "cargo (Rust >= 1.95) is required and was not found" >&2; exit 1; }
+
+# Python tools for the Kubernetes schema and Helm chart checks.
+VENV=tests/.venv
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import kubernetes_validate, helm_python, pytest, yaml' 2>/dev/null; then
+  log "python venv $VENV (kubernetes-validate, helm-python-sdk, pytest)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+fi
+log "set-up complete"

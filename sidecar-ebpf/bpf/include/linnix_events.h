@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one definition of what the kernel programs send to user space.
+ *
+ * Compiled into the BPF object by clang and turned into Rust types by
+ * bindgen (sidecar-ebpf/build.rs), so both sides always agree on the layout.
+ * Only fixed-width types: this header must not depend on vmlinux.h.
+ */
+#ifndef LINNIX_EVENTS_H
+#define LINNIX_EVENTS_H
+
+#define LINNIX_COMM_LEN 16
+/* kernfs name of a container cgroup: "cri-containerd-<64 hex>.scope" is 83. */
+#define LINNIX_CGROUP_NAME_LEN 128
+#define LINNIX_FILENAME_LEN 256
+/* argv is copied as NUL-separated strings, at most this many bytes ... */
+#define LINNIX_ARGS_LEN 1024
+/* ... and at most this many arguments. */
+#define LINNIX_MAX_ARGS 32
+
+enum linnix_event_kind {
+	LINNIX_EVENT_FORK = 1,
+	LINNIX_EVENT_EXEC = 2,
+	LINNIX_EVENT_EXIT = 3,
+	LINNIX_EVENT_OOM_KILL = 4,
+};
+
+/* Bits of linnix_event_header.flags. */
+enum linnix_event_flags {
+	/* fork: the new task is a thread, not a process */
+	LINNIX_FLAG_THREAD = 1 << 0,
+	/* exec: argv was cut at LINNIX_MAX_ARGS or LINNIX_ARGS_LEN */
+	LINNIX_FLAG_ARGV_TRUNCATED = 1 << 1,
+	/* exec: filename was cut at LINNIX_FILENAME_LEN */
+	LINNIX_FLAG_FILENAME_TRUNCATED = 1 << 2,
+	/* oom_kill: memcg_usage_bytes / memcg_limit_bytes could be read */
+	LINNIX_FLAG_MEMCG_KNOWN = 1 << 3,
+};
+
+/* Indices of the per-CPU "stats" array map. */
+enum linnix_stat {
+	/* bpf_ringbuf_reserve failed: the ring buffer was full */
+	LINNIX_STAT_LOST = 0,
+	/* dropped by the in-kernel per-pod rate limit */
+	LINNIX_STAT_RATE_LIMITED = 1,
+	LINNIX_STAT_MAX = 2,
+};
+
+struct linnix_event_header {
+	__u32 kind;            /* enum linnix_event_kind */
+	__u32 flags;           /* enum linnix_event_flags */
+	__u64 ts_boot_ns;      /* bpf_ktime_get_boot_ns() when the event happened */
+	__u32 host_pid;        /* tgid in the initial PID namespace */
+	__u32 host_tid;        /* thread id in the initial PID namespace */
+	__u32 pid;             /* tgid in the task's own (the pod's) PID namespace */
+	__u32 ppid;            /* parent tgid in that namespace, 0 if not visible */
+	__u32 host_ppid;       /* parent tgid in the initial PID namespace */
+	__u32 _pad0;
+	__u64 cgroup_id;       /* container-level cgroup: ancestor at pod level + 1, else the task's own */
+	char comm[LINNIX_COMM_LEN];
+	char cgroup_name[LINNIX_CGROUP_NAME_LEN]; /* kernfs name of that cgroup */
+};
+
+struct linnix_fork_event {
+	struct linnix_event_header hdr;
+};
+
+struct linnix_exec_event {
+	struct linnix_event_header hdr;
+	__u32 argc;            /* arguments copied into args */
+	__u32 args_len;        /* bytes used in args */
+	char filename[LINNIX_FILENAME_LEN];
+	char args[LINNIX_ARGS_LEN];
+};
+
+struct linnix_exit_event {
+	struct linnix_event_header hdr;
+	__u32 status;          /* wait status: code = (status >> 8) & 0xff, signal = status & 0x7f, core = status & 0x80 */
+	__u32 _pad0;
+	__u64 lifetime_ns;     /* now - group leader's start_time */
+};
+
+struct linnix_oom_event {
+	struct linnix_event_header hdr; /* the victim */
+	__u64 rss_anon_kb;
+	__u64 rss_file_kb;
+	__u64 rss_shmem_kb;
+	__u64 memcg_usage_bytes;
+	__u64 memcg_limit_bytes;
+};
+
+#endif /* LINNIX_EVENTS_H */
