@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Adapt injected Kubernetes Pod YAML to what `podman kube play` (4.3) honours.
+
+The injector writes standard Kubernetes. podman 4.3 differs from a kubelet in
+two ways that matter here, and this module translates exactly those, saying so
+on stderr:
+
+* It ignores `securityContext.seccompProfile` but honours the legacy
+  per-container annotation `container.seccomp.security.alpha.kubernetes.io/<name>`.
+* Its downward API knows only `metadata.name`; `metadata.namespace`,
+  `metadata.uid` and `spec.nodeName` are turned into literal values (what the
+  kubelet would have put there).
+
+Usage: podman_compat.py [--namespace NS] [--node NAME] < pod.yaml > play.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import uuid
+
+import yaml
+
+SECCOMP_ANNOTATION = "container.seccomp.security.alpha.kubernetes.io/"
+
+
+def _seccomp_annotation_value(profile: dict) -> str | None:
+    kind = profile.get("type")
+    if kind == "Unconfined":
+        return "unconfined"
+    if kind == "RuntimeDefault":
+        return "runtime/default"
+    if kind == "Localhost" and profile.get("localhostProfile"):
+        return "localhost/" + profile["localhostProfile"]
+    return None
+
+
+def adapt_pod(pod: dict, namespace: str, node: str, notes: list[str]) -> dict:
+    """Return the pod with podman-4.3 equivalents of what it would ignore."""
+    meta = pod.setdefault("metadata", {})
+    annotations = meta.setdefault("annotations", {})
+    uid = meta.setdefault("uid", str(uuid.uuid4()))
+    literal = {"metadata.namespace": namespace, "metadata.uid": uid, "spec.nodeName": node}
+    spec = pod.get("spec", {})
+    for container in spec.get("initContainers", []) + spec.get("containers", []):
+        name = container["name"]
+        profile = (container.get("securityContext") or {}).get("seccompProfile")
+        value = _seccomp_annotation_value(profile) if profile else None
+        if value:
+            annotations[SECCOMP_ANNOTATION + name] = value
+            notes.append(f"{name}: seccompProfile {profile['type']} -> annotation {value}")
+        for env in container.get("env", []):
+            path = ((env.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            if path in literal:
+                env.pop("valueFrom")
+                env["value"] = literal[path]
+                notes.append(f"{name}: env {env['name']} from {path} -> literal {literal[path]!r}")
+    return pod
+
+
+def adapt_documents(text: str, namespace: str = "default", node: str | None = None) -> tuple[str, list[str]]:
+    node = node or socket.gethostname()
+    notes: list[str] = []
+    docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    out = [adapt_pod(d, namespace, node, notes) if d.get("kind") == "Pod" else d for d in docs]
+    return yaml.safe_dump_all(out, sort_keys=False), notes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--node", default=None)
+    args = parser.parse_args()
+    text, notes = adapt_documents(sys.stdin.read(), args.namespace, args.node)
+    for note in notes:
+        print(f"podman-compat: {note}", file=sys.stderr)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

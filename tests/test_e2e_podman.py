@@ -1,0 +1,231 @@
+"""End to end on a real container engine.
+
+Builds the images, injects the example pod with `linnix-injector inject` (run
+from the injector image), runs it and a flooding neighbour pod with
+`podman kube play`, and asserts from the tracer's own output that the app's
+births, its exit with code 3 and its OOM kill were seen, attributed to the app
+container, while the tracer held only CAP_BPF and CAP_PERFMON and saw nothing
+of the neighbour.
+
+podman 4.3 differs from a kubelet: it runs no native sidecars (the injector is
+run in regular-container mode), ignores `seccompProfile` (translated to the
+legacy annotation) and knows only `metadata.name` in the downward API (other
+fields become literals). tests/e2e/podman_compat.py does that translation and
+prints what it changed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from e2e.podman_compat import adapt_documents
+
+REPO = Path(__file__).resolve().parents[1]
+E2E = REPO / "tests" / "e2e"
+VERSION = re.search(r'^version = "(.+)"', (REPO / "Cargo.toml").read_text(), re.M).group(1)
+IMAGES = [f"localhost/{name}:{VERSION}" for name in ("linnix-sidecar", "linnix-injector", "linnix-demo-app")]
+TRACER = "linnix-tracer"
+CAP_BPF, CAP_PERFMON = 39, 38
+
+
+def podman(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], check=check, capture_output=True, text=True, **kw)
+
+
+def inject(pod_file: Path) -> str:
+    """Run the injector image offline on a pod manifest."""
+    result = podman(
+        "run", "--rm", "-i", "--network=none",
+        "-v", f"{E2E / 'injector-config.yaml'}:/etc/linnix/config.yaml:ro",
+        IMAGES[1], "inject", "-f", "-", "--config", "/etc/linnix/config.yaml",
+        input=pod_file.read_text(),
+    )
+    return result.stdout
+
+
+def container_state(name: str) -> str:
+    return podman("inspect", name, "--format", "{{.State.Status}}", check=False).stdout.strip()
+
+
+def wait_exited(name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while container_state(name) not in ("exited", "stopped"):
+        if time.monotonic() > deadline:
+            logs = podman("logs", name, check=False)
+            pytest.fail(f"{name} still {container_state(name)!r} after {timeout}s:\n{logs.stdout}{logs.stderr}")
+        time.sleep(0.5)
+
+
+def events_of(container: str) -> list[dict]:
+    """The tracer's stdout: one JSON object per line, nothing else."""
+    out = podman("logs", container, check=False)
+    events = []
+    for line in out.stdout.splitlines():
+        events.append(json.loads(line))  # a line that is not JSON fails the test
+    return events
+
+
+def ts_ns(ts: str) -> int:
+    """RFC 3339 UTC timestamp to nanoseconds, keeping every fraction digit."""
+    whole, _, rest = ts.rstrip("Z").partition(".")
+    seconds = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc).timestamp()
+    return int(seconds) * 1_000_000_000 + int((rest or "0").ljust(9, "0")[:9])
+
+
+def cap_eff(host_pid: int) -> int:
+    status = Path(f"/proc/{host_pid}/status").read_text()
+    return int(re.search(r"^CapEff:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+
+
+@dataclass
+class Run:
+    injected: dict
+    app_id: str
+    neighbour_id: str
+    tracer_caps: int
+    app_log: str
+    metrics: str
+    events: list[dict] = field(default_factory=list)
+    neighbour_events: list[dict] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def images():
+    subprocess.run([str(REPO / "scripts" / "build-images.sh")], check=True)
+    yield
+    podman("rmi", "-f", *IMAGES, check=False)
+
+
+@pytest.fixture(scope="module")
+def run(images, tmp_path_factory) -> Run:
+    work = tmp_path_factory.mktemp("e2e")
+    manifests = {}
+    for pod in ("neighbour", "app"):
+        injected = inject(E2E / f"{pod}-pod.yaml")
+        text, notes = adapt_documents(injected, namespace="default")
+        print(f"podman translation for {pod}: " + "; ".join(notes))
+        path = work / f"{pod}.yaml"
+        path.write_text(text)
+        manifests[pod] = (path, yaml.safe_load(injected))
+    try:
+        # The neighbour floods first and goes on while the app runs.
+        podman("kube", "play", str(manifests["neighbour"][0]))
+        podman("kube", "play", str(manifests["app"][0]))
+        tracer = f"linnix-demo-{TRACER}"
+        pid = int(podman("inspect", tracer, "--format", "{{.State.Pid}}").stdout)
+        caps = cap_eff(pid)
+        wait_exited("linnix-demo-app", timeout=180)
+        wait_exited("linnix-neighbour-flood", timeout=180)
+        time.sleep(1)  # let the tracers write their last lines
+        # The pod's network namespace, as a Prometheus scraper would reach it.
+        metrics = subprocess.run(
+            ["nsenter", "-t", str(pid), "-n", "curl", "-fsS", "http://127.0.0.1:9464/metrics"],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        result = Run(
+            injected=manifests["app"][1],
+            app_id=podman("inspect", "linnix-demo-app", "--format", "{{.Id}}").stdout.strip(),
+            neighbour_id=podman("inspect", "linnix-neighbour-flood", "--format", "{{.Id}}").stdout.strip(),
+            tracer_caps=caps,
+            app_log=podman("logs", "linnix-demo-app").stdout,
+            metrics=metrics,
+        )
+        result.events = events_of(tracer)
+        result.neighbour_events = events_of(f"linnix-neighbour-{TRACER}")
+        yield result
+    finally:
+        for pod in ("app", "neighbour"):
+            podman("kube", "down", str(manifests[pod][0]), check=False)
+
+
+def app_events(run: Run, kind: str) -> list[dict]:
+    return [e for e in run.events if e["event"] == kind and e["container"] == run.app_id]
+
+
+def test_injected_pod_has_the_tracer_with_only_bpf_and_perfmon(run: Run):
+    spec = run.injected["spec"]
+    assert spec["shareProcessNamespace"] is True
+    tracer = next(c for c in spec["containers"] if c["name"] == TRACER)
+    security = tracer["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"], "add": ["BPF", "PERFMON"]}
+    assert security["allowPrivilegeEscalation"] is False
+    assert not security.get("privileged", False)
+    assert not spec.get("hostPID", False)
+    assert not any("hostPath" in v for v in spec.get("volumes", []))
+    assert run.tracer_caps == (1 << CAP_BPF) | (1 << CAP_PERFMON), hex(run.tracer_caps)
+
+
+def test_every_line_follows_the_event_contract(run: Run):
+    assert run.events, "the tracer printed nothing"
+    for event in run.events:
+        assert event["event"] in {"present", "fork", "exec", "exit", "oom_kill"}
+        for key in ("ts", "pid", "host_pid", "ppid", "comm", "container", "pod"):
+            assert key in event, (key, event)
+        assert event["pod"]["name"] == "linnix-demo"
+
+
+def test_births_of_the_app_are_reported(run: Run):
+    execs = app_events(run, "exec")
+    assert ["uname", "-a"] in [e["argv"] for e in execs]
+    assert ["ls", "/"] in [e["argv"] for e in execs]
+    forks = app_events(run, "fork")
+    assert len(forks) >= 4, forks  # uname, ls, sh -c 'exit 3', dd, sleep ...
+
+
+def test_exit_with_code_three_is_reported(run: Run):
+    exits = app_events(run, "exit")
+    assert any(e["exit_code"] == 3 and e["signal"] is None for e in exits), exits
+
+
+def test_oom_kill_of_the_memory_hog_is_reported(run: Run):
+    hog_pid = int(re.search(r"memory hog pid=(\d+)", run.app_log).group(1))
+    assert "memory hog exited with 137" in run.app_log, run.app_log
+    ooms = app_events(run, "oom_kill")
+    assert [e["pid"] for e in ooms] == [hog_pid], ooms
+    assert ooms[0]["comm"] == "dd"
+    assert ooms[0]["rss_kb"] > 0
+    hog_exit = [e for e in app_events(run, "exit") if e["pid"] == hog_pid]
+    assert [e["signal"] for e in hog_exit] == [9], hog_exit
+
+
+def test_nothing_of_the_neighbour_reaches_the_app_tracer(run: Run):
+    leaked = [
+        e for e in run.events
+        if e["container"] == run.neighbour_id or "neighbour-flood-marker" in e.get("argv", [])
+    ]
+    assert leaked == []
+    # The flood was real and overlapped the app's run: the neighbour's own
+    # tracer saw it before and after the app's events.
+    marker_ts = [ts_ns(e["ts"]) for e in run.neighbour_events if "neighbour-flood-marker" in e.get("argv", [])]
+    app_ts = [ts_ns(e["ts"]) for e in run.events if e["container"] == run.app_id and e["event"] != "present"]
+    assert len(marker_ts) > 100
+    assert min(marker_ts) < min(app_ts) and max(marker_ts) > max(app_ts)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+def test_metrics_count_the_app_events(run: Run):
+    assert metric(run.metrics, "linnix_oom_kills_total", container=run.app_id) == 1
+    execs = len(app_events(run, "exec"))
+    assert metric(run.metrics, "linnix_events_total", kind="exec", container=run.app_id) == execs
+    assert metric(run.metrics, "linnix_events_lost_total") == 0
