@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Spawn-storm benchmark of the tracer. Prints figures; asserts nothing.
+
+N fork+exec+exit of /bin/true, run in a fresh cgroup v2 directory, timed:
+  - with no tracer (baseline),
+  - with `linnix-sidecar trace --cgroup DIR` tracing that cgroup,
+  - with bpftrace running an equivalent exec/exit script as a peer.
+Configurations alternate over several rounds and the median is kept, which
+matters on a small, noisy machine.
+
+Figures: overhead ratio against the baseline for both tracers, events lost,
+tracer CPU seconds per 1k events, the tracer's peak RSS, attach time (process
+start to /readyz answering 200), and kernel-to-stdout latency p50/p99 (the
+event's kernel timestamp against the time its line was read from the
+tracer's stdout).
+
+Usage (root): scripts/bench-tracer.py [--spawns N] [--rounds R] [--binary PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = "127.0.0.1:19464"
+
+
+def v2_root() -> Path:
+    for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+        if (root / "cgroup.procs").exists() and (root / "cgroup.threads").exists():
+            return root
+    raise SystemExit("no cgroup v2 hierarchy mounted")
+
+
+def storm(cgroup: Path, spawns: int) -> float:
+    """Seconds taken by `spawns` fork+exec+exit of /bin/true inside `cgroup`."""
+    script = f'echo $$ > {cgroup}/cgroup.procs; i=0; while [ $i -lt {spawns} ]; do /bin/true; i=$((i+1)); done'
+    start = time.perf_counter()
+    subprocess.run(["/bin/sh", "-c", script], check=True)
+    return time.perf_counter() - start
+
+
+def ts_ns(ts: str) -> int:
+    whole, _, frac = ts.rstrip("Z").partition(".")
+    seconds = int(datetime.fromisoformat(whole).replace(tzinfo=timezone.utc).timestamp())
+    return seconds * 1_000_000_000 + int((frac or "0").ljust(9, "0")[:9])
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def metric(name: str) -> float:
+    body = urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=2).read().decode()
+    return sum(float(l.split()[-1]) for l in body.splitlines() if l.startswith(name + " ") or l.startswith(name + "{"))
+
+
+class Tracer:
+    """linnix-sidecar tracing one cgroup, its stdout read by a thread."""
+
+    def __init__(self, binary: str, cgroup: Path):
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [binary, "trace", "--cgroup", str(cgroup), "--metrics-addr", METRICS, "--max-events-per-sec", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+        )
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit("linnix-sidecar exited before it was ready")
+            try:
+                if urllib.request.urlopen(f"http://{METRICS}/readyz", timeout=1).status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.001)
+        self.attach_ms = (time.perf_counter() - started) * 1000
+        self.latencies_us: list[float] = []
+        self.execs = 0
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            now = time.time_ns()
+            event = json.loads(line)
+            self.latencies_us.append((now - ts_ns(event["ts"])) / 1000)
+            self.execs += event["event"] == "exec"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)
+        self.reader.join(timeout=10)
+
+
+class Bpftrace:
+    """The peer: exec and exit of the same cgroup, printed like the tracer does."""
+
+    def __init__(self, cgroup: Path):
+        program = (
+            f'tracepoint:sched:sched_process_exec /cgroup == cgroupid("{cgroup}")/ '
+            '{ printf("{\\"event\\":\\"exec\\",\\"pid\\":%d,\\"filename\\":\\"%s\\"}\\n", pid, str(args->filename)); } '
+            f'tracepoint:sched:sched_process_exit /cgroup == cgroupid("{cgroup}") && pid == tid/ '
+            '{ printf("{\\"event\\":\\"exit\\",\\"pid\\":%d,\\"code\\":%d}\\n", pid, curtask->exit_code >> 8); }'
+        )
+        self.proc = subprocess.Popen(["bpftrace", "-e", program], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        first = self.proc.stdout.readline()  # "Attaching N probes..."
+        if not first.startswith("Attaching"):
+            raise SystemExit(f"bpftrace did not start: {first!r}")
+        self.lines = 0
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for _ in self.proc.stdout:
+            self.lines += 1
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=10)
+        self.reader.join(timeout=10)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="spawn-storm benchmark of linnix-sidecar")
+    parser.add_argument("--spawns", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--binary", default=str(REPO / "target/release/linnix-sidecar"))
+    args = parser.parse_args()
+    if not Path(args.binary).exists():
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "linnix-sidecar"], cwd=REPO, check=True)
+
+    cgroup = v2_root() / f"linnix-bench-{os.getpid()}"
+    cgroup.mkdir()
+    times: dict[str, list[float]] = {"baseline": [], "linnix": [], "bpftrace": []}
+    attach, latencies, cpu, rss, lost, missing, bpftrace_missing = [], [], [], [], 0.0, 0, 0
+    has_bpftrace = shutil.which("bpftrace") is not None
+    try:
+        for _ in range(args.rounds):
+            times["baseline"].append(storm(cgroup, args.spawns))
+
+            tracer = Tracer(args.binary, cgroup)
+            attach.append(tracer.attach_ms)
+            cpu0 = proc_cpu_seconds(tracer.proc.pid)
+            times["linnix"].append(storm(cgroup, args.spawns))
+            time.sleep(0.5)  # let the last events reach stdout
+            cpu.append(proc_cpu_seconds(tracer.proc.pid) - cpu0)
+            rss.append(proc_status(tracer.proc.pid, "VmHWM"))
+            lost += metric("linnix_events_lost_total")
+            events = len(tracer.latencies_us)
+            missing += args.spawns - tracer.execs
+            tracer.stop()
+            latencies.extend(tracer.latencies_us)
+            cpu[-1] = cpu[-1] / max(events, 1) * 1000
+
+            if has_bpftrace:
+                peer = Bpftrace(cgroup)
+                times["bpftrace"].append(storm(cgroup, args.spawns))
+                time.sleep(0.5)
+                peer.stop()
+                bpftrace_missing += 2 * args.spawns - min(peer.lines, 2 * args.spawns)
+    finally:
+        cgroup.rmdir()
+
+    base = statistics.median(times["baseline"])
+    rate = args.spawns / base
+    print(f"spawn storm: {args.spawns} fork+exec+exit of /bin/true x {args.rounds} rounds "
+          f"(baseline {rate:.0f} spawns/s, {3 * rate:.0f} events/s)")
+    for name, samples in times.items():
+        if samples:
+            med = statistics.median(samples)
+            print(f"  {name:9s} median {med * 1000:8.1f} ms   overhead {100 * (med / base - 1):+6.2f} %")
+    print(f"  linnix events lost (ring buffer full): {lost:.0f}; exec events missing from stdout: {missing}")
+    if has_bpftrace:
+        print(f"  bpftrace lines missing: {bpftrace_missing}")
+    print(f"  linnix CPU: {statistics.median(cpu):.4f} s per 1k events")
+    print(f"  linnix peak RSS: {max(rss) / 1024:.1f} MiB")
+    print(f"  attach (start to /readyz 200): median {statistics.median(attach):.0f} ms, max {max(attach):.0f} ms")
+    print(f"  kernel-to-stdout latency: p50 {percentile(latencies, 50):.0f} us, p99 {percentile(latencies, 99):.0f} us "
+          f"({len(latencies)} events)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
