@@ -1,10 +1,28 @@
 //! Kernel programs of the linnix tracer and their typed interface.
 //!
-//! INTERFACE SKELETON: the public types and function signatures below are the
-//! contract between this crate and `linnix-sidecar`. Bodies marked `todo!()`
-//! are to be implemented; signatures change only by agreement.
+//! The C programs in `bpf/` (CO-RE, built by `build.rs` with clang) report
+//! the process lifecycle of one pod: fork, exec, exit and OOM kill. This
+//! crate embeds the objects, loads and attaches them with aya and decodes the
+//! ring-buffer records into [`Event`]s.
+//!
+//! - [`Tracer::load`] attaches the four `tp_btf` programs, filtered in the
+//!   kernel to the cgroup v2 subtree of [`TracerConfig::target`].
+//! - [`own_cgroup_ancestry`] finds the caller's cgroup v2 position from inside
+//!   a private cgroup namespace, so the pod cgroup can be chosen.
+//! - [`decode`] turns one ring-buffer record into an [`Event`].
+//!
+//! The event layout is defined once, in `bpf/include/linnix_events.h`; the
+//! Rust view is generated from it (module `bindings`).
 
-use std::io;
+mod bindings;
+mod decode;
+mod error;
+mod self_cgroup;
+mod tracer;
+
+pub use decode::decode;
+pub use self_cgroup::own_cgroup_ancestry;
+pub use tracer::Tracer;
 
 /// Where a cgroup sits in the cgroup v2 tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,14 +90,15 @@ pub struct ExitEvent {
 impl ExitEvent {
     /// Exit code when the process exited normally.
     pub fn exit_code(&self) -> Option<i32> {
-        todo!()
+        (self.status & 0x7f == 0).then_some(((self.status >> 8) & 0xff) as i32)
     }
     /// Signal number when the process was killed by a signal.
     pub fn signal(&self) -> Option<i32> {
-        todo!()
+        let signal = (self.status & 0x7f) as i32;
+        (signal != 0).then_some(signal)
     }
     pub fn core_dumped(&self) -> bool {
-        todo!()
+        self.status & 0x80 != 0
     }
 }
 
@@ -109,7 +128,12 @@ pub enum Event {
 
 impl Event {
     pub fn task(&self) -> &Task {
-        todo!()
+        match self {
+            Event::Fork(e) => &e.task,
+            Event::Exec(e) => &e.task,
+            Event::Exit(e) => &e.task,
+            Event::OomKill(e) => &e.task,
+        }
     }
 }
 
@@ -141,46 +165,4 @@ pub enum TracerError {
     NoCgroupV2,
     #[error("{0}")]
     Other(String),
-}
-
-/// Parse one ring-buffer record.
-pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
-    let _ = record;
-    todo!()
-}
-
-/// The cgroup v2 position of the calling thread, found through BPF so that it
-/// works inside a private cgroup namespace where no parent is visible.
-/// Returns the calling thread's own cgroup and all its ancestors, root first.
-pub fn own_cgroup_ancestry() -> Result<Vec<CgroupPosition>, TracerError> {
-    todo!()
-}
-
-/// Loaded and attached programs plus the ring buffer they write to.
-pub struct Tracer {
-    _private: (),
-}
-
-impl Tracer {
-    /// Load the object, set the filter, attach every program.
-    pub fn load(config: &TracerConfig) -> Result<Tracer, TracerError> {
-        let _ = config;
-        todo!()
-    }
-
-    /// Wait until the ring buffer has data, then hand every record to `sink`.
-    pub async fn next_batch(&mut self, sink: &mut dyn FnMut(Event)) -> io::Result<()> {
-        let _ = sink;
-        todo!()
-    }
-
-    /// Hand every record already in the ring buffer to `sink` without waiting.
-    pub fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize {
-        let _ = sink;
-        todo!()
-    }
-
-    pub fn kernel_stats(&self) -> Result<KernelStats, TracerError> {
-        todo!()
-    }
 }

@@ -67,8 +67,8 @@ struct linnix_fork_event {
 
 struct linnix_exec_event {
 	struct linnix_event_header hdr;
-	__u32 argc;            /* arguments copied into args */
-	__u32 args_len;        /* bytes used in args */
+	__u32 argc;            /* argc of the new program (bprm->argc), also when args is cut */
+	__u32 args_len;        /* bytes used in args: argv strings, each NUL-terminated except a cut last one */
 	char filename[LINNIX_FILENAME_LEN];
 	char args[LINNIX_ARGS_LEN];
 };
@@ -87,6 +87,18 @@ struct linnix_oom_event {
 	__u64 rss_shmem_kb;
 	__u64 memcg_usage_bytes;
 	__u64 memcg_limit_bytes;
+};
+
+/*
+ * Own-cgroup discovery (linnix_self.bpf.c): the calling thread's cgroup v2
+ * position, written into the one-element "self_cgroup" array map.
+ */
+#define LINNIX_MAX_CGROUP_LEVELS 64
+
+struct linnix_self_cgroup {
+	__u32 level;           /* depth of the thread's cgroup below the v2 root */
+	__u32 valid;           /* 1 once the program ran */
+	__u64 ids[LINNIX_MAX_CGROUP_LEVELS]; /* ids[i] = id of the ancestor at level i; ids[level] is the cgroup itself */
 };
 
 #endif /* LINNIX_EVENTS_H */

@@ -1,0 +1,155 @@
+//! Ring-buffer records → [`Event`]s. Records come from the kernel programs,
+//! but are still checked: a short or unknown record is an error, never a panic.
+
+use zerocopy::FromBytes;
+
+use crate::bindings::{
+    linnix_event_header, linnix_exec_event, linnix_exit_event, linnix_fork_event, linnix_oom_event,
+    LINNIX_ARGS_LEN, LINNIX_EVENT_EXEC, LINNIX_EVENT_EXIT, LINNIX_EVENT_FORK,
+    LINNIX_EVENT_OOM_KILL, LINNIX_FLAG_ARGV_TRUNCATED, LINNIX_FLAG_FILENAME_TRUNCATED,
+    LINNIX_FLAG_MEMCG_KNOWN, LINNIX_FLAG_THREAD, LINNIX_MAX_ARGS,
+};
+use crate::{DecodeError, Event, ExecEvent, ExitEvent, ForkEvent, MemcgUsage, OomKillEvent, Task};
+
+/// Parse one ring-buffer record.
+pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
+    let (hdr, _) = linnix_event_header::read_from_prefix(record)
+        .map_err(|_| DecodeError::TooShort(record.len()))?;
+    match hdr.kind {
+        LINNIX_EVENT_FORK => {
+            let e = read::<linnix_fork_event>(record)?;
+            Ok(Event::Fork(ForkEvent {
+                task: task(&e.hdr),
+                thread: e.hdr.flags & LINNIX_FLAG_THREAD != 0,
+            }))
+        }
+        LINNIX_EVENT_EXEC => {
+            let e = read::<linnix_exec_event>(record)?;
+            Ok(Event::Exec(exec_event(&e)))
+        }
+        LINNIX_EVENT_EXIT => {
+            let e = read::<linnix_exit_event>(record)?;
+            Ok(Event::Exit(ExitEvent {
+                task: task(&e.hdr),
+                status: e.status,
+                lifetime_ns: e.lifetime_ns,
+            }))
+        }
+        LINNIX_EVENT_OOM_KILL => {
+            let e = read::<linnix_oom_event>(record)?;
+            let memcg = (e.hdr.flags & LINNIX_FLAG_MEMCG_KNOWN != 0).then_some(MemcgUsage {
+                usage_bytes: e.memcg_usage_bytes,
+                limit_bytes: e.memcg_limit_bytes,
+            });
+            Ok(Event::OomKill(OomKillEvent {
+                task: task(&e.hdr),
+                rss_anon_kb: e.rss_anon_kb,
+                rss_file_kb: e.rss_file_kb,
+                rss_shmem_kb: e.rss_shmem_kb,
+                memcg,
+            }))
+        }
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+fn read<T: FromBytes>(record: &[u8]) -> Result<T, DecodeError> {
+    T::read_from_prefix(record)
+        .map(|(value, _)| value)
+        .map_err(|_| DecodeError::TooShort(record.len()))
+}
+
+fn task(hdr: &linnix_event_header) -> Task {
+    Task {
+        ts_boot_ns: hdr.ts_boot_ns,
+        host_pid: hdr.host_pid,
+        host_tid: hdr.host_tid,
+        pid: hdr.pid,
+        ppid: hdr.ppid,
+        host_ppid: hdr.host_ppid,
+        comm: c_string(&hdr.comm),
+        cgroup_id: hdr.cgroup_id,
+        cgroup_name: c_string(&hdr.cgroup_name),
+    }
+}
+
+fn exec_event(e: &linnix_exec_event) -> ExecEvent {
+    // args_len comes from the kernel, but a garbled record must not index
+    // past the buffer.
+    let len = usize::try_from(e.args_len)
+        .unwrap_or(usize::MAX)
+        .min(LINNIX_ARGS_LEN as usize);
+    let (argv, cut) = split_argv(as_bytes(&e.args[..len]), LINNIX_MAX_ARGS as usize);
+    let argc = usize::try_from(e.argc).unwrap_or(usize::MAX);
+    ExecEvent {
+        task: task(&e.hdr),
+        filename: c_string(&e.filename),
+        filename_truncated: e.hdr.flags & LINNIX_FLAG_FILENAME_TRUNCATED != 0,
+        argv_truncated: e.hdr.flags & LINNIX_FLAG_ARGV_TRUNCATED != 0 || cut || argv.len() < argc,
+        argv,
+    }
+}
+
+/// Split the NUL-separated argv area into at most `max` strings. Returns
+/// whether strings were left out.
+fn split_argv(area: &[u8], max: usize) -> (Vec<String>, bool) {
+    // A full area ends in the middle of a string or right after a NUL; only
+    // the final NUL's empty tail is not an argument.
+    let area = area.strip_suffix(&[0]).unwrap_or(area);
+    if area.is_empty() {
+        return (Vec::new(), false);
+    }
+    let mut parts = area.split(|&b| b == 0);
+    let argv: Vec<String> = parts
+        .by_ref()
+        .take(max)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    (argv, parts.next().is_some())
+}
+
+/// A C string from a fixed buffer: up to the first NUL, or the whole buffer.
+fn c_string(buf: &[std::ffi::c_char]) -> String {
+    let bytes = as_bytes(buf);
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+fn as_bytes(buf: &[std::ffi::c_char]) -> &[u8] {
+    zerocopy::IntoBytes::as_bytes(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_split_keeps_empty_arguments_and_drops_the_final_nul() {
+        let (argv, cut) = split_argv(b"sh\0-c\0\0exit 3\0", 32);
+        assert_eq!(argv, ["sh", "-c", "", "exit 3"]);
+        assert!(!cut);
+    }
+
+    #[test]
+    fn argv_split_caps_the_count() {
+        let (argv, cut) = split_argv(b"a\0b\0c\0", 2);
+        assert_eq!(argv, ["a", "b"]);
+        assert!(cut);
+    }
+
+    #[test]
+    fn argv_split_keeps_a_cut_last_argument() {
+        let (argv, cut) = split_argv(b"python3\0-c\0import o", 32);
+        assert_eq!(argv, ["python3", "-c", "import o"]);
+        assert!(!cut);
+    }
+
+    #[test]
+    fn c_string_stops_at_nul_or_buffer_end() {
+        let buf: Vec<std::ffi::c_char> =
+            b"abc\0def".iter().map(|&b| b as std::ffi::c_char).collect();
+        assert_eq!(c_string(&buf), "abc");
+        let full: Vec<std::ffi::c_char> = b"abcd".iter().map(|&b| b as std::ffi::c_char).collect();
+        assert_eq!(c_string(&full), "abcd");
+    }
+}

@@ -1,0 +1,168 @@
+//! Loading, attaching and reading the lifecycle programs (`bpf/linnix.bpf.c`).
+
+use std::io;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::BtfTracePoint;
+use aya::{Btf, Ebpf, EbpfLoader};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use crate::bindings::{LINNIX_STAT_LOST, LINNIX_STAT_RATE_LIMITED};
+use crate::decode::decode;
+use crate::error::{classify, require_btf};
+use crate::{Event, KernelStats, TracerConfig, TracerError};
+
+static LINNIX_BPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linnix.bpf.o"));
+
+/// Program name in the object → BTF tracepoint it attaches to.
+const PROGRAMS: [(&str, &str); 4] = [
+    ("handle_fork", "sched_process_fork"),
+    ("handle_exec", "sched_process_exec"),
+    ("handle_exit", "sched_process_exit"),
+    ("handle_mark_victim", "mark_victim"),
+];
+
+/// Loaded and attached programs plus the ring buffer they write to.
+pub struct Tracer {
+    ring: AsyncFd<RingBuf<MapData>>,
+    stats: PerCpuArray<MapData, u64>,
+    // Owns the programs and their links: dropping it detaches everything.
+    _ebpf: Ebpf,
+}
+
+impl Tracer {
+    /// Load the object, set the filter, attach every program.
+    ///
+    /// Must be called inside a Tokio runtime with I/O enabled: the ring
+    /// buffer is registered with its reactor.
+    pub fn load(config: &TracerConfig) -> Result<Tracer, TracerError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(TracerError::Other(
+                "Tracer::load must be called inside a Tokio runtime".into(),
+            ));
+        }
+        let btf = require_btf()?;
+        let mut ebpf = load_object(config, &btf)?;
+        for (program, tracepoint) in PROGRAMS {
+            attach(&mut ebpf, &btf, program, tracepoint)?;
+        }
+
+        let ring = ebpf
+            .take_map("events")
+            .ok_or_else(|| missing("map events"))
+            .and_then(|map| {
+                RingBuf::try_from(map).map_err(|e| classify("map the events ring buffer", &e))
+            })?;
+        // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
+        // for as long as the AsyncFd that owns the RingBuf.
+        let ring =
+            unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
+                TracerError::Other(format!("cannot poll the events ring buffer: {}", e))
+            })?;
+        let stats = ebpf
+            .take_map("stats")
+            .ok_or_else(|| missing("map stats"))
+            .and_then(|map| {
+                PerCpuArray::try_from(map).map_err(|e| classify("open the stats map", &e))
+            })?;
+
+        tracing::debug!(
+            target_id = config.target.id,
+            target_level = config.target.level,
+            trace_threads = config.trace_threads,
+            max_events_per_sec = config.max_events_per_sec,
+            "BPF programs attached"
+        );
+        Ok(Tracer {
+            ring,
+            stats,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Wait until the ring buffer has data, then hand every record to `sink`.
+    pub async fn next_batch(&mut self, sink: &mut dyn FnMut(Event)) -> io::Result<()> {
+        loop {
+            let mut guard = self.ring.readable_mut().await?;
+            if drain_ring(guard.get_inner_mut(), sink) > 0 {
+                // Readiness stays set, so the next call drains again first.
+                return Ok(());
+            }
+            guard.clear_ready();
+            drop(guard);
+            // The kernel wakes the reader only when a record lands in an empty
+            // ring. One submitted between the drain above and clear_ready()
+            // would otherwise wait for a wakeup that never comes.
+            if drain_ring(self.ring.get_mut(), sink) > 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hand every record already in the ring buffer to `sink` without waiting.
+    pub fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize {
+        drain_ring(self.ring.get_mut(), sink)
+    }
+
+    pub fn kernel_stats(&self) -> Result<KernelStats, TracerError> {
+        let sum = |index: u32| -> Result<u64, TracerError> {
+            let values = self
+                .stats
+                .get(&index, 0)
+                .map_err(|e| classify("read the stats map", &e))?;
+            Ok(values.iter().fold(0u64, |acc, v| acc.wrapping_add(*v)))
+        };
+        Ok(KernelStats {
+            lost: sum(LINNIX_STAT_LOST)?,
+            rate_limited: sum(LINNIX_STAT_RATE_LIMITED)?,
+        })
+    }
+}
+
+fn load_object(config: &TracerConfig, btf: &Btf) -> Result<Ebpf, TracerError> {
+    let trace_threads = u32::from(config.trace_threads);
+    EbpfLoader::new()
+        .btf(Some(btf))
+        .override_global("target_cgroup_id", &config.target.id, true)
+        .override_global("target_level", &config.target.level, true)
+        .override_global("trace_threads", &trace_threads, true)
+        .override_global("max_events_per_sec", &config.max_events_per_sec, true)
+        .load(LINNIX_BPF)
+        .map_err(|e| classify("create the tracer's BPF maps", &e))
+}
+
+fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str, tracepoint: &str) -> Result<(), TracerError> {
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| missing(&format!("program {name}")))?
+        .try_into()
+        .map_err(|e| classify(&format!("look up the BPF program {name}"), &e))?;
+    program
+        .load(tracepoint, btf)
+        .map_err(|e| classify(&format!("load the BPF program for {tracepoint}"), &e))?;
+    program
+        .attach()
+        .map_err(|e| classify(&format!("attach the BPF program to {tracepoint}"), &e))?;
+    Ok(())
+}
+
+fn missing(what: &str) -> TracerError {
+    TracerError::Other(format!("{what} is missing from the embedded BPF object"))
+}
+
+/// Decode every record in the ring. Records that do not decode are logged and
+/// skipped: one bad record must not stop the stream.
+fn drain_ring(ring: &mut RingBuf<MapData>, sink: &mut dyn FnMut(Event)) -> usize {
+    let mut delivered = 0;
+    while let Some(record) = ring.next() {
+        match decode(&record) {
+            Ok(event) => {
+                sink(event);
+                delivered += 1;
+            }
+            Err(err) => tracing::warn!(error = %err, "skipping an undecodable ring buffer record"),
+        }
+    }
+    delivered
+}
