@@ -1,1 +1,61 @@
-fn main() {}
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use linnix_injector::cli::{Cli, Command};
+use linnix_injector::config::Config;
+use linnix_injector::{offline, serve, tls};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cli.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    // One crypto provider for the whole process (rustls and kube's client).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve::run(args)),
+        Command::Inject(args) => {
+            let sidecar = Config::load(args.config.as_deref())?
+                .sidecar
+                .validate(args.native_sidecar)?;
+            let text = offline::read_input(&args.file)?;
+            let out = offline::inject_yaml(
+                &text,
+                &offline::Options {
+                    sidecar: &sidecar,
+                    inject_all: args.all,
+                },
+            )?;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(out.as_bytes())?;
+            stdout.flush()?;
+            Ok(())
+        }
+        Command::Certs(args) => {
+            let generated = tls::generate(&args.dns)?;
+            tls::write_files(&args.out, &generated)?;
+            tracing::info!(dir = %args.out.display(), dns = ?args.dns, "wrote ca.crt, tls.crt, tls.key");
+            Ok(())
+        }
+    }
+}

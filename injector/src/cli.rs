@@ -1,0 +1,200 @@
+//! Command line and environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "linnix-injector",
+    version,
+    about = "Mutating admission webhook that adds the linnix tracer sidecar to opted-in pods"
+)]
+pub struct Cli {
+    /// Diagnostics filter (tracing EnvFilter syntax); RUST_LOG wins when set.
+    #[arg(long, global = true, env = "LINNIX_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the admission webhook (HTTPS) and metrics (plain HTTP).
+    Serve(ServeArgs),
+    /// Inject manifests offline: YAML in, YAML out on stdout.
+    Inject(InjectArgs),
+    /// Write a CA and a serving certificate signed by it.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("tls").required(true).args(["tls_cert", "self_signed"])))]
+pub struct ServeArgs {
+    /// HTTPS address of /mutate, /healthz and /readyz.
+    #[arg(long, env = "LINNIX_ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+
+    /// Plain-HTTP address of /metrics.
+    #[arg(long, env = "LINNIX_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+
+    /// YAML sidecar template; built-in defaults when absent.
+    #[arg(long, env = "LINNIX_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Overrides the config file's `nativeSidecar`.
+    #[arg(long, env = "LINNIX_NATIVE_SIDECAR", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub native_sidecar: Option<bool>,
+
+    /// Serving certificate (PEM), reloaded when it changes on disk.
+    #[arg(
+        long,
+        env = "LINNIX_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, env = "LINNIX_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "LINNIX_TLS_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
+
+    /// Generate a CA and serving certificate in memory and set the caBundle
+    /// of --webhook-config.
+    #[arg(long, requires = "webhook_config")]
+    pub self_signed: bool,
+
+    /// Name of the MutatingWebhookConfiguration whose caBundle is set.
+    #[arg(long, env = "LINNIX_WEBHOOK_CONFIG")]
+    pub webhook_config: Option<String>,
+
+    /// DNS names of the self-signed certificate (repeatable); default
+    /// <service>.<namespace>.svc.
+    #[arg(long = "dns", value_name = "NAME")]
+    pub dns: Vec<String>,
+
+    /// Service name used for the default DNS name.
+    #[arg(long, env = "LINNIX_SERVICE", default_value = "linnix-injector")]
+    pub service: String,
+
+    /// The injector's own namespace: never injected.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// Manifest file, or `-` for stdin.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|-")]
+    pub file: String,
+
+    /// Inject every pod template regardless of the inject annotation.
+    #[arg(long)]
+    pub all: bool,
+
+    /// YAML sidecar template; built-in defaults when absent.
+    #[arg(long, env = "LINNIX_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Overrides the config file's `nativeSidecar`.
+    #[arg(long, env = "LINNIX_NATIVE_SIDECAR", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub native_sidecar: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory for ca.crt, tls.crt and tls.key (created when missing).
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// DNS name of the serving certificate (repeatable).
+    #[arg(long = "dns", value_name = "NAME", required = true)]
+    pub dns: Vec<String>,
+}
+
+/// `500ms`, `5s`, `2m`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s or 2m"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    };
+    if d.is_zero() {
+        return Err("the interval must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn native_sidecar_flag_forms() {
+        let parse = |args: &[&str]| {
+            let mut v = vec!["linnix-injector", "inject", "-f", "-"];
+            v.extend_from_slice(args);
+            match Cli::try_parse_from(v).unwrap().command {
+                Command::Inject(a) => a.native_sidecar,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(parse(&[]), None);
+        assert_eq!(parse(&["--native-sidecar=false"]), Some(false));
+        assert_eq!(parse(&["--native-sidecar"]), Some(true));
+    }
+
+    #[test]
+    fn serve_needs_exactly_one_certificate_source() {
+        assert!(Cli::try_parse_from(["x", "serve"]).is_err());
+        assert!(Cli::try_parse_from(["x", "serve", "--tls-cert", "a"]).is_err());
+        assert!(Cli::try_parse_from(["x", "serve", "--self-signed"]).is_err());
+        assert!(Cli::try_parse_from(["x", "serve", "--tls-cert", "a", "--tls-key", "b"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["x", "serve", "--self-signed", "--webhook-config", "w"]).is_ok()
+        );
+        assert!(Cli::try_parse_from([
+            "x",
+            "serve",
+            "--self-signed",
+            "--webhook-config",
+            "w",
+            "--tls-cert",
+            "a",
+            "--tls-key",
+            "b"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! The sidecar template: built-in defaults, optionally overridden by a YAML file.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::quantity::{Quantity, QuantityError};
+
+pub const DEFAULT_IMAGE: &str = concat!("linnix/linnix-sidecar:", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("sidecar.name {0:?} is not a valid container name (lowercase RFC 1123 label, at most 63 characters)")]
+    Name(String),
+    #[error("sidecar.image must not be empty")]
+    Image,
+    #[error("sidecar.metricsPort must be between 1 and 65535")]
+    MetricsPort,
+    #[error("sidecar.seccompProfile of type Localhost needs a non-empty localhostProfile")]
+    LocalhostProfile,
+    #[error("sidecar.resources.{field}: {source}")]
+    Quantity {
+        field: &'static str,
+        source: QuantityError,
+    },
+    #[error("sidecar.resources: the {resource} request {request} exceeds its limit {limit}")]
+    RequestAboveLimit {
+        resource: &'static str,
+        request: String,
+        limit: String,
+    },
+}
+
+/// Top level of the YAML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub sidecar: SidecarConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SidecarConfig {
+    pub name: String,
+    pub image: String,
+    pub image_pull_policy: PullPolicy,
+    pub args: Vec<String>,
+    pub metrics_port: u16,
+    pub native_sidecar: bool,
+    pub seccomp_profile: SeccompProfile,
+    pub resources: ResourcesConfig,
+}
+
+impl Default for SidecarConfig {
+    fn default() -> Self {
+        Self {
+            name: "linnix-tracer".into(),
+            image: DEFAULT_IMAGE.into(),
+            image_pull_policy: PullPolicy::IfNotPresent,
+            args: Vec::new(),
+            metrics_port: 9464,
+            native_sidecar: true,
+            seccomp_profile: SeccompProfile::default(),
+            resources: ResourcesConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+/// The container's `securityContext.seccompProfile`.
+///
+/// The default is `Unconfined`: containers/common's profile (CRI-O, podman)
+/// allows `bpf()` only with CAP_SYS_ADMIN, so `RuntimeDefault` breaks the
+/// tracer there. On containerd >= 1.6.9 / 1.7 `RuntimeDefault` works and is
+/// the better choice; see the README for the evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum SeccompProfile {
+    RuntimeDefault,
+    #[default]
+    Unconfined,
+    Localhost {
+        #[serde(rename = "localhostProfile")]
+        localhost_profile: String,
+    },
+}
+
+/// Requests and limits as written in the file; missing entries fall back to
+/// the defaults one by one, so both are always complete.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourcesConfig {
+    pub requests: ResourceValues,
+    pub limits: ResourceValues,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourceValues {
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+}
+
+/// Validated, complete requests and limits for the tracer container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resources {
+    pub cpu_request: Quantity,
+    pub cpu_limit: Quantity,
+    pub memory_request: Quantity,
+    pub memory_limit: Quantity,
+}
+
+const DEFAULT_CPU_REQUEST: &str = "10m";
+const DEFAULT_CPU_LIMIT: &str = "200m";
+const DEFAULT_MEMORY_REQUEST: &str = "32Mi";
+const DEFAULT_MEMORY_LIMIT: &str = "64Mi";
+
+/// The checked sidecar template used by `serve` and `inject`.
+#[derive(Debug, Clone)]
+pub struct Sidecar {
+    pub name: String,
+    pub image: String,
+    pub image_pull_policy: PullPolicy,
+    pub args: Vec<String>,
+    pub metrics_port: u16,
+    pub native_sidecar: bool,
+    pub seccomp_profile: SeccompProfile,
+    pub resources: Resources,
+}
+
+impl Config {
+    /// Reads the YAML file when given, else the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
+        // An empty file is a valid "all defaults" file.
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml::from_str(text)
+    }
+}
+
+impl SidecarConfig {
+    /// Checks every field; `native_sidecar` overrides the file's value when set.
+    pub fn validate(self, native_sidecar: Option<bool>) -> Result<Sidecar, ConfigError> {
+        if !is_dns_label(&self.name) {
+            return Err(ConfigError::Name(self.name));
+        }
+        if self.image.trim().is_empty() {
+            return Err(ConfigError::Image);
+        }
+        if self.metrics_port == 0 {
+            return Err(ConfigError::MetricsPort);
+        }
+        if let SeccompProfile::Localhost { localhost_profile } = &self.seccomp_profile {
+            if localhost_profile.trim().is_empty() {
+                return Err(ConfigError::LocalhostProfile);
+            }
+        }
+        let r = &self.resources;
+        let pick = |field: &'static str, value: &Option<String>, default: &str| {
+            Quantity::parse_resource(value.as_deref().unwrap_or(default))
+                .map_err(|source| ConfigError::Quantity { field, source })
+        };
+        let resources = Resources {
+            cpu_request: pick("requests.cpu", &r.requests.cpu, DEFAULT_CPU_REQUEST)?,
+            cpu_limit: pick("limits.cpu", &r.limits.cpu, DEFAULT_CPU_LIMIT)?,
+            memory_request: pick(
+                "requests.memory",
+                &r.requests.memory,
+                DEFAULT_MEMORY_REQUEST,
+            )?,
+            memory_limit: pick("limits.memory", &r.limits.memory, DEFAULT_MEMORY_LIMIT)?,
+        };
+        for (resource, request, limit) in [
+            ("cpu", &resources.cpu_request, &resources.cpu_limit),
+            ("memory", &resources.memory_request, &resources.memory_limit),
+        ] {
+            if request.value() > limit.value() {
+                return Err(ConfigError::RequestAboveLimit {
+                    resource,
+                    request: request.to_string(),
+                    limit: limit.to_string(),
+                });
+            }
+        }
+        Ok(Sidecar {
+            name: self.name,
+            image: self.image,
+            image_pull_policy: self.image_pull_policy,
+            args: self.args,
+            metrics_port: self.metrics_port,
+            native_sidecar: native_sidecar.unwrap_or(self.native_sidecar),
+            seccomp_profile: self.seccomp_profile,
+            resources,
+        })
+    }
+}
+
+/// RFC 1123 label, the rule for container names.
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_complete() {
+        let s = Config::default().sidecar.validate(None).unwrap();
+        assert_eq!(s.name, "linnix-tracer");
+        assert!(s.native_sidecar);
+        assert_eq!(s.resources.memory_limit.as_str(), "64Mi");
+        assert_eq!(s.seccomp_profile, SeccompProfile::Unconfined);
+    }
+
+    #[test]
+    fn file_overrides_merge_with_defaults() {
+        let c = Config::from_yaml(
+            "sidecar:\n  image: r/x:1\n  nativeSidecar: false\n  seccompProfile: {type: Localhost, localhostProfile: p.json}\n  resources:\n    limits: {memory: 128Mi}\n",
+        )
+        .unwrap();
+        let s = c.sidecar.validate(None).unwrap();
+        assert_eq!(s.image, "r/x:1");
+        assert!(!s.native_sidecar);
+        assert_eq!(s.resources.memory_limit.as_str(), "128Mi");
+        assert_eq!(s.resources.memory_request.as_str(), "32Mi");
+        assert_eq!(
+            s.seccomp_profile,
+            SeccompProfile::Localhost {
+                localhost_profile: "p.json".into()
+            }
+        );
+    }
+
+    #[test]
+    fn flag_overrides_file() {
+        let c = Config::from_yaml("sidecar: {nativeSidecar: false}").unwrap();
+        assert!(c.sidecar.validate(Some(true)).unwrap().native_sidecar);
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        assert!(Config::from_yaml("sidecar: {imagee: x}").is_err());
+        assert!(Config::from_yaml("sidecar: {seccompProfile: {type: Nope}}").is_err());
+        let bad = |yaml: &str| Config::from_yaml(yaml).unwrap().sidecar.validate(None);
+        assert!(matches!(
+            bad("sidecar: {name: Bad_Name}"),
+            Err(ConfigError::Name(_))
+        ));
+        assert!(matches!(
+            bad("sidecar: {resources: {limits: {cpu: 10 cores}}}"),
+            Err(ConfigError::Quantity { .. })
+        ));
+        assert!(matches!(
+            bad("sidecar: {resources: {requests: {memory: 1Gi}}}"),
+            Err(ConfigError::RequestAboveLimit { .. })
+        ));
+        assert!(matches!(
+            bad("sidecar: {seccompProfile: {type: Localhost, localhostProfile: ''}}"),
+            Err(ConfigError::LocalhostProfile)
+        ));
+        assert!(matches!(
+            bad("sidecar: {metricsPort: 0}"),
+            Err(ConfigError::MetricsPort)
+        ));
+    }
+}

@@ -1,0 +1,390 @@
+//! Whether a pod gets the tracer, and why not when it does not.
+//!
+//! Pure logic over facts read from the raw pod JSON and the namespace, shared by
+//! the webhook and the offline `inject` command.
+
+use serde_json::{Map, Value};
+
+/// Opt-in/opt-out annotation on pods and namespaces.
+pub const INJECT_ANNOTATION: &str = "sidecar.linnix.io/inject";
+/// Written on every pod the webhook decides about: the version or the skip reason.
+pub const STATUS_ANNOTATION: &str = "sidecar.linnix.io/status";
+pub const CPU_ANNOTATION: &str = "sidecar.linnix.io/cpu";
+pub const MEMORY_ANNOTATION: &str = "sidecar.linnix.io/memory";
+pub const POD_SECURITY_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
+
+/// Namespaces never touched: the control plane's own, and the injector's.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+/// Prefix of the status annotation value of an injected pod.
+pub const INJECTED_PREFIX: &str = "injected";
+
+pub fn injected_status() -> String {
+    format!(
+        "{INJECTED_PREFIX} (linnix-injector {})",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// What a pod (or a workload's pod template) says about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct PodFacts<'a> {
+    pub annotations: Option<&'a Map<String, Value>>,
+    pub share_process_namespace: Option<bool>,
+    pub has_tracer: bool,
+}
+
+impl<'a> PodFacts<'a> {
+    /// Reads the facts from a pod-shaped value (`metadata` + `spec`).
+    pub fn read(pod: &'a Value, tracer_name: &str) -> Self {
+        let annotations = pod
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object);
+        let spec = pod.get("spec");
+        let share_process_namespace = spec
+            .and_then(|s| s.get("shareProcessNamespace"))
+            .and_then(Value::as_bool);
+        let has_named = |list: &str| {
+            spec.and_then(|s| s.get(list))
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.get("name").and_then(Value::as_str) == Some(tracer_name))
+                })
+        };
+        let has_tracer = has_named("initContainers") || has_named("containers");
+        Self {
+            annotations,
+            share_process_namespace,
+            has_tracer,
+        }
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&'a str> {
+        self.annotations?.get(key)?.as_str()
+    }
+
+    fn already_injected(&self) -> bool {
+        self.has_tracer
+            || self
+                .annotation(STATUS_ANNOTATION)
+                .is_some_and(|s| s.starts_with(INJECTED_PREFIX))
+    }
+}
+
+/// What the pod's namespace says, as far as it is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceFacts {
+    pub inject: Option<String>,
+    pub pod_security_enforce: Option<String>,
+}
+
+/// Everything besides the pod itself that the decision depends on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    pub namespace: Option<&'a str>,
+    pub own_namespace: Option<&'a str>,
+    /// `None`: the namespace could not be looked up (no cluster, offline).
+    pub namespace_facts: Option<&'a NamespaceFacts>,
+    /// Offline `--all`: inject whatever the annotations say.
+    pub inject_all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Inject,
+    Skip(Skip),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Pod,
+    Namespace,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Pod => "pod",
+            Source::Namespace => "namespace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    AlreadyInjected,
+    ProtectedNamespace(String),
+    NotRequested,
+    Disabled(Source),
+    InvalidAnnotation { source: Source, value: String },
+    PodSecurity { level: String },
+    ShareProcessNamespaceDisabled,
+}
+
+impl Skip {
+    /// Stable, low-cardinality name for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Skip::AlreadyInjected => "already-injected",
+            Skip::ProtectedNamespace(_) => "protected-namespace",
+            Skip::NotRequested => "not-requested",
+            Skip::Disabled(Source::Pod) => "disabled-by-pod",
+            Skip::Disabled(Source::Namespace) => "disabled-by-namespace",
+            Skip::InvalidAnnotation { .. } => "invalid-annotation",
+            Skip::PodSecurity { .. } => "pod-security",
+            Skip::ShareProcessNamespaceDisabled => "share-process-namespace-disabled",
+        }
+    }
+
+    /// Human explanation, used for the status annotation, warnings and logs.
+    pub fn message(&self) -> String {
+        match self {
+            Skip::AlreadyInjected => "the linnix tracer is already present".into(),
+            Skip::ProtectedNamespace(ns) => {
+                format!("namespace {ns} is never injected")
+            }
+            Skip::NotRequested => {
+                format!("neither the pod nor its namespace sets {INJECT_ANNOTATION}")
+            }
+            Skip::Disabled(source) => {
+                format!("{INJECT_ANNOTATION} is disabled on the {}", source.as_str())
+            }
+            Skip::InvalidAnnotation { source, value } => format!(
+                "{INJECT_ANNOTATION}={value:?} on the {} is not one of true, enabled, false, disabled",
+                source.as_str()
+            ),
+            Skip::PodSecurity { level } => format!(
+                "namespace enforces Pod Security level {level:?}, which forbids the CAP_BPF and CAP_PERFMON the tracer needs: the pod would be rejected after mutation"
+            ),
+            Skip::ShareProcessNamespaceDisabled => {
+                "spec.shareProcessNamespace is explicitly false; the tracer needs the shared process namespace".into()
+            }
+        }
+    }
+
+    /// Whether the status annotation records this skip. Pods that already
+    /// carry the tracer keep their status; protected namespaces are left
+    /// entirely untouched.
+    pub fn annotates(&self) -> bool {
+        !matches!(self, Skip::AlreadyInjected | Skip::ProtectedNamespace(_))
+    }
+
+    /// Whether someone asked for injection (or wrote a value we cannot read)
+    /// and so deserves an admission warning.
+    pub fn warns(&self) -> bool {
+        matches!(
+            self,
+            Skip::InvalidAnnotation { .. }
+                | Skip::PodSecurity { .. }
+                | Skip::ShareProcessNamespaceDisabled
+        )
+    }
+}
+
+enum Wish {
+    Inject,
+    Refuse,
+    Invalid(String),
+}
+
+fn parse_wish(value: &str) -> Wish {
+    match value {
+        "true" | "enabled" => Wish::Inject,
+        "false" | "disabled" => Wish::Refuse,
+        other => Wish::Invalid(other.to_owned()),
+    }
+}
+
+pub fn decide(pod: &PodFacts<'_>, ctx: &Context<'_>) -> Decision {
+    if pod.already_injected() {
+        return Decision::Skip(Skip::AlreadyInjected);
+    }
+    if let Some(ns) = ctx.namespace {
+        if SYSTEM_NAMESPACES.contains(&ns) || ctx.own_namespace == Some(ns) {
+            return Decision::Skip(Skip::ProtectedNamespace(ns.to_owned()));
+        }
+    }
+    if !ctx.inject_all {
+        let (value, source) = match pod.annotation(INJECT_ANNOTATION) {
+            Some(v) => (Some(v), Source::Pod),
+            None => (
+                ctx.namespace_facts.and_then(|n| n.inject.as_deref()),
+                Source::Namespace,
+            ),
+        };
+        match value.map(parse_wish) {
+            None => return Decision::Skip(Skip::NotRequested),
+            Some(Wish::Refuse) => return Decision::Skip(Skip::Disabled(source)),
+            Some(Wish::Invalid(value)) => {
+                return Decision::Skip(Skip::InvalidAnnotation { source, value })
+            }
+            Some(Wish::Inject) => {}
+        }
+    }
+    if let Some(level) = ctx
+        .namespace_facts
+        .and_then(|n| n.pod_security_enforce.as_deref())
+    {
+        if level == "baseline" || level == "restricted" {
+            return Decision::Skip(Skip::PodSecurity {
+                level: level.to_owned(),
+            });
+        }
+    }
+    if pod.share_process_namespace == Some(false) {
+        return Decision::Skip(Skip::ShareProcessNamespaceDisabled);
+    }
+    Decision::Inject
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decide_for(pod: Value, ns: Option<NamespaceFacts>) -> Decision {
+        let facts = PodFacts::read(&pod, "linnix-tracer");
+        decide(
+            &facts,
+            &Context {
+                namespace: Some("apps"),
+                own_namespace: Some("linnix"),
+                namespace_facts: ns.as_ref(),
+                inject_all: false,
+            },
+        )
+    }
+
+    fn annotated(value: &str) -> Value {
+        json!({"metadata": {"annotations": {INJECT_ANNOTATION: value}}, "spec": {"containers": []}})
+    }
+
+    #[test]
+    fn pod_annotation_decides() {
+        assert_eq!(decide_for(annotated("true"), None), Decision::Inject);
+        assert_eq!(decide_for(annotated("enabled"), None), Decision::Inject);
+        assert_eq!(
+            decide_for(annotated("false"), None),
+            Decision::Skip(Skip::Disabled(Source::Pod))
+        );
+        assert_eq!(
+            decide_for(annotated("disabled"), None),
+            Decision::Skip(Skip::Disabled(Source::Pod))
+        );
+        assert!(matches!(
+            decide_for(annotated("yes"), None),
+            Decision::Skip(Skip::InvalidAnnotation {
+                source: Source::Pod,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn pod_annotation_wins_over_namespace() {
+        let ns = NamespaceFacts {
+            inject: Some("true".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide_for(annotated("false"), Some(ns)),
+            Decision::Skip(Skip::Disabled(Source::Pod))
+        );
+    }
+
+    #[test]
+    fn namespace_decides_when_pod_is_silent() {
+        let pod = json!({"spec": {"containers": []}});
+        let ns = |v: &str| NamespaceFacts {
+            inject: Some(v.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide_for(pod.clone(), Some(ns("enabled"))),
+            Decision::Inject
+        );
+        assert_eq!(
+            decide_for(pod.clone(), Some(ns("disabled"))),
+            Decision::Skip(Skip::Disabled(Source::Namespace))
+        );
+        assert_eq!(
+            decide_for(pod.clone(), None),
+            Decision::Skip(Skip::NotRequested)
+        );
+        assert_eq!(
+            decide_for(pod, Some(NamespaceFacts::default())),
+            Decision::Skip(Skip::NotRequested)
+        );
+    }
+
+    #[test]
+    fn pod_security_levels() {
+        for (level, skipped) in [
+            ("privileged", false),
+            ("baseline", true),
+            ("restricted", true),
+        ] {
+            let ns = NamespaceFacts {
+                pod_security_enforce: Some(level.into()),
+                ..Default::default()
+            };
+            let d = decide_for(annotated("true"), Some(ns));
+            assert_eq!(
+                matches!(d, Decision::Skip(Skip::PodSecurity { .. })),
+                skipped,
+                "{level}"
+            );
+        }
+    }
+
+    #[test]
+    fn inject_all_ignores_annotations_only() {
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "false"}}, "spec": {"shareProcessNamespace": false}});
+        let facts = PodFacts::read(&pod, "linnix-tracer");
+        let ctx = Context {
+            inject_all: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&facts, &ctx),
+            Decision::Skip(Skip::ShareProcessNamespaceDisabled)
+        );
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "false"}}, "spec": {}});
+        assert_eq!(
+            decide(&PodFacts::read(&pod, "linnix-tracer"), &ctx),
+            Decision::Inject
+        );
+    }
+
+    #[test]
+    fn already_injected_by_container_or_status() {
+        let by_container = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}}, "spec": {"initContainers": [{"name": "linnix-tracer"}]}});
+        assert_eq!(
+            decide_for(by_container, None),
+            Decision::Skip(Skip::AlreadyInjected)
+        );
+        let by_status = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", STATUS_ANNOTATION: injected_status()}}});
+        assert_eq!(
+            decide_for(by_status, None),
+            Decision::Skip(Skip::AlreadyInjected)
+        );
+    }
+
+    #[test]
+    fn protected_namespaces() {
+        let pod = annotated("true");
+        let facts = PodFacts::read(&pod, "linnix-tracer");
+        for ns in ["kube-system", "kube-public", "kube-node-lease", "linnix"] {
+            let ctx = Context {
+                namespace: Some(ns),
+                own_namespace: Some("linnix"),
+                ..Default::default()
+            };
+            assert_eq!(
+                decide(&facts, &ctx),
+                Decision::Skip(Skip::ProtectedNamespace(ns.into()))
+            );
+        }
+    }
+}

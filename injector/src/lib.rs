@@ -1,0 +1,15 @@
+//! linnix-injector: a mutating admission webhook (and offline injector) that
+//! adds the linnix tracer sidecar to opted-in pods.
+
+pub mod admission;
+pub mod cli;
+pub mod config;
+pub mod decision;
+pub mod metrics;
+pub mod mutate;
+pub mod namespaces;
+pub mod offline;
+pub mod patch;
+pub mod quantity;
+pub mod serve;
+pub mod tls;

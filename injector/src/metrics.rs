@@ -1,0 +1,135 @@
+//! Prometheus metrics (OpenMetrics text), served on their own plain-HTTP port.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `injected`, `skipped`, `ignored` (not a pod creation) or `error`.
+    pub decision: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub admissions: Family<DecisionLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub duration: Histogram,
+    pub cert_expiry: Gauge<f64, AtomicU64>,
+    pub cert_reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("linnix_injector");
+        let admissions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "admissions",
+            "Pod admission reviews by decision and reason",
+            admissions.clone(),
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "errors",
+            "Internal errors; the pod was allowed unchanged",
+            errors.clone(),
+        );
+        // 50 µs .. ~100 ms
+        let duration = Histogram::new(exponential_buckets(0.00005, 2.0, 12));
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer one admission review, body parsing included",
+            duration.clone(),
+        );
+        let cert_expiry = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "Expiry (notAfter, Unix time) of the serving certificate in use",
+            cert_expiry.clone(),
+        );
+        let cert_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "certificate_reloads",
+            "Attempts to load a changed serving certificate from disk",
+            cert_reloads.clone(),
+        );
+        Self {
+            registry,
+            admissions,
+            errors,
+            duration,
+            cert_expiry,
+            cert_reloads,
+        }
+    }
+
+    pub fn record(&self, decision: &'static str, reason: &'static str) {
+        self.admissions
+            .get_or_create(&DecisionLabels { decision, reason })
+            .inc();
+    }
+
+    pub fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&ErrorLabels { kind }).inc();
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// `GET /metrics` on the plain-HTTP metrics address.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                match metrics.encode() {
+                    Ok(body) => (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                        .into_response(),
+                    Err(_) => (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "cannot encode metrics",
+                    )
+                        .into_response(),
+                }
+            }
+        }),
+    )
+}

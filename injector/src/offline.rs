@@ -1,0 +1,209 @@
+//! `linnix-injector inject`: the webhook's decision and patch applied to
+//! manifests on disk, like `istioctl kube-inject`.
+
+use std::io::Read;
+
+use json_patch::jsonptr::PointerBuf;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::Sidecar;
+use crate::decision::{Context, Decision};
+use crate::mutate::mutate;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("document {index}: not valid YAML for a Kubernetes object: {source}")]
+    Parse {
+        index: usize,
+        source: serde_yaml::Error,
+    },
+    #[error("document {index}: cannot apply the patch: {source}")]
+    Patch {
+        index: usize,
+        source: json_patch::PatchError,
+    },
+    #[error("cannot write YAML: {0}")]
+    Write(serde_yaml::Error),
+}
+
+pub struct Options<'a> {
+    pub sidecar: &'a Sidecar,
+    pub inject_all: bool,
+}
+
+/// Reads `path` (`-` for stdin).
+pub fn read_input(path: &str) -> Result<String, OfflineError> {
+    let mut text = String::new();
+    if path == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| OfflineError::Read("stdin".into(), e))?;
+    } else {
+        text = std::fs::read_to_string(path).map_err(|e| OfflineError::Read(path.into(), e))?;
+    }
+    Ok(text)
+}
+
+/// Injects every pod and pod template in the YAML stream; other documents
+/// pass through. Returns the new stream, documents separated by `---`.
+pub fn inject_yaml(text: &str, opts: &Options<'_>) -> Result<String, OfflineError> {
+    let mut out = String::new();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let mut value =
+            Value::deserialize(doc).map_err(|source| OfflineError::Parse { index, source })?;
+        if value.is_null() {
+            continue; // empty document, e.g. a trailing `---`
+        }
+        inject_object(&mut value, opts).map_err(|source| OfflineError::Patch { index, source })?;
+        if !out.is_empty() {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_yaml::to_string(&value).map_err(OfflineError::Write)?);
+    }
+    Ok(out)
+}
+
+/// Where the pod template of each supported kind lives.
+fn template_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" => Some(""),
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
+        | "Job" => Some("/spec/template"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
+fn inject_object(obj: &mut Value, opts: &Options<'_>) -> Result<(), json_patch::PatchError> {
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if kind == "List" || (kind.ends_with("List") && obj.get("items").is_some_and(Value::is_array)) {
+        if let Some(items) = obj.get_mut("items").and_then(Value::as_array_mut) {
+            for item in items {
+                inject_object(item, opts)?;
+            }
+        }
+        return Ok(());
+    }
+    let Some(pointer) = template_pointer(&kind) else {
+        return Ok(());
+    };
+    let name = obj
+        .pointer("/metadata/name")
+        .or_else(|| obj.pointer("/metadata/generateName"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let Some(pod) = obj.pointer(pointer) else {
+        tracing::warn!(%kind, %name, "no pod template at {pointer}; left unchanged");
+        return Ok(());
+    };
+    let namespace = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let ctx = Context {
+        namespace: namespace.as_deref(),
+        own_namespace: None,
+        namespace_facts: None,
+        inject_all: opts.inject_all,
+    };
+    let base = match PointerBuf::parse(pointer) {
+        Ok(base) => base,
+        Err(_) => return Ok(()),
+    };
+    let outcome = mutate(pod, &base, opts.sidecar, &ctx, false);
+    for w in &outcome.warnings {
+        tracing::warn!(%kind, %name, "{w}");
+    }
+    match &outcome.decision {
+        Decision::Inject => tracing::info!(%kind, %name, "injected"),
+        Decision::Skip(skip) => {
+            tracing::info!(%kind, %name, reason = skip.reason(), "skipped: {}", skip.message())
+        }
+    }
+    json_patch::patch(obj, &outcome.ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn run(yaml: &str, all: bool) -> Vec<Value> {
+        let sidecar = Config::default().sidecar.validate(None).unwrap();
+        let out = inject_yaml(
+            yaml,
+            &Options {
+                sidecar: &sidecar,
+                inject_all: all,
+            },
+        )
+        .unwrap();
+        serde_yaml::Deserializer::from_str(&out)
+            .map(|d| Value::deserialize(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn passes_other_kinds_and_keeps_order() {
+        let docs = run(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {z: '1', a: '2'}\n---\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n",
+            true,
+        );
+        assert_eq!(docs.len(), 2);
+        let keys: Vec<_> = docs[0]["data"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys, ["z", "a"]);
+        assert_eq!(docs[1]["kind"], "Service");
+    }
+
+    #[test]
+    fn list_items_are_injected() {
+        let docs = run(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: p}\n  spec: {containers: [{name: app, image: busybox}]}\n",
+            true,
+        );
+        assert_eq!(
+            docs[0]["items"][0]["spec"]["initContainers"][0]["name"],
+            "linnix-tracer"
+        );
+    }
+
+    #[test]
+    fn without_all_the_annotation_decides() {
+        let docs = run(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: app, image: busybox}]}\n",
+            false,
+        );
+        assert!(docs[0]["spec"].get("initContainers").is_none());
+        assert!(docs[0]["metadata"].get("annotations").is_none());
+    }
+
+    #[test]
+    fn rejects_broken_yaml() {
+        let sidecar = Config::default().sidecar.validate(None).unwrap();
+        let r = inject_yaml(
+            "kind: [",
+            &Options {
+                sidecar: &sidecar,
+                inject_all: true,
+            },
+        );
+        assert!(matches!(r, Err(OfflineError::Parse { index: 0, .. })));
+    }
+}

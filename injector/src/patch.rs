@@ -1,0 +1,289 @@
+//! RFC 6902 operations against the raw pod JSON.
+//!
+//! The pod is never deserialized into a typed `Pod`: a typed round trip drops
+//! fields this build does not know and costs time on large pods. Instead each
+//! operation targets exactly what changes, under a JSON pointer prefix (empty
+//! for a pod, `/spec/template` for a workload), creating maps and arrays that
+//! do not exist yet.
+
+use json_patch::jsonptr::{Pointer, PointerBuf, Token};
+use json_patch::{AddOperation, PatchOperation};
+use serde_json::{json, Map, Value};
+
+use crate::config::{PullPolicy, Resources, SeccompProfile, Sidecar};
+
+/// Name of the tracer's metrics port; the startup probe refers to it.
+pub const METRICS_PORT_NAME: &str = "linnix-metrics";
+
+fn add(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path, value })
+}
+
+fn child(base: &Pointer, token: &str) -> PointerBuf {
+    base.with_trailing_token(Token::new(token))
+}
+
+/// Sets `metadata.annotations[key] = value`, creating `metadata` and
+/// `annotations` when missing. No operation when the value is already there.
+pub fn set_annotation(pod: &Value, base: &Pointer, key: &str, value: &str) -> Vec<PatchOperation> {
+    let metadata = pod.get("metadata");
+    let annotations = metadata.and_then(|m| m.get("annotations"));
+    match (metadata, annotations) {
+        (_, Some(Value::Object(a))) if a.get(key).and_then(Value::as_str) == Some(value) => vec![],
+        (_, Some(Value::Object(_))) => {
+            let path = child(&child(&child(base, "metadata"), "annotations"), key);
+            vec![add(path, Value::String(value.to_owned()))]
+        }
+        (Some(Value::Object(_)), _) => {
+            // Missing (or null) annotations: add the whole map at once.
+            let path = child(&child(base, "metadata"), "annotations");
+            vec![add(path, json!({ key: value }))]
+        }
+        _ => vec![add(
+            child(base, "metadata"),
+            json!({ "annotations": { key: value } }),
+        )],
+    }
+}
+
+/// All operations that add the tracer to the pod at `base`.
+pub fn inject(
+    pod: &Value,
+    base: &Pointer,
+    sidecar: &Sidecar,
+    resources: &Resources,
+    status: &str,
+) -> Vec<PatchOperation> {
+    let mut ops = set_annotation(pod, base, crate::decision::STATUS_ANNOTATION, status);
+    let spec_path = child(base, "spec");
+    let spec = match pod.get("spec") {
+        Some(Value::Object(spec)) => Some(spec),
+        _ => {
+            ops.push(add(spec_path.clone(), Value::Object(Map::new())));
+            None
+        }
+    };
+    if spec
+        .and_then(|s| s.get("shareProcessNamespace"))
+        .and_then(Value::as_bool)
+        != Some(true)
+    {
+        ops.push(add(
+            child(&spec_path, "shareProcessNamespace"),
+            Value::Bool(true),
+        ));
+    }
+    let container = tracer_container(sidecar, resources);
+    let (list, index) = if sidecar.native_sidecar {
+        // First init container: it starts before every other init container
+        // and app container, so no exec escapes it.
+        ("initContainers", "0")
+    } else {
+        ("containers", "-")
+    };
+    let list_path = child(&spec_path, list);
+    match spec.and_then(|s| s.get(list)) {
+        Some(Value::Array(_)) => ops.push(add(child(&list_path, index), container)),
+        _ => ops.push(add(list_path, Value::Array(vec![container]))),
+    }
+    ops
+}
+
+/// The tracer container as Kubernetes JSON.
+pub fn tracer_container(sidecar: &Sidecar, resources: &Resources) -> Value {
+    let mut args = Vec::with_capacity(sidecar.args.len() + 1);
+    if !sidecar.args.iter().any(|a| a.starts_with("--metrics-addr")) {
+        args.push(format!("--metrics-addr=0.0.0.0:{}", sidecar.metrics_port));
+    }
+    args.extend(sidecar.args.iter().cloned());
+    let field_env = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}});
+    let mut container = json!({
+        "name": sidecar.name,
+        "image": sidecar.image,
+        "imagePullPolicy": pull_policy(sidecar.image_pull_policy),
+        "args": args,
+        "env": [
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            field_env("POD_UID", "metadata.uid"),
+            field_env("NODE_NAME", "spec.nodeName"),
+        ],
+        "ports": [{
+            "name": METRICS_PORT_NAME,
+            "containerPort": sidecar.metrics_port,
+            "protocol": "TCP",
+        }],
+        "resources": {
+            "requests": {
+                "cpu": resources.cpu_request.as_str(),
+                "memory": resources.memory_request.as_str(),
+            },
+            "limits": {
+                "cpu": resources.cpu_limit.as_str(),
+                "memory": resources.memory_limit.as_str(),
+            },
+        },
+        "securityContext": {
+            "capabilities": {"drop": ["ALL"], "add": ["BPF", "PERFMON"]},
+            "allowPrivilegeEscalation": false,
+            "privileged": false,
+            "readOnlyRootFilesystem": true,
+            // The capabilities are granted to the process by the runtime; a
+            // non-root user would need file capabilities, which
+            // allowPrivilegeEscalation: false (no_new_privs) disables.
+            "runAsUser": 0,
+            "runAsNonRoot": false,
+            "seccompProfile": seccomp(&sidecar.seccomp_profile),
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    });
+    if sidecar.native_sidecar {
+        if let Some(c) = container.as_object_mut() {
+            c.insert("restartPolicy".into(), json!("Always"));
+            // App containers start only once this succeeds, i.e. once the
+            // tracer reports its programs attached.
+            c.insert(
+                "startupProbe".into(),
+                json!({
+                    "httpGet": {"path": "/readyz", "port": METRICS_PORT_NAME},
+                    "periodSeconds": 1,
+                    "timeoutSeconds": 1,
+                    "failureThreshold": 60,
+                }),
+            );
+        }
+    }
+    container
+}
+
+fn pull_policy(p: PullPolicy) -> &'static str {
+    match p {
+        PullPolicy::Always => "Always",
+        PullPolicy::IfNotPresent => "IfNotPresent",
+        PullPolicy::Never => "Never",
+    }
+}
+
+fn seccomp(p: &SeccompProfile) -> Value {
+    match p {
+        SeccompProfile::RuntimeDefault => json!({"type": "RuntimeDefault"}),
+        SeccompProfile::Unconfined => json!({"type": "Unconfined"}),
+        SeccompProfile::Localhost { localhost_profile } => {
+            json!({"type": "Localhost", "localhostProfile": localhost_profile})
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn sidecar(native: bool) -> Sidecar {
+        Config::default().sidecar.validate(Some(native)).unwrap()
+    }
+
+    fn apply(mut pod: Value, ops: &[PatchOperation]) -> Value {
+        json_patch::patch(&mut pod, ops).unwrap();
+        pod
+    }
+
+    #[test]
+    fn annotation_keys_are_escaped_and_maps_created() {
+        let root = PointerBuf::root();
+        let ops = set_annotation(&json!({}), &root, "a.io/b~c", "v");
+        assert_eq!(ops.len(), 1);
+        let pod = apply(json!({}), &ops);
+        assert_eq!(pod, json!({"metadata": {"annotations": {"a.io/b~c": "v"}}}));
+
+        let pod = json!({"metadata": {"annotations": {"x": "y"}}});
+        let ops = set_annotation(&pod, &root, "a.io/b~c", "v");
+        let serialized = serde_json::to_string(&ops).unwrap();
+        assert!(
+            serialized.contains("/metadata/annotations/a.io~1b~0c"),
+            "{serialized}"
+        );
+        let pod = apply(pod, &ops);
+        assert_eq!(pod["metadata"]["annotations"]["a.io/b~c"], "v");
+        assert_eq!(pod["metadata"]["annotations"]["x"], "y");
+        assert!(set_annotation(&pod, &root, "a.io/b~c", "v").is_empty());
+    }
+
+    #[test]
+    fn native_sidecar_goes_first() {
+        let s = sidecar(true);
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "app"}], "unknownField": 1}});
+        let out = apply(
+            pod.clone(),
+            &inject(&pod, &PointerBuf::root(), &s, &s.resources, "injected"),
+        );
+        assert_eq!(out["spec"]["initContainers"][0]["name"], "linnix-tracer");
+        assert_eq!(out["spec"]["initContainers"][0]["restartPolicy"], "Always");
+        assert_eq!(out["spec"]["initContainers"][1]["name"], "init");
+        assert_eq!(out["spec"]["shareProcessNamespace"], true);
+        assert_eq!(out["spec"]["unknownField"], 1);
+        assert_eq!(out["spec"]["containers"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn regular_container_is_appended() {
+        let s = sidecar(false);
+        let pod = json!({"spec": {"containers": [{"name": "app"}]}});
+        let out = apply(
+            pod.clone(),
+            &inject(&pod, &PointerBuf::root(), &s, &s.resources, "injected"),
+        );
+        assert_eq!(out["spec"]["containers"][1]["name"], "linnix-tracer");
+        assert!(out["spec"]["containers"][1].get("restartPolicy").is_none());
+        assert!(out["spec"].get("initContainers").is_none());
+    }
+
+    #[test]
+    fn works_under_a_prefix() {
+        let s = sidecar(true);
+        let doc = json!({"kind": "Deployment", "spec": {"template": {"spec": {"containers": [{"name": "app"}]}}}});
+        let base = PointerBuf::parse("/spec/template").unwrap();
+        let ops = inject(
+            &doc["spec"]["template"],
+            &base,
+            &s,
+            &s.resources,
+            "injected",
+        );
+        let out = apply(doc, &ops);
+        let t = &out["spec"]["template"];
+        assert_eq!(
+            t["metadata"]["annotations"][crate::decision::STATUS_ANNOTATION],
+            "injected"
+        );
+        assert_eq!(t["spec"]["initContainers"][0]["name"], "linnix-tracer");
+    }
+
+    #[test]
+    fn container_spec() {
+        let s = sidecar(true);
+        let c = tracer_container(&s, &s.resources);
+        let sc = &c["securityContext"];
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(sc["capabilities"]["add"], json!(["BPF", "PERFMON"]));
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(c["startupProbe"]["httpGet"]["port"], METRICS_PORT_NAME);
+        assert_eq!(c["args"][0], "--metrics-addr=0.0.0.0:9464");
+        let env: Vec<_> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            env,
+            [
+                "metadata.name",
+                "metadata.namespace",
+                "metadata.uid",
+                "spec.nodeName"
+            ]
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! `linnix-injector serve`: wires configuration, namespace lookup,
+//! certificates, the HTTPS webhook and the metrics endpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum_server::tls_rustls::RustlsConfig;
+use axum_server::Handle;
+
+use crate::admission::{self, AppState};
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::metrics::{self, Metrics};
+use crate::namespaces::{Disconnected, NamespaceLookup, Reflected};
+use crate::tls::{self, CertFiles};
+
+/// Time given to in-flight reviews after SIGTERM.
+const GRACE: Duration = Duration::from_secs(10);
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let sidecar = Config::load(args.config.as_deref())?
+        .sidecar
+        .validate(args.native_sidecar)?;
+    let metrics = Arc::new(Metrics::new());
+
+    let client = connect().await;
+    let namespaces: Arc<dyn NamespaceLookup> = match &client {
+        Some(client) => Reflected::watch(client.clone()),
+        None => Arc::new(Disconnected),
+    };
+
+    let rustls = if args.self_signed {
+        let dns = if args.dns.is_empty() {
+            let ns = args.namespace.as_deref().unwrap_or("default");
+            vec![format!("{}.{ns}.svc", args.service)]
+        } else {
+            args.dns.clone()
+        };
+        let generated = tls::generate(&dns)?;
+        let (config, not_after) =
+            tls::server_config(generated.cert_pem.as_bytes(), generated.key_pem.as_bytes())?;
+        metrics.cert_expiry.set(not_after as f64);
+        // clap guarantees --webhook-config with --self-signed.
+        let name = args.webhook_config.clone().unwrap_or_default();
+        match &client {
+            Some(client) => tls::spawn_ca_bundle_patcher(client.clone(), name, generated.ca_pem),
+            None => tracing::warn!(
+                webhook_config = %name,
+                "no cluster reachable: the caBundle is not set; the API server will not trust this certificate"
+            ),
+        }
+        tracing::info!(?dns, "serving a self-signed certificate");
+        RustlsConfig::from_config(config)
+    } else {
+        let (Some(cert), Some(key)) = (args.tls_cert.clone(), args.tls_key.clone()) else {
+            anyhow::bail!("--tls-cert and --tls-key are required without --self-signed");
+        };
+        let files = CertFiles { cert, key };
+        let loaded = files.load().with_context(|| {
+            format!(
+                "loading {} and {}",
+                files.cert.display(),
+                files.key.display()
+            )
+        })?;
+        metrics.cert_expiry.set(loaded.not_after as f64);
+        let rustls = RustlsConfig::from_config(loaded.config);
+        tls::spawn_reloader(
+            files,
+            rustls.clone(),
+            metrics.clone(),
+            loaded.pair,
+            args.tls_reload_interval,
+        );
+        rustls
+    };
+
+    let state = Arc::new(AppState {
+        sidecar,
+        namespaces,
+        own_namespace: args.namespace.clone(),
+        metrics: metrics.clone(),
+    });
+
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding the metrics address {}", args.metrics_addr))?;
+    tracing::info!(addr = %args.metrics_addr, "metrics listening (HTTP)");
+    let metrics_server =
+        tokio::spawn(async move { axum::serve(metrics_listener, metrics::router(metrics)).await });
+
+    let handle: Handle<std::net::SocketAddr> = Handle::new();
+    tokio::spawn(shutdown_on_signal(handle.clone()));
+    tracing::info!(addr = %args.addr, "webhook listening (HTTPS)");
+    let served = axum_server::bind_rustls(args.addr, rustls)
+        .handle(handle)
+        .serve(admission::router(state).into_make_service())
+        .await;
+    metrics_server.abort();
+    served.with_context(|| format!("serving HTTPS on {}", args.addr))
+}
+
+/// A client when a cluster is configured, else `None` with one warning.
+async fn connect() -> Option<kube::Client> {
+    match kube::Config::infer().await {
+        Ok(config) => match kube::Client::try_from(config) {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build a Kubernetes client: namespace opt-in is off, pod annotations alone decide");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no cluster reachable: namespace opt-in is off, pod annotations alone decide");
+            None
+        }
+    }
+}
+
+async fn shutdown_on_signal(handle: Handle<std::net::SocketAddr>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down; finishing in-flight reviews");
+    handle.graceful_shutdown(Some(GRACE));
+}
