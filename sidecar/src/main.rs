@@ -1,1 +1,56 @@
-fn main() {}
+//! linnix-sidecar: reports every process birth, exit and OOM kill of one pod.
+//!
+//! `main` only wires things: command line, diagnostics, runtime, exit code.
+
+mod cgroup;
+mod cli;
+mod metrics;
+mod names;
+mod output;
+mod pod;
+mod procfs;
+mod run;
+mod size;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(default_filter))
+        .unwrap_or_else(|e| {
+            eprintln!("warning: invalid log filter {default_filter:?} ({e}); using info");
+            EnvFilter::new("info")
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(&cli.common.log_level);
+    // One thread is plenty for a ring buffer and a metrics endpoint, and
+    // keeps the sidecar's memory small.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

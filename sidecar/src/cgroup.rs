@@ -1,0 +1,489 @@
+//! cgroup v2 discovery and the scratch cgroup `trace -- CMD` runs in.
+//!
+//! Works on pure v2 hosts (`/sys/fs/cgroup`) and on hybrid ones (v2 at
+//! `/sys/fs/cgroup/unified`, controllers on v1): wherever the memory
+//! controller lives, the limit is set there.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use linnix_ebpf::CgroupPosition;
+use tracing::{debug, warn};
+
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+/// How long leftovers get to die after SIGKILL before rmdir is attempted.
+const KILL_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup v2 file system is mounted (no cgroup2 entry in {MOUNTINFO}); a cgroup v2 (unified or hybrid) host is required")]
+    NoV2Mount,
+    #[error("{0} is not a directory of the cgroup v2 file system")]
+    NotV2(PathBuf),
+    #[error("{path} is not below the cgroup v2 mount {mount}")]
+    OutsideMount { path: PathBuf, mount: PathBuf },
+    #[error(
+        "no memory controller: neither cgroup v2 ({0}) nor a cgroup v1 memory hierarchy offers one"
+    )]
+    NoMemoryController(PathBuf),
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
+    let path = path.to_owned();
+    move |source| CgroupError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// One line of /proc/self/mountinfo, the fields this module needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mount_point: PathBuf,
+    pub fs_type: String,
+    pub super_options: Vec<String>,
+}
+
+/// Undo the octal escapes (`\040` for a space, ...) the kernel applies to paths.
+fn unescape_mount_path(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            let oct = &b[i + 1..i + 4];
+            if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
+                let v = oct
+                    .iter()
+                    .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                if let Ok(byte) = u8::try_from(v) {
+                    out.push(byte);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            // "<id> <parent> <maj:min> <root> <mount point> <opts> [optional...] - <type> <source> <super opts>"
+            let (pre, post) = line.split_once(" - ")?;
+            let mount_point = pre.split(' ').nth(4)?;
+            let mut post = post.split(' ');
+            let fs_type = post.next()?.to_owned();
+            let _source = post.next()?;
+            let super_options = post
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            Some(MountEntry {
+                mount_point: unescape_mount_path(mount_point),
+                fs_type,
+                super_options,
+            })
+        })
+        .collect()
+}
+
+fn mounts() -> Result<Vec<MountEntry>, CgroupError> {
+    let text = fs::read_to_string(MOUNTINFO).map_err(io_err("read", Path::new(MOUNTINFO)))?;
+    Ok(parse_mountinfo(&text))
+}
+
+/// The cgroup v2 mount point (`/sys/fs/cgroup` or `/sys/fs/cgroup/unified`).
+pub fn v2_mount() -> Result<PathBuf, CgroupError> {
+    find_v2_mount(&mounts()?).ok_or(CgroupError::NoV2Mount)
+}
+
+pub fn find_v2_mount(mounts: &[MountEntry]) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .find(|m| m.fs_type == "cgroup2")
+        .map(|m| m.mount_point.clone())
+}
+
+/// Mount point of the cgroup v1 hierarchy that carries `controller`.
+pub fn find_v1_mount(mounts: &[MountEntry], controller: &str) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .find(|m| m.fs_type == "cgroup" && m.super_options.iter().any(|o| o == controller))
+        .map(|m| m.mount_point.clone())
+}
+
+fn is_cgroup2_dir(path: &Path) -> Result<bool, CgroupError> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| CgroupError::NotV2(path.to_owned()))?;
+    // SAFETY: statfs only writes into the zeroed struct we own; `c` is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io_err("statfs", path)(io::Error::last_os_error()));
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between libcs
+    Ok(st.f_type as i64 == CGROUP2_SUPER_MAGIC)
+}
+
+/// The id (inode) and level (depth below the v2 root) of a v2 directory.
+pub fn position_of(dir: &Path, mount: &Path) -> Result<CgroupPosition, CgroupError> {
+    let dir = dir.canonicalize().map_err(io_err("resolve", dir))?;
+    let meta = fs::metadata(&dir).map_err(io_err("stat", &dir))?;
+    if !meta.is_dir() || !is_cgroup2_dir(&dir)? {
+        return Err(CgroupError::NotV2(dir));
+    }
+    let level = level_below(&dir, mount)?;
+    Ok(CgroupPosition {
+        id: meta.ino(),
+        level,
+    })
+}
+
+fn level_below(dir: &Path, mount: &Path) -> Result<u32, CgroupError> {
+    let rel = dir
+        .strip_prefix(mount)
+        .map_err(|_| CgroupError::OutsideMount {
+            path: dir.to_owned(),
+            mount: mount.to_owned(),
+        })?;
+    let depth = rel
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count();
+    u32::try_from(depth).map_err(|_| CgroupError::NotV2(dir.to_owned()))
+}
+
+/// Where the memory limit of a scratch cgroup goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MemoryHome {
+    /// The v2 memory controller is usable: `memory.max` in the v2 directory.
+    V2,
+    /// Hybrid host: a v1 memory hierarchy mounted here.
+    V1(PathBuf),
+}
+
+fn memory_home(v2: &Path, mounts: &[MountEntry]) -> Result<MemoryHome, CgroupError> {
+    let controllers_path = v2.join("cgroup.controllers");
+    let controllers = fs::read_to_string(&controllers_path).unwrap_or_default();
+    if controllers.split_whitespace().any(|c| c == "memory") {
+        return Ok(MemoryHome::V2);
+    }
+    find_v1_mount(mounts, "memory")
+        .map(MemoryHome::V1)
+        .ok_or_else(|| CgroupError::NoMemoryController(v2.to_owned()))
+}
+
+/// A cgroup made for one traced command: its processes are killed and its
+/// directories removed when this is dropped, on every path out.
+#[derive(Debug)]
+pub struct ScratchCgroup {
+    v2_dir: PathBuf,
+    position: CgroupPosition,
+    /// v1 memory cgroup on hybrid hosts with a limit.
+    v1_memory_dir: Option<PathBuf>,
+}
+
+impl ScratchCgroup {
+    /// Create `linnix-trace-<pid>` below the v2 root (and below the v1
+    /// memory root when the limit has to live there).
+    pub fn create(memory_limit: Option<u64>) -> Result<Self, CgroupError> {
+        let mounts = mounts()?;
+        let v2 = find_v2_mount(&mounts).ok_or(CgroupError::NoV2Mount)?;
+        let home = memory_limit
+            .map(|_| memory_home(&v2, &mounts))
+            .transpose()?;
+
+        let (v2_dir, name) = make_unique_dir(&v2)?;
+        // From here on, Drop cleans up whatever was made.
+        let mut cg = ScratchCgroup {
+            position: CgroupPosition { id: 0, level: 0 },
+            v2_dir,
+            v1_memory_dir: None,
+        };
+        cg.position = position_of(&cg.v2_dir, &v2)?;
+
+        if let (Some(limit), Some(home)) = (memory_limit, home) {
+            match home {
+                MemoryHome::V2 => {
+                    enable_memory_controller(&v2)?;
+                    write_file(&cg.v2_dir.join("memory.max"), &limit.to_string())?;
+                    // Kubernetes semantics: the limit is on RAM, no swapping around it.
+                    let swap = cg.v2_dir.join("memory.swap.max");
+                    if swap.exists() {
+                        if let Err(e) = write_file(&swap, "0") {
+                            warn!(error = %e, "cannot disable swap for the traced command");
+                        }
+                    }
+                }
+                MemoryHome::V1(root) => {
+                    let dir = root.join(&name);
+                    fs::create_dir(&dir).map_err(io_err("create", &dir))?;
+                    cg.v1_memory_dir = Some(dir.clone());
+                    write_file(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
+                }
+            }
+        }
+        debug!(path = %cg.v2_dir.display(), id = cg.position.id, level = cg.position.level, "scratch cgroup created");
+        Ok(cg)
+    }
+
+    pub fn position(&self) -> CgroupPosition {
+        self.position
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.v2_dir
+    }
+
+    /// `cgroup.procs` of every directory the command must join, opened now so
+    /// that the child only has to write(2) to them between fork and exec.
+    pub fn open_procs_files(&self) -> Result<Vec<File>, CgroupError> {
+        std::iter::once(&self.v2_dir)
+            .chain(self.v1_memory_dir.iter())
+            .map(|d| {
+                let p = d.join("cgroup.procs");
+                OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .map_err(io_err("open", &p))
+            })
+            .collect()
+    }
+
+    /// Kill every process still in the cgroup and wait until it is empty.
+    pub fn kill_all(&self) -> Result<(), CgroupError> {
+        kill_cgroup(&self.v2_dir)?;
+        if let Some(d) = &self.v1_memory_dir {
+            kill_cgroup(d)?;
+        }
+        Ok(())
+    }
+
+    /// True while any process is left in the v2 cgroup.
+    #[cfg(test)]
+    pub fn is_populated(&self) -> bool {
+        read_pids(&self.v2_dir).is_ok_and(|p| !p.is_empty())
+    }
+}
+
+impl Drop for ScratchCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = self.kill_all() {
+            warn!(error = %e, "cannot kill what is left in the traced cgroup");
+        }
+        for dir in self
+            .v1_memory_dir
+            .iter()
+            .chain(std::iter::once(&self.v2_dir))
+        {
+            if let Err(e) = remove_dir(dir) {
+                warn!(path = %dir.display(), error = %e, "cannot remove cgroup");
+            }
+        }
+    }
+}
+
+fn make_unique_dir(parent: &Path) -> Result<(PathBuf, String), CgroupError> {
+    let pid = std::process::id();
+    for n in 0..100u32 {
+        let name = if n == 0 {
+            format!("linnix-trace-{pid}")
+        } else {
+            format!("linnix-trace-{pid}-{n}")
+        };
+        let dir = parent.join(&name);
+        match fs::create_dir(&dir) {
+            Ok(()) => return Ok((dir, name)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err("create", &dir)(e)),
+        }
+    }
+    Err(io_err("create a cgroup in", parent)(io::Error::from(
+        ErrorKind::AlreadyExists,
+    )))
+}
+
+fn enable_memory_controller(v2: &Path) -> Result<(), CgroupError> {
+    let control = v2.join("cgroup.subtree_control");
+    let enabled = fs::read_to_string(&control).map_err(io_err("read", &control))?;
+    if enabled.split_whitespace().any(|c| c == "memory") {
+        return Ok(());
+    }
+    write_file(&control, "+memory")
+}
+
+fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(io_err("write", path))
+}
+
+fn read_pids(dir: &Path) -> Result<Vec<i32>, CgroupError> {
+    let p = dir.join("cgroup.procs");
+    let text = fs::read_to_string(&p).map_err(io_err("read", &p))?;
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+/// Kill the processes of a cgroup and its descendants, then wait until the
+/// cgroup is empty. `cgroup.kill` (v2, Linux 5.14+) is atomic against forks;
+/// without it, SIGKILL is sent to every listed pid until none is left.
+pub fn kill_cgroup(dir: &Path) -> Result<(), CgroupError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let kill_file = dir.join("cgroup.kill");
+    let has_kill = kill_file.exists() && write_file(&kill_file, "1").is_ok();
+    let deadline = Instant::now() + KILL_TIMEOUT;
+    loop {
+        let pids = collect_pids_recursive(dir)?;
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if !has_kill {
+            for pid in &pids {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(io_err("empty", dir)(io::Error::new(
+                ErrorKind::TimedOut,
+                format!("{} processes still alive", pids.len()),
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn collect_pids_recursive(dir: &Path) -> Result<Vec<i32>, CgroupError> {
+    let mut pids = read_pids(dir)?;
+    for child in subdirs(dir) {
+        pids.extend(collect_pids_recursive(&child)?);
+    }
+    Ok(pids)
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// rmdir a cgroup, children first. A just-emptied cgroup can report EBUSY
+/// for a moment while the last task is released, so retry briefly.
+fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
+    for child in subdirs(dir) {
+        remove_dir(&child)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(io_err("remove", dir)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const PURE: &str = "\
+25 30 0:22 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+26 30 0:23 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw
+";
+
+    #[test]
+    fn finds_v2_mount_on_hybrid_and_pure_hosts() {
+        let hybrid = parse_mountinfo(HYBRID);
+        assert_eq!(
+            find_v2_mount(&hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            find_v1_mount(&hybrid, "memory"),
+            Some(PathBuf::from("/sys/fs/cgroup/memory"))
+        );
+        let pure = parse_mountinfo(PURE);
+        assert_eq!(find_v2_mount(&pure), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(find_v1_mount(&pure, "memory"), None);
+        assert_eq!(find_v2_mount(&parse_mountinfo("garbage\n\n- -")), None);
+    }
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        let m = parse_mountinfo("1 2 0:1 / /mnt/a\\040b rw - cgroup2 none rw\n");
+        assert_eq!(m[0].mount_point, PathBuf::from("/mnt/a b"));
+        assert_eq!(unescape_mount_path("x\\"), PathBuf::from("x\\"));
+        assert_eq!(unescape_mount_path("x\\04"), PathBuf::from("x\\04"));
+    }
+
+    #[test]
+    fn level_counts_components_below_the_mount() {
+        let m = Path::new("/sys/fs/cgroup/unified");
+        assert_eq!(level_below(m, m).ok(), Some(0));
+        assert_eq!(level_below(&m.join("a/b"), m).ok(), Some(2));
+        assert!(level_below(Path::new("/tmp"), m).is_err());
+    }
+
+    #[test]
+    fn v2_root_position_is_level_zero() {
+        let root = v2_mount().expect("this host has cgroup v2");
+        let pos = position_of(&root, &root).expect("position");
+        assert_eq!(pos.level, 0);
+        assert!(matches!(
+            position_of(Path::new("/proc"), &root),
+            Err(CgroupError::NotV2(_))
+        ));
+    }
+
+    #[test]
+    fn scratch_cgroup_is_removed_with_its_processes() {
+        let cg = ScratchCgroup::create(Some(64 << 20)).expect("create");
+        let path = cg.path().to_owned();
+        assert_eq!(cg.position().level, 1);
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .expect("spawn sleep");
+        fs::write(path.join("cgroup.procs"), child.id().to_string()).expect("move");
+        assert!(cg.is_populated());
+        drop(cg);
+        assert!(!path.exists(), "cgroup left behind");
+        let status = child.wait().expect("wait");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+}

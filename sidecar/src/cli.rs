@@ -1,0 +1,124 @@
+//! Command line: the in-pod mode (no subcommand) and `trace`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::size::parse_size;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "linnix-sidecar",
+    version,
+    about = "Reports every process birth, exit and OOM kill of one pod (or one cgroup) as JSON lines on stdout",
+    long_about = "Without a subcommand, runs as a sidecar: traces the pod whose cgroup is the parent of its own.\n\
+                  Events go to stdout, one JSON object per line; diagnostics go to stderr."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Serve /metrics, /healthz and /readyz on this address. In the pod mode
+    /// it defaults to 0.0.0.0:9464; `trace` serves nothing unless given.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Also report thread creation (as fork events with "thread": true).
+    #[arg(long, global = true)]
+    pub threads: bool,
+
+    /// In-kernel cap on events per second for the traced cgroup; 0 = no cap.
+    #[arg(long, global = true, default_value_t = 10_000, value_name = "N")]
+    pub max_events_per_sec: u32,
+
+    /// Diagnostics filter (tracing EnvFilter syntax); RUST_LOG wins when set.
+    #[arg(long, global = true, default_value = "info", value_name = "FILTER")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace an existing cgroup v2 directory, or run a command in a fresh
+    /// cgroup and trace its whole process tree.
+    Trace(TraceArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("target").required(true).args(["cgroup", "command"])
+))]
+pub struct TraceArgs {
+    /// A cgroup v2 directory (e.g. /sys/fs/cgroup/unified/my.slice): it and
+    /// its descendants are traced until SIGINT or SIGTERM.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["command", "memory_limit"])]
+    pub cgroup: Option<PathBuf>,
+
+    /// Memory limit of the fresh cgroup the command runs in: bytes, or with a
+    /// unit (64M = 64*10^6, 64Mi = 64*2^20, 1G, 1Gi, ...).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "command")]
+    pub memory_limit: Option<u64>,
+
+    /// The command to run (after `--`). Its stdout is sent to stderr so that
+    /// stdout carries only events.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+impl CommonArgs {
+    pub fn metrics_addr_or(&self, default: Option<SocketAddr>) -> Option<SocketAddr> {
+        self.metrics_addr.or(default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("linnix-sidecar").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn pod_mode_is_the_default() {
+        let cli = parse(&[]).expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.common.max_events_per_sec, 10_000);
+        assert!(!cli.common.threads);
+    }
+
+    #[test]
+    fn trace_command_keeps_its_arguments_verbatim() {
+        let cli = parse(&[
+            "trace",
+            "--memory-limit",
+            "64Mi",
+            "--threads",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .expect("parses");
+        let Some(Command::Trace(t)) = cli.command else {
+            panic!("expected trace");
+        };
+        assert_eq!(t.command, ["sh", "-c", "exit 3"]);
+        assert_eq!(t.memory_limit, Some(64 << 20));
+        assert!(cli.common.threads);
+    }
+
+    #[test]
+    fn trace_needs_a_target() {
+        assert!(parse(&["trace"]).is_err());
+        assert!(parse(&["trace", "--cgroup", "/x", "--", "true"]).is_err());
+        assert!(parse(&["trace", "--cgroup", "/x", "--memory-limit", "1M"]).is_err());
+        assert!(parse(&["trace", "--memory-limit", "lots", "--", "true"]).is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! Prometheus metrics (OpenMetrics text) and the health endpoints.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use linnix_ebpf::KernelStats;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::output::{ExitDetail, Kind};
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    kind: &'static str,
+    container: String,
+}
+
+/// `code` is "0".."255" or empty, `signal` a name ("SIGKILL") or empty:
+/// both bounded, so the series count stays small.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExitLabels {
+    container: String,
+    code: String,
+    signal: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContainerLabels {
+    container: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    events: Family<EventLabels, Counter>,
+    exits: Family<ExitLabels, Counter>,
+    oom_kills: Family<ContainerLabels, Counter>,
+    lost: Counter,
+    rate_limited: Counter,
+    programs_attached: Gauge,
+    last_lost: AtomicU64,
+    last_rate_limited: AtomicU64,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let events = Family::<EventLabels, Counter>::default();
+        let exits = Family::<ExitLabels, Counter>::default();
+        let oom_kills = Family::<ContainerLabels, Counter>::default();
+        let lost = Counter::default();
+        let rate_limited = Counter::default();
+        let programs_attached = Gauge::default();
+        // Counter names get their `_total` suffix from the encoder.
+        registry.register(
+            "linnix_events",
+            "Events reported, by kind and container",
+            events.clone(),
+        );
+        registry.register(
+            "linnix_exits",
+            "Process exits, by container, exit code and signal",
+            exits.clone(),
+        );
+        registry.register(
+            "linnix_oom_kills",
+            "Processes killed by the OOM killer, by container",
+            oom_kills.clone(),
+        );
+        registry.register(
+            "linnix_events_lost",
+            "Events lost in the kernel because the ring buffer was full",
+            lost.clone(),
+        );
+        registry.register(
+            "linnix_events_rate_limited",
+            "Events dropped in the kernel by the per-pod rate limit",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "linnix_programs_attached",
+            "eBPF programs attached",
+            programs_attached.clone(),
+        );
+        Metrics {
+            registry,
+            events,
+            exits,
+            oom_kills,
+            lost,
+            rate_limited,
+            programs_attached,
+            last_lost: AtomicU64::new(0),
+            last_rate_limited: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn event(&self, kind: Kind, container: Option<&str>) {
+        self.events
+            .get_or_create(&EventLabels {
+                kind: kind.as_str(),
+                container: container.unwrap_or_default().to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn exit(&self, container: Option<&str>, exit: &ExitDetail) {
+        self.exits
+            .get_or_create(&ExitLabels {
+                container: container.unwrap_or_default().to_owned(),
+                code: exit
+                    .exit_code
+                    .filter(|c| (0..=255).contains(c))
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                signal: exit.signal.map(signal_name).unwrap_or_default(),
+            })
+            .inc();
+    }
+
+    pub fn oom_kill(&self, container: Option<&str>) {
+        self.oom_kills
+            .get_or_create(&ContainerLabels {
+                container: container.unwrap_or_default().to_owned(),
+            })
+            .inc();
+    }
+
+    /// The kernel keeps running totals; the counters follow them.
+    pub fn kernel_stats(&self, stats: KernelStats) {
+        let follow = |counter: &Counter, last: &AtomicU64, now: u64| {
+            let before = last.swap(now, Ordering::Relaxed);
+            counter.inc_by(now.saturating_sub(before));
+        };
+        follow(&self.lost, &self.last_lost, stats.lost);
+        follow(
+            &self.rate_limited,
+            &self.last_rate_limited,
+            stats.rate_limited,
+        );
+    }
+
+    pub fn set_attached(&self, programs: i64) {
+        self.programs_attached.set(programs);
+        self.ready.store(programs > 0, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Names for the standard signals, numbers for the rest (real-time ones).
+pub fn signal_name(sig: i32) -> String {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(sig)
+        .ok()
+        .and_then(|s| s.checked_sub(1))
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| sig.clamp(0, 127).to_string(), |n| (*n).to_owned())
+}
+
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz_handler))
+        .with_state(metrics)
+}
+
+async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    match m.encode() {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn readyz_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    if m.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "programs not attached yet\n",
+        )
+    }
+}
+
+/// Serve until the process ends.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    if let Err(e) = axum::serve(listener, router(metrics)).await {
+        tracing::error!(error = %e, "metrics server stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(1), "SIGHUP");
+        assert_eq!(signal_name(31), "SIGSYS");
+        assert_eq!(signal_name(34), "34");
+        assert_eq!(signal_name(0), "0");
+        assert_eq!(signal_name(-5), "0");
+        assert_eq!(signal_name(1000), "127");
+    }
+
+    #[test]
+    fn counters_in_openmetrics_text() {
+        let m = Metrics::new();
+        m.event(Kind::Exec, Some("app"));
+        m.event(Kind::Exec, Some("app"));
+        m.exit(
+            Some("app"),
+            &ExitDetail {
+                exit_code: None,
+                signal: Some(9),
+                core_dumped: false,
+                lifetime_ms: 1,
+            },
+        );
+        m.oom_kill(None);
+        m.kernel_stats(KernelStats {
+            lost: 5,
+            rate_limited: 2,
+        });
+        m.kernel_stats(KernelStats {
+            lost: 7,
+            rate_limited: 2,
+        });
+        assert!(!m.is_ready());
+        m.set_attached(4);
+        assert!(m.is_ready());
+        let text = m.encode().expect("encode");
+        for want in [
+            "linnix_events_total{kind=\"exec\",container=\"app\"} 2",
+            "linnix_exits_total{container=\"app\",code=\"\",signal=\"SIGKILL\"} 1",
+            "linnix_oom_kills_total{container=\"\"} 1",
+            "linnix_events_lost_total 7",
+            "linnix_events_rate_limited_total 2",
+            "linnix_programs_attached 4",
+            "# EOF",
+        ] {
+            assert!(text.contains(want), "{want} missing in\n{text}");
+        }
+    }
+}

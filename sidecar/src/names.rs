@@ -1,0 +1,168 @@
+//! Container names read from the pod's own status with its service account.
+//!
+//! The event loop never waits for the API server: it looks names up in the
+//! latest map and, on a miss, asks a background task for a refresh (rate
+//! limited, since containers restart with new ids). Without a reachable API
+//! server, or without permission, events keep the container id and a single
+//! warning says why.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, Client};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use crate::pod::{container_id_from_cgroup, container_names, PodIdentity};
+
+/// Bound on every API call: a missing API server must not stall start-up.
+const API_TIMEOUT: Duration = Duration::from_secs(3);
+/// At most one refresh per interval, however many unknown ids show up.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct ContainerNames {
+    names: watch::Receiver<HashMap<String, String>>,
+    refresh: Option<mpsc::Sender<()>>,
+}
+
+/// Says why names are unavailable, once per process.
+#[derive(Clone, Default)]
+struct WarnOnce(Arc<AtomicBool>);
+
+impl WarnOnce {
+    fn warn(&self, why: &str, error: &dyn std::fmt::Display) {
+        if !self.0.swap(true, Ordering::Relaxed) {
+            warn!(%error, "{why}; events carry container ids instead of names");
+        } else {
+            debug!(%error, "{why}");
+        }
+    }
+}
+
+impl ContainerNames {
+    /// Ids only, never names (trace mode).
+    pub fn disabled() -> Self {
+        let (_, names) = watch::channel(HashMap::new());
+        ContainerNames {
+            names,
+            refresh: None,
+        }
+    }
+
+    /// Connect with the in-cluster (or kubeconfig) credentials and read the
+    /// pod once, so that the first events already carry names.
+    pub async fn start(identity: &PodIdentity) -> Self {
+        let warn_once = WarnOnce::default();
+        let Some(pod_name) = identity.name.clone() else {
+            warn_once.warn(
+                "POD_NAME is not set",
+                &"the downward API gives the pod's name",
+            );
+            return Self::disabled();
+        };
+        let client = match tokio::time::timeout(API_TIMEOUT, Client::try_default()).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                warn_once.warn("no Kubernetes API configuration", &e);
+                return Self::disabled();
+            }
+            Err(_) => {
+                warn_once.warn("Kubernetes client set-up timed out", &"timeout");
+                return Self::disabled();
+            }
+        };
+        let namespace = identity
+            .namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        let fetcher = Fetcher {
+            api: Api::namespaced(client, &namespace),
+            pod_name,
+            warn_once,
+        };
+        let (names_tx, names) = watch::channel(HashMap::new());
+        fetcher.fetch_into(&names_tx).await;
+        let (refresh, wake) = mpsc::channel(1);
+        tokio::spawn(fetcher.run(names_tx, wake));
+        ContainerNames {
+            names,
+            refresh: Some(refresh),
+        }
+    }
+
+    /// The container label for a container cgroup's kernfs name: its name
+    /// when known, else its id; `None` when the name carries no id.
+    pub fn label(&self, cgroup_name: &str) -> Option<String> {
+        let id = container_id_from_cgroup(cgroup_name)?;
+        if let Some(name) = self.names.borrow().get(id) {
+            return Some(name.clone());
+        }
+        if let Some(refresh) = &self.refresh {
+            // A full channel means a refresh is already pending.
+            let _ = refresh.try_send(());
+        }
+        Some(id.to_owned())
+    }
+}
+
+struct Fetcher {
+    api: Api<Pod>,
+    pod_name: String,
+    warn_once: WarnOnce,
+}
+
+impl Fetcher {
+    async fn fetch_into(&self, names: &watch::Sender<HashMap<String, String>>) {
+        match tokio::time::timeout(API_TIMEOUT, self.api.get(&self.pod_name)).await {
+            Ok(Ok(pod)) => {
+                let map = container_names(&pod);
+                debug!(containers = map.len(), "container names refreshed");
+                names.send_replace(map);
+            }
+            Ok(Err(kube::Error::Api(status))) if status.code == 403 => self.warn_once.warn(
+                "not allowed to read the own pod (grant get on pods to the service account)",
+                &status.message,
+            ),
+            Ok(Err(e)) => self
+                .warn_once
+                .warn("cannot read the own pod from the API server", &e),
+            Err(_) => self.warn_once.warn(
+                "the API server did not answer",
+                &format_args!("timeout after {API_TIMEOUT:?}"),
+            ),
+        }
+    }
+
+    async fn run(
+        self,
+        names: watch::Sender<HashMap<String, String>>,
+        mut wake: mpsc::Receiver<()>,
+    ) {
+        loop {
+            tokio::time::sleep(MIN_REFRESH_INTERVAL).await;
+            if wake.recv().await.is_none() {
+                return;
+            }
+            self.fetch_into(&names).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disabled_gives_ids() {
+        let names = ContainerNames::disabled();
+        let id = "a".repeat(64);
+        assert_eq!(
+            names.label(&format!("cri-containerd-{id}.scope")),
+            Some(id.clone())
+        );
+        assert_eq!(names.label("linnix-trace-1"), None);
+    }
+}

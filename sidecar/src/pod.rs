@@ -1,0 +1,212 @@
+//! Who the pod is: identity from the downward API, which container a cgroup
+//! belongs to, and container names from the pod's own status.
+
+use std::collections::HashMap;
+use std::env;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::Serialize;
+
+/// The `pod` object of every event, from the downward API environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PodIdentity {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+impl PodIdentity {
+    pub fn from_env() -> Self {
+        let var = |k: &str| env::var(k).ok().filter(|v| !v.trim().is_empty());
+        PodIdentity {
+            name: var("POD_NAME"),
+            namespace: var("POD_NAMESPACE"),
+            uid: var("POD_UID"),
+            node: var("NODE_NAME"),
+        }
+    }
+
+    pub fn is_known(&self) -> bool {
+        self.name.is_some() || self.namespace.is_some() || self.uid.is_some()
+    }
+}
+
+/// The container id carried by a container cgroup's kernfs name, for the
+/// layouts of the common runtimes and cgroup drivers:
+/// `libpod-<id>[.scope]`, `cri-containerd-<id>.scope`, `crio-<id>.scope`,
+/// `docker-<id>.scope` (systemd driver) and a bare `<id>` (cgroupfs driver).
+pub fn container_id_from_cgroup(name: &str) -> Option<&str> {
+    let name = name.strip_suffix(".scope").unwrap_or(name);
+    let id = ["libpod-", "cri-containerd-", "crio-", "docker-"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name);
+    is_container_id(id).then_some(id)
+}
+
+fn is_container_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Container id → container name from the pod's status (regular, init and
+/// ephemeral containers). `containerID` reads `<runtime>://<id>`.
+pub fn container_names(pod: &Pod) -> HashMap<String, String> {
+    let Some(status) = pod.status.as_ref() else {
+        return HashMap::new();
+    };
+    [
+        status.container_statuses.as_deref(),
+        status.init_container_statuses.as_deref(),
+        status.ephemeral_container_statuses.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+    .filter_map(|cs| {
+        let raw = cs.container_id.as_deref()?;
+        let id = raw.split_once("://").map_or(raw, |(_, id)| id);
+        is_container_id(id).then(|| (id.to_owned(), cs.name.clone()))
+    })
+    .collect()
+}
+
+/// Where a process sits relative to the pod, judged from cgroup v2 paths as
+/// `/proc/<pid>/cgroup` shows them (relative to the reader's cgroup
+/// namespace root, so `/../x` inside a private cgroup namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// In the container cgroup with this kernfs name.
+    Container(String),
+    /// In the tracer's own container, whose name the namespace hides.
+    OwnContainer,
+    /// Directly in the pod cgroup.
+    PodItself,
+}
+
+/// Placement of a process whose cgroup path is `other`, given the tracer's
+/// own path `own`; `None` when it is outside the pod.
+pub fn placement(own: &str, other: &str) -> Option<Placement> {
+    let parts = |p: &str| -> Vec<String> {
+        p.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_owned)
+            .collect()
+    };
+    let own = parts(own);
+    let other = parts(other);
+    let pod: Vec<String> = match own.last() {
+        Some(last) if last != ".." => own[..own.len() - 1].to_vec(),
+        _ => own.iter().cloned().chain([String::from("..")]).collect(),
+    };
+    if let Some(rest) = other.strip_prefix(pod.as_slice()) {
+        return match rest.first() {
+            None => Some(Placement::PodItself),
+            Some(c) if c == ".." => None,
+            Some(c) => Some(Placement::Container(c.clone())),
+        };
+    }
+    // In a private cgroup namespace the tracer's own container is the root:
+    // its processes read `/` (or `/sub`), which is not below `/..`.
+    if other.starts_with(&own) && other.first().map(String::as_str) != Some("..") {
+        return Some(Placement::OwnContainer);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn container_ids_of_every_runtime_layout() {
+        for name in [
+            format!("libpod-{ID}"),
+            format!("libpod-{ID}.scope"),
+            format!("cri-containerd-{ID}.scope"),
+            format!("crio-{ID}.scope"),
+            format!("docker-{ID}.scope"),
+            ID.to_owned(),
+        ] {
+            assert_eq!(container_id_from_cgroup(&name), Some(ID), "{name}");
+        }
+        for name in [
+            "",
+            "libpod-",
+            "pod5b1f.slice",
+            "kubepods-burstable-pod5b1f.slice",
+            "libpod_parent",
+            "linnix-trace-42",
+            "crio-conmon-xyz.scope",
+            &ID[1..],
+            &format!("{ID}0"),
+        ] {
+            assert_eq!(container_id_from_cgroup(name), None, "{name}");
+        }
+    }
+
+    fn status(name: &str, id: Option<&str>) -> ContainerStatus {
+        ContainerStatus {
+            name: name.to_owned(),
+            container_id: id.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_from_pod_status() {
+        let other = "f".repeat(64);
+        let pod = Pod {
+            status: Some(PodStatus {
+                container_statuses: Some(vec![
+                    status("app", Some(&format!("containerd://{ID}"))),
+                    status("pending", None),
+                    status("weird", Some("containerd://not-hex")),
+                ]),
+                init_container_statuses: Some(vec![status(
+                    "init",
+                    Some(&format!("cri-o://{other}")),
+                )]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let names = container_names(&pod);
+        assert_eq!(names.len(), 2);
+        assert_eq!(names.get(ID).map(String::as_str), Some("app"));
+        assert_eq!(names.get(&other).map(String::as_str), Some("init"));
+        assert!(container_names(&Pod::default()).is_empty());
+    }
+
+    #[test]
+    fn placement_inside_a_private_cgroup_namespace() {
+        let c = |s: &str| Some(Placement::Container(s.to_owned()));
+        assert_eq!(placement("/", "/../libpod-a"), c("libpod-a"));
+        assert_eq!(placement("/", "/../libpod-a/sub"), c("libpod-a"));
+        assert_eq!(placement("/", "/"), Some(Placement::OwnContainer));
+        assert_eq!(placement("/", "/sub"), Some(Placement::OwnContainer));
+        assert_eq!(placement("/", "/.."), Some(Placement::PodItself));
+        assert_eq!(placement("/", "/../../other-pod/x"), None);
+    }
+
+    #[test]
+    fn placement_in_the_host_cgroup_namespace() {
+        let own = "/kubepods/pod1/tracer";
+        assert_eq!(
+            placement(own, "/kubepods/pod1/app"),
+            Some(Placement::Container("app".into()))
+        );
+        assert_eq!(
+            placement(own, "/kubepods/pod1/tracer"),
+            Some(Placement::Container("tracer".into()))
+        );
+        assert_eq!(placement(own, "/kubepods/pod1"), Some(Placement::PodItself));
+        assert_eq!(placement(own, "/kubepods/pod2/app"), None);
+        assert_eq!(placement(own, "/kubepods/pod10/app"), None);
+        assert_eq!(placement(own, "/"), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! Processes already running when the tracer starts, read from /proc, so that
+//! their later exits have context.
+
+use std::fs;
+use std::path::Path;
+
+use crate::pod::{placement, Placement};
+
+/// Inode of the initial PID namespace (`PROC_PID_INIT_INO`): when /proc is
+/// in it, a pid is also the host pid.
+const PROC_PID_INIT_INO: &str = "pid:[4026531836]";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentProcess {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Known only when the tracer shares the host's PID namespace.
+    pub host_pid: Option<u32>,
+    pub comm: String,
+    pub placement: Placement,
+}
+
+/// comm and ppid from `/proc/<pid>/stat`. comm sits between the first `(`
+/// and the last `)`, since it may itself contain parentheses and spaces.
+pub fn parse_stat(text: &str) -> Option<(String, u32)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_owned();
+    let mut rest = text.get(close + 1..)?.split_whitespace();
+    let _state = rest.next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((comm, ppid))
+}
+
+/// The cgroup v2 path from `/proc/<pid>/cgroup` (the `0::` line).
+pub fn parse_v2_path(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| l.strip_prefix("0::"))
+}
+
+fn in_host_pid_namespace(proc_root: &Path) -> bool {
+    fs::read_link(proc_root.join("self/ns/pid")).is_ok_and(|l| l.as_os_str() == PROC_PID_INIT_INO)
+}
+
+/// Every process of the pod visible in `proc_root` except the tracer itself.
+/// The pod is judged from cgroup paths, so a tracer that shares the host's
+/// PID namespace still lists only its pod.
+pub fn pod_processes(proc_root: &Path) -> std::io::Result<Vec<PresentProcess>> {
+    let own_pid = std::process::id();
+    let own_text = fs::read_to_string(proc_root.join("self/cgroup"))?;
+    let own_path = parse_v2_path(&own_text).unwrap_or("/").to_owned();
+    let host_ns = in_host_pid_namespace(proc_root);
+
+    let mut out = Vec::new();
+    for entry in fs::read_dir(proc_root)?.filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == own_pid {
+            continue;
+        }
+        // Processes may exit while we read: skip whatever is gone.
+        let dir = entry.path();
+        let Some((comm, ppid)) = fs::read_to_string(dir.join("stat"))
+            .ok()
+            .as_deref()
+            .and_then(parse_stat)
+        else {
+            continue;
+        };
+        let Ok(cgroup) = fs::read_to_string(dir.join("cgroup")) else {
+            continue;
+        };
+        let Some(placement) = parse_v2_path(&cgroup).and_then(|p| placement(&own_path, p)) else {
+            continue;
+        };
+        out.push(PresentProcess {
+            pid,
+            ppid,
+            host_pid: host_ns.then_some(pid),
+            comm,
+            placement,
+        });
+    }
+    out.sort_by_key(|p| p.pid);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_awkward_comm() {
+        let text = "4242 (my (odd) proc) S 17 4242 4242 0 -1 4194560 100 0 0 0";
+        assert_eq!(parse_stat(text), Some(("my (odd) proc".into(), 17)));
+        assert_eq!(parse_stat("1 (init) S 0 1 1"), Some(("init".into(), 0)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) S"), None);
+        assert_eq!(parse_stat(") 1 (x"), None);
+    }
+
+    #[test]
+    fn v2_line_of_hybrid_and_pure_hosts() {
+        let hybrid = "9:name=systemd:/\n4:memory:/a/b\n0::/../libpod-abc\n";
+        assert_eq!(parse_v2_path(hybrid), Some("/../libpod-abc"));
+        assert_eq!(parse_v2_path("0::/\n"), Some("/"));
+        assert_eq!(parse_v2_path("4:memory:/a\n"), None);
+    }
+
+    #[test]
+    fn lists_processes_of_this_cgroup_but_not_itself() {
+        // The test process and its sleeping child share a cgroup, which the
+        // scan treats as the tracer's own container.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let found = pod_processes(Path::new("/proc")).expect("scan");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(!found.iter().any(|p| p.pid == std::process::id()));
+        let sleep = found
+            .iter()
+            .find(|p| p.pid == child.id())
+            .expect("child listed");
+        assert_eq!(sleep.comm, "sleep");
+        assert_eq!(sleep.ppid, std::process::id());
+    }
+}
