@@ -1,0 +1,264 @@
+//! Serving certificates: reload from disk while requests flow, and the
+//! in-memory self-signed mode.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use serde_json::json;
+
+fn der_of(pem_path: &std::path::Path) -> Vec<u8> {
+    CertificateDer::from_pem_file(pem_path).unwrap().to_vec()
+}
+
+/// Replaces a file the way a Secret volume or cert-manager does: atomically.
+fn replace(from: &std::path::Path, to: &std::path::Path) {
+    let tmp = to.with_extension("new");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+fn client_with_tls_info(ca_pem: &[u8], fresh_connections: bool) -> reqwest::Client {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut b = reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .tls_info(true);
+    if fresh_connections {
+        b = b.pool_max_idle_per_host(0);
+    }
+    b.build().unwrap()
+}
+
+async fn served_cert(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, reqwest::Error> {
+    let resp = client.get(url).send().await?;
+    let info = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    Ok(info)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reload_while_requests_flow() {
+    let server = Server::start(&[]);
+    let old_ca = std::fs::read(server.ca_path()).unwrap();
+    let next = tempfile::tempdir().unwrap();
+    make_certs(next.path());
+    let new_ca = std::fs::read(next.path().join("ca.crt")).unwrap();
+    let both: Vec<u8> = [old_ca.clone(), new_ca.clone()].concat();
+
+    // Requests flow on a kept-alive connection and on fresh connections,
+    // from clients that trust both CAs (as the API server does during a
+    // rotation), and none may fail.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut flows = Vec::new();
+    for fresh in [false, true] {
+        let client = client_with_tls_info(&both, fresh);
+        let url = server.url("/mutate");
+        let (stop, ok) = (stop.clone(), ok.clone());
+        flows.push(tokio::spawn(async move {
+            let pod = pod(json!({"sidecar.linnix.io/inject": "true"}), app_spec());
+            let review = review_of(&pod, "apps");
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match client.post(&url).json(&review).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => failures.push(format!("status {}", r.status())),
+                    Err(e) => failures.push(format!("{e:?}")),
+                }
+            }
+            failures
+        }));
+    }
+
+    let old_client = client_with_tls_info(&old_ca, true);
+    let new_client = client_with_tls_info(&new_ca, true);
+    let health = server.url("/healthz");
+    assert_eq!(
+        served_cert(&old_client, &health).await.unwrap(),
+        der_of(&server.dir.path().join("tls.crt"))
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    replace(
+        &next.path().join("tls.key"),
+        &server.dir.path().join("tls.key"),
+    );
+    replace(
+        &next.path().join("tls.crt"),
+        &server.dir.path().join("tls.crt"),
+    );
+
+    let new_der = der_of(&next.path().join("tls.crt"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(der) = served_cert(&new_client, &health).await {
+            assert_eq!(der, new_der);
+            break;
+        }
+        assert!(Instant::now() < deadline, "new certificate not served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A fresh connection that trusts only the old CA is now refused.
+    assert!(served_cert(&old_client, &health).await.is_err());
+
+    // A broken pair is rejected and the current certificate stays.
+    let other = tempfile::tempdir().unwrap();
+    make_certs(other.path());
+    replace(
+        &other.path().join("tls.crt"),
+        &server.dir.path().join("tls.crt"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = server.metrics().await;
+        if sample(
+            &m,
+            r#"linnix_injector_certificate_reloads_total{result="failure"}"#,
+        ) >= 1.0
+        {
+            assert_eq!(
+                sample(
+                    &m,
+                    r#"linnix_injector_certificate_reloads_total{result="success"}"#
+                ),
+                1.0
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "bad pair not noticed: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(served_cert(&new_client, &health).await.unwrap(), new_der);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for flow in flows {
+        let failures = flow.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "requests failed during reload: {failures:?}"
+        );
+    }
+    assert!(
+        ok.load(Ordering::Relaxed) > 20,
+        "too few requests flowed: {}",
+        ok.load(Ordering::Relaxed)
+    );
+}
+
+#[tokio::test]
+async fn self_signed_without_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(
+        dir,
+        &[
+            "--self-signed",
+            "--webhook-config=linnix-injector",
+            "--dns=localhost",
+            "--dns=linnix-injector.linnix.svc",
+        ],
+        false,
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // The CA exists only in memory (and in the caBundle when a cluster is
+    // reachable), so this client checks the certificate by hand.
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .tls_info(true)
+        .build()
+        .unwrap();
+    let der = served_cert(&client, &server.url("/healthz")).await.unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let sans: Vec<String> = cert
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(
+        sans,
+        ["DNSName(localhost)", "DNSName(linnix-injector.linnix.svc)"]
+    );
+    assert!(cert.issuer().to_string().contains("linnix-injector CA"));
+
+    let m = server.metrics().await;
+    let expiry = sample(&m, "linnix_injector_certificate_expiry_timestamp_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(expiry > now + 300.0 * 86400.0, "expiry {expiry}");
+
+    let pod = pod(json!({"sidecar.linnix.io/inject": "true"}), app_spec());
+    let answer: serde_json::Value = client
+        .post(server.url("/mutate"))
+        .json(&review_of(&pod, "apps"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(patch_of(&answer).is_some());
+}
+
+#[test]
+fn certs_command_writes_private_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("new/sub");
+    let o = run(
+        &[
+            "certs",
+            "--out",
+            out.to_str().unwrap(),
+            "--dns",
+            "a.b.svc",
+            "--dns",
+            "localhost",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mode = std::fs::metadata(out.join("tls.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let der = der_of(&out.join("tls.crt"));
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let ca = der_of(&out.join("ca.crt"));
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca).unwrap();
+    assert_eq!(cert.issuer(), ca.subject());
+    assert!(ca.is_ca());
+    assert!(cert.verify_signature(Some(ca.public_key())).is_ok());
+    // Without --dns the command refuses to run.
+    assert!(!run(&["certs", "--out", out.to_str().unwrap()], None)
+        .status
+        .success());
+}

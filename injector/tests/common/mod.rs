@@ -1,0 +1,309 @@
+//! Helpers shared by the integration tests: the real binary, real
+//! certificates, a real HTTPS client.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_linnix-injector");
+
+/// Runs the binary to completion with a clean environment for cluster access.
+pub fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn linnix-injector");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("wait for linnix-injector")
+}
+
+/// Writes certificates for `localhost` with the `certs` subcommand.
+pub fn make_certs(dir: &Path) {
+    let out = run(
+        &[
+            "certs",
+            "--out",
+            dir.to_str().unwrap(),
+            "--dns",
+            "localhost",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "certs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `linnix-injector serve`; killed on drop.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `serve` with fresh certificates and `extra` flags.
+    pub fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        make_certs(dir.path());
+        Self::start_in(dir, extra, true)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str], files: bool) -> Self {
+        let port = free_port();
+        let metrics_port = free_port();
+        let cert = dir.path().join("tls.crt");
+        let key = dir.path().join("tls.key");
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            format!("--addr=127.0.0.1:{port}"),
+            format!("--metrics-addr=127.0.0.1:{metrics_port}"),
+        ];
+        if files {
+            args.push(format!("--tls-cert={}", cert.display()));
+            args.push(format!("--tls-key={}", key.display()));
+            args.push("--tls-reload-interval=200ms".into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        // Diagnostics go to a file next to the certificates.
+        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(&args)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn serve");
+        let server = Self {
+            child,
+            port,
+            metrics_port,
+            dir,
+        };
+        server.wait_listening();
+        server
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in [self.port, self.metrics_port] {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+                assert!(Instant::now() < deadline, "serve did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        client_trusting(&std::fs::read(self.ca_path()).unwrap())
+    }
+
+    pub async fn metrics(&self) -> String {
+        plain_client()
+            .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Posts a review and returns the response review.
+    pub async fn review(&self, review: &Value) -> Value {
+        let resp = self
+            .client()
+            .post(self.url("/mutate"))
+            .json(review)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client for plain HTTP. reqwest builds a TLS configuration even then,
+/// from the process-wide provider, so ring is installed first.
+pub fn plain_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// A reqwest client (rustls, ring) that trusts exactly `ca_pem`.
+pub fn client_trusting(ca_pem: &[u8]) -> reqwest::Client {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap()
+}
+
+pub fn pod(annotations: Value, spec: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "annotations": annotations},
+        "spec": spec,
+    })
+}
+
+pub fn app_spec() -> Value {
+    json!({"containers": [{"name": "app", "image": "registry.example/app:1"}]})
+}
+
+pub fn review_of(object: &Value, namespace: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "admin", "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+}
+
+pub fn response(review: &Value) -> &Value {
+    &review["response"]
+}
+
+/// The patch of a response; the API server accepts `patch` as base64 or as
+/// an array of bytes, so both are decoded.
+pub fn patch_of(review: &Value) -> Option<json_patch::Patch> {
+    let raw = &review["response"]["patch"];
+    let bytes: Vec<u8> = match raw {
+        Value::Null => return None,
+        Value::Array(a) => a.iter().map(|b| b.as_u64().unwrap() as u8).collect(),
+        Value::String(s) => base64_decode(s),
+        other => panic!("unexpected patch {other}"),
+    };
+    assert_eq!(review["response"]["patchType"], "JSONPatch");
+    Some(serde_json::from_slice(&bytes).unwrap())
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let bs: k8s_openapi::ByteString = serde_json::from_value(Value::String(s.into())).unwrap();
+    bs.0
+}
+
+/// The object after the response's patch, the way the API server applies it.
+pub fn patched(object: &Value, review: &Value) -> Value {
+    let mut out = object.clone();
+    if let Some(p) = patch_of(review) {
+        json_patch::patch(&mut out, &p).unwrap();
+    }
+    out
+}
+
+pub fn warnings(review: &Value) -> Vec<String> {
+    review["response"]["warnings"]
+        .as_array()
+        .map(|a| a.iter().map(|w| w.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Value of one sample line of the OpenMetrics text, 0 when absent.
+pub fn sample(metrics: &str, line_prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// Validates manifests with the real Kubernetes schemas (strict).
+pub fn kubernetes_validate(yaml: &str) {
+    let validator =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/.venv/bin/kubernetes-validate");
+    assert!(
+        validator.exists(),
+        "{} missing: run scripts/setup.sh",
+        validator.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("manifest.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(&validator)
+        .args(["--strict", "-k", "1.33.0"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubernetes-validate failed:\n{}\n{}\n--- manifest ---\n{yaml}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
