@@ -77,6 +77,8 @@ fn generate_bindings(include_dir: &Path, out_dir: &Path) {
 
 /// The event structs are decoded straight from ring-buffer bytes with
 /// zerocopy, which checks size and validity instead of an unsafe cast.
+/// `IntoBytes` also proves at compile time that no struct has hidden padding
+/// (a C/Rust layout trap) and lets tests build records.
 #[derive(Debug)]
 struct ZerocopyDerives;
 
@@ -87,6 +89,7 @@ impl bindgen::callbacks::ParseCallbacks for ZerocopyDerives {
                 "zerocopy::FromBytes".into(),
                 "zerocopy::KnownLayout".into(),
                 "zerocopy::Immutable".into(),
+                "zerocopy::IntoBytes".into(),
             ]
         } else {
             vec![]

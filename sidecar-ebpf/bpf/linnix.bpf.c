@@ -124,7 +124,8 @@ static __always_inline void fill_header(struct linnix_event_header *hdr, u32 kin
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 	struct task_struct *parent = BPF_CORE_READ(leader, real_parent);
 	struct pid *pid = BPF_CORE_READ(leader, thread_pid);
-	struct pid *ppid = BPF_CORE_READ(parent, thread_pid);
+	/* real_parent may be a thread: its process number is the leader's. */
+	struct pid *ppid = BPF_CORE_READ(parent, group_leader, thread_pid);
 	u32 level = BPF_CORE_READ(pid, level);
 	struct upid *own = pid_upid(pid, level);
 	struct pid_namespace *ns = BPF_CORE_READ(own, ns);
