@@ -122,6 +122,159 @@ fn as_bytes(buf: &[std::ffi::c_char]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zerocopy::IntoBytes;
+
+    fn header(kind: u32, flags: u32) -> linnix_event_header {
+        let mut hdr = linnix_event_header {
+            kind,
+            flags,
+            host_pid: 42,
+            host_tid: 43,
+            pid: 7,
+            ppid: 1,
+            host_ppid: 41,
+            cgroup_id: 99,
+            ..Default::default()
+        };
+        for (dst, src) in hdr.comm.iter_mut().zip(b"worker") {
+            *dst = *src as std::ffi::c_char;
+        }
+        hdr
+    }
+
+    fn exec_record(args: &[u8], args_len: u32, argc: u32) -> linnix_exec_event {
+        let mut e = linnix_exec_event {
+            hdr: header(LINNIX_EVENT_EXEC, 0),
+            argc,
+            args_len,
+            ..Default::default()
+        };
+        for (dst, src) in e.args.iter_mut().zip(args) {
+            *dst = *src as std::ffi::c_char;
+        }
+        for (dst, src) in e.filename.iter_mut().zip(b"/bin/ls") {
+            *dst = *src as std::ffi::c_char;
+        }
+        e
+    }
+
+    #[test]
+    fn exec_record_round_trip() {
+        let e = exec_record(b"ls\0-l\0", 6, 2);
+        let Ok(Event::Exec(exec)) = decode(e.as_bytes()) else {
+            panic!("not an exec event");
+        };
+        assert_eq!(exec.filename, "/bin/ls");
+        assert_eq!(exec.argv, ["ls", "-l"]);
+        assert!(!exec.argv_truncated);
+        assert_eq!(exec.task.comm, "worker");
+        assert_eq!(
+            (exec.task.host_pid, exec.task.pid, exec.task.ppid),
+            (42, 7, 1)
+        );
+    }
+
+    #[test]
+    fn exec_with_fewer_strings_than_argc_is_truncated() {
+        let e = exec_record(b"ls\0", 3, 5);
+        let Ok(Event::Exec(exec)) = decode(e.as_bytes()) else {
+            panic!("not an exec event");
+        };
+        assert!(exec.argv_truncated);
+    }
+
+    #[test]
+    fn garbled_args_len_stays_inside_the_buffer() {
+        let e = exec_record(b"a\0b\0", u32::MAX, u32::MAX);
+        let Ok(Event::Exec(exec)) = decode(e.as_bytes()) else {
+            panic!("not an exec event");
+        };
+        assert_eq!(&exec.argv[..2], ["a", "b"]);
+        assert!(exec.argv.len() <= LINNIX_MAX_ARGS as usize);
+        assert!(exec.argv_truncated);
+    }
+
+    #[test]
+    fn every_kind_rejects_a_record_cut_short() {
+        let exec = exec_record(b"", 0, 0);
+        let fork = linnix_fork_event {
+            hdr: header(LINNIX_EVENT_FORK, LINNIX_FLAG_THREAD),
+        };
+        let exit = linnix_exit_event {
+            hdr: header(LINNIX_EVENT_EXIT, 0),
+            status: 0x300,
+            ..Default::default()
+        };
+        let oom = linnix_oom_event {
+            hdr: header(LINNIX_EVENT_OOM_KILL, LINNIX_FLAG_MEMCG_KNOWN),
+            memcg_limit_bytes: 64 << 20,
+            ..Default::default()
+        };
+        for bytes in [
+            exec.as_bytes(),
+            fork.as_bytes(),
+            exit.as_bytes(),
+            oom.as_bytes(),
+        ] {
+            assert!(decode(bytes).is_ok());
+            for len in [
+                0,
+                1,
+                4,
+                size_of::<linnix_event_header>() - 1,
+                bytes.len() - 1,
+            ] {
+                assert!(
+                    matches!(decode(&bytes[..len]), Err(DecodeError::TooShort(n)) if n == len),
+                    "a {len}-byte prefix of a {}-byte record decoded",
+                    bytes.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flags_and_payloads_of_fork_exit_and_oom() {
+        let fork = linnix_fork_event {
+            hdr: header(LINNIX_EVENT_FORK, LINNIX_FLAG_THREAD),
+        };
+        assert!(matches!(decode(fork.as_bytes()), Ok(Event::Fork(f)) if f.thread));
+
+        let exit = linnix_exit_event {
+            hdr: header(LINNIX_EVENT_EXIT, 0),
+            status: 0x8b, // SIGSEGV with core
+            lifetime_ns: 5,
+            ..Default::default()
+        };
+        let Ok(Event::Exit(exit)) = decode(exit.as_bytes()) else {
+            panic!("not an exit event");
+        };
+        assert_eq!(
+            (exit.signal(), exit.exit_code(), exit.core_dumped()),
+            (Some(11), None, true)
+        );
+
+        let mut oom = linnix_oom_event {
+            hdr: header(LINNIX_EVENT_OOM_KILL, 0),
+            rss_anon_kb: 1,
+            memcg_usage_bytes: 2,
+            ..Default::default()
+        };
+        assert!(matches!(decode(oom.as_bytes()), Ok(Event::OomKill(o)) if o.memcg.is_none()));
+        oom.hdr.flags = LINNIX_FLAG_MEMCG_KNOWN;
+        assert!(
+            matches!(decode(oom.as_bytes()), Ok(Event::OomKill(o)) if o.memcg == Some(MemcgUsage { usage_bytes: 2, limit_bytes: 0 }))
+        );
+    }
+
+    #[test]
+    fn unknown_kind_is_an_error() {
+        let fork = linnix_fork_event { hdr: header(77, 0) };
+        assert!(matches!(
+            decode(fork.as_bytes()),
+            Err(DecodeError::UnknownKind(77))
+        ));
+    }
 
     #[test]
     fn argv_split_keeps_empty_arguments_and_drops_the_final_nul() {
