@@ -364,17 +364,72 @@ async fn oom_kill_reports_the_victim() {
     assert_eq!(exits[0].signal(), Some(9));
 }
 
-/// Runs in a child process moved into a nested cgroup (see
-/// `own_cgroup_ancestry_matches_directory_inodes`); prints what it found.
+/// Runs in a child process started by the tests below (in a chosen cgroup,
+/// or with reduced privileges); prints what `own_cgroup_ancestry` and
+/// `Tracer::load` return there, on one line each.
 #[test]
-#[ignore = "helper, started by own_cgroup_ancestry_matches_directory_inodes"]
-fn ancestry_probe() {
-    let found = own_cgroup_ancestry().expect("own_cgroup_ancestry");
-    let line: Vec<String> = found
-        .iter()
-        .map(|p| format!("{}:{}", p.level, p.id))
-        .collect();
-    println!("ANCESTRY {}", line.join(" "));
+#[ignore = "helper, started as a child process by other tests"]
+fn probe() {
+    match own_cgroup_ancestry() {
+        Ok(found) => {
+            let line: Vec<String> = found
+                .iter()
+                .map(|p| format!("{}:{}", p.level, p.id))
+                .collect();
+            println!("\nANCESTRY {}", line.join(" "));
+        }
+        Err(err) => println!("\nANCESTRY-ERR {err:?}"),
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let target = linnix_ebpf::CgroupPosition { id: 1, level: 0 };
+    match runtime.block_on(async { Tracer::load(&config(target)).map(drop) }) {
+        Ok(()) => println!("\nLOAD ok"),
+        Err(err) => println!("\nLOAD-ERR {err:?}"),
+    }
+}
+
+/// Start the probe through `wrapper` (a command that ends by exec-ing its
+/// arguments) and return its ANCESTRY and LOAD lines.
+fn run_probe(wrapper: &[&str]) -> (String, String) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .arg(exe)
+        .args([
+            "--exact",
+            "probe",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .expect("run the probe");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {prefix} line in {stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_owned()
+    };
+    (line("ANCESTRY"), line("LOAD"))
+}
+
+fn in_cgroup(dir: &std::path::Path) -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("echo $$ > '{}'/cgroup.procs && exec \"$@\"", dir.display()),
+        "sh".into(),
+    ]
 }
 
 #[tokio::test]
@@ -384,33 +439,12 @@ async fn own_cgroup_ancestry_matches_directory_inodes() {
     cg.child("a");
     let nested = cg.child("a/b");
 
-    let exe = std::env::current_exe().expect("current_exe");
-    let script = format!(
-        "echo $$ > '{}'/cgroup.procs && exec \"$@\"",
-        nested.display()
-    );
-    let out = Command::new("/bin/sh")
-        .args(["-c", &script, "sh"])
-        .arg(exe)
-        .args([
-            "--exact",
-            "ancestry_probe",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .expect("run the probe");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.split_once("ANCESTRY ").map(|(_, rest)| rest.trim()))
-        .unwrap_or_else(|| panic!("no ANCESTRY line in {stdout}"));
+    let wrapper = in_cgroup(&nested);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let (ancestry, _) = run_probe(&wrapper);
+    let line = ancestry
+        .strip_prefix("ANCESTRY ")
+        .unwrap_or_else(|| panic!("{ancestry}"));
 
     let mut expected = vec![position_of(&nested)];
     let mut dir = nested.clone();
@@ -431,4 +465,88 @@ async fn own_cgroup_ancestry_matches_directory_inodes() {
         .map(|p| format!("{}:{}", p.level, p.id))
         .collect();
     assert_eq!(line, expected.join(" "));
+}
+
+#[tokio::test]
+async fn own_cgroup_ancestry_at_the_v2_root_means_no_cgroup_v2() {
+    let _lock = BPF_LOCK.lock().await;
+    let wrapper = in_cgroup(&v2_root());
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let (ancestry, _) = run_probe(&wrapper);
+    assert_eq!(ancestry, "ANCESTRY-ERR NoCgroupV2");
+}
+
+const NOBODY: [&str; 5] = [
+    "/usr/bin/setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--no-new-privs",
+];
+
+#[tokio::test]
+async fn without_capabilities_loading_names_the_missing_capability() {
+    let _lock = BPF_LOCK.lock().await;
+    let mut wrapper = NOBODY.to_vec();
+    wrapper.extend(["--inh-caps=-all", "--bounding-set=-all"]);
+    let (ancestry, load) = run_probe(&wrapper);
+    assert!(
+        ancestry.starts_with("ANCESTRY-ERR MissingCapability"),
+        "{ancestry}"
+    );
+    assert!(load.starts_with("LOAD-ERR MissingCapability"), "{load}");
+}
+
+#[tokio::test]
+async fn cap_bpf_and_cap_perfmon_are_enough() {
+    let _lock = BPF_LOCK.lock().await;
+    let mut wrapper = NOBODY.to_vec();
+    wrapper.extend([
+        "--inh-caps=-all,+bpf,+perfmon",
+        "--ambient-caps=+bpf,+perfmon",
+        "--bounding-set=-all,+bpf,+perfmon",
+    ]);
+    let (_, load) = run_probe(&wrapper);
+    assert_eq!(load, "LOAD ok");
+}
+
+#[tokio::test]
+async fn pid_namespace_numbers_are_the_pods_view() {
+    let _lock = BPF_LOCK.lock().await;
+    let cg = TestCgroup::new();
+    let mut tracer = Tracer::load(&config(cg.position())).expect("load");
+
+    // A new PID namespace as in a pod: the shell is its pid 1, its child 2.
+    run_in(
+        &cg.path,
+        &[
+            "/usr/bin/unshare",
+            "--pid",
+            "--fork",
+            "/bin/sh",
+            "-c",
+            "/bin/sh -c 'exit 3'; exit 4",
+        ],
+    );
+    let events = collect(&mut tracer);
+
+    let exit_with = |code| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::Exit(x) if x.exit_code() == Some(code) => Some(x),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no exit {code}: {events:#?}"))
+    };
+    let init = exit_with(4);
+    let child = exit_with(3);
+    assert_eq!(
+        (init.task.pid, init.task.ppid),
+        (1, 0),
+        "parent outside the namespace"
+    );
+    assert_eq!((child.task.pid, child.task.ppid), (2, 1));
+    assert_ne!(child.task.host_pid, 2);
+    assert_eq!(child.task.host_ppid, init.task.host_pid);
 }
