@@ -166,3 +166,9 @@ fn drain_ring(ring: &mut RingBuf<MapData>, sink: &mut dyn FnMut(Event)) -> usize
     }
     delivered
 }
+
+// The tracer is driven from a Tokio task, possibly on a multi-thread runtime.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Tracer>();
+};
