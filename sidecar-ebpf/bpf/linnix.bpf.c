@@ -39,6 +39,26 @@ struct {
 	__type(value, u64);
 } stats SEC(".maps");
 
+/*
+ * Processes whose exit was reported. Threads of one group can pass the
+ * "live == 0" test together (the last decrement happens on one CPU while
+ * another thread, already counted out, is still on its way to the
+ * tracepoint); the first to insert the key reports. Entries are only needed
+ * for those few microseconds, so a small LRU map is enough.
+ */
+struct exit_key {
+	u32 tgid;
+	u32 _pad;
+	u64 start_time; /* of the group leader: tgids are reused, this pair is not */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct exit_key);
+	__type(value, u8);
+} exits_reported SEC(".maps");
+
 /* Fixed one-second window shared by all CPUs; see rate_limit_allows(). */
 u64 rl_window_start = 0;
 u64 rl_window_count = 0;
@@ -247,6 +267,8 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	struct cgroup *container;
 	struct signal_struct *signal = BPF_CORE_READ(p, signal);
 	struct task_struct *leader;
+	struct exit_key key = {};
+	u8 reported = 1;
 	u32 status;
 
 	/*
@@ -256,6 +278,11 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	if (BPF_CORE_READ(signal, live.counter) != 0)
 		return 0;
 	if (!task_in_target(p, &container))
+		return 0;
+	leader = BPF_CORE_READ(p, group_leader);
+	key.tgid = BPF_CORE_READ(p, tgid);
+	key.start_time = BPF_CORE_READ(leader, start_time);
+	if (bpf_map_update_elem(&exits_reported, &key, &reported, BPF_NOEXIST))
 		return 0;
 	/* Exits are never rate limited: one per process, and the most wanted. */
 
@@ -278,8 +305,7 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	e->status = status;
 	e->_pad0 = 0;
 
-	leader = BPF_CORE_READ(p, group_leader);
-	e->lifetime_ns = bpf_ktime_get_ns() - BPF_CORE_READ(leader, start_time);
+	e->lifetime_ns = bpf_ktime_get_ns() - key.start_time;
 	/* The event is about the process: report its tgid, not the last thread. */
 	e->hdr.host_tid = e->hdr.host_pid;
 

@@ -39,6 +39,7 @@ typedef unsigned int uid_t;
 enum bpf_map_type {
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
 
@@ -48,7 +49,7 @@ enum {
 };
 
 enum {
-	BPF_F_RDONLY_PROG = 1U << 7,
+	BPF_NOEXIST = 1,
 };
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
