@@ -97,6 +97,35 @@ async fn exec_marks_long_argv_as_truncated() {
 }
 
 #[tokio::test]
+async fn exec_marks_a_long_filename_as_truncated() {
+    let _lock = BPF_LOCK.lock().await;
+    let cg = TestCgroup::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 300+ bytes of path to a symlink to /bin/true.
+    let mut long = dir.path().to_path_buf();
+    for _ in 0..3 {
+        long.push("d".repeat(100));
+    }
+    std::fs::create_dir_all(&long).expect("mkdir");
+    let link = long.join("t");
+    std::os::unix::fs::symlink("/bin/true", &link).expect("symlink");
+    let mut tracer = Tracer::load(&config(cg.position())).expect("load");
+
+    let link = link.to_str().expect("utf-8 path");
+    let pid = run_in(&cg.path, &[link]);
+    let events = collect(&mut tracer);
+
+    let exec = execs(&events)
+        .into_iter()
+        .find(|e| e.task.host_pid == pid && e.task.comm == "t")
+        .unwrap_or_else(|| panic!("no exec of the long path: {events:#?}"));
+    assert!(exec.filename_truncated);
+    assert_eq!(exec.filename.len(), 255);
+    assert!(link.starts_with(&exec.filename));
+    assert_eq!(exec.argv, [link]);
+}
+
+#[tokio::test]
 async fn exit_code_3_from_shell() {
     let _lock = BPF_LOCK.lock().await;
     let cg = TestCgroup::new();
