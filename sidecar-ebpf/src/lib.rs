@@ -140,7 +140,8 @@ impl Event {
 /// Counters kept in the kernel, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelStats {
-    /// Events lost because the ring buffer was full.
+    /// Events lost because the ring buffer was full (fork and exec events
+    /// already when it is three quarters full, keeping room for exits).
     pub lost: u64,
     /// Events dropped by the per-pod rate limit.
     pub rate_limited: u64,

@@ -39,7 +39,7 @@ enum linnix_event_flags {
 
 /* Indices of the per-CPU "stats" array map. */
 enum linnix_stat {
-	/* bpf_ringbuf_reserve failed: the ring buffer was full */
+	/* the ring buffer was full, or (fork/exec) three quarters full */
 	LINNIX_STAT_LOST = 0,
 	/* dropped by the in-kernel per-pod rate limit */
 	LINNIX_STAT_RATE_LIMITED = 1,
