@@ -16,7 +16,7 @@ fi
 # benchmark's peer; python3-venv holds the
 # schema and chart checks.
 APT_PACKAGES=(clang libclang-dev llvm podman runc uidmap busybox-static bpftrace python3 python3-venv python3-pip
-  iproute2 procps util-linux curl ca-certificates git)
+  iproute2 procps util-linux curl ca-certificates openssl git)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
