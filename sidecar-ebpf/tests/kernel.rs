@@ -537,14 +537,23 @@ async fn without_capabilities_loading_names_the_missing_capability() {
 #[tokio::test]
 async fn cap_bpf_and_cap_perfmon_are_enough() {
     let _lock = BPF_LOCK.lock().await;
-    let mut wrapper = NOBODY.to_vec();
+    let cg = TestCgroup::new();
+    // Joining the cgroup needs root; the probe then drops to nobody.
+    let join = in_cgroup(&cg.path);
+    let mut wrapper: Vec<&str> = join.iter().map(String::as_str).collect();
+    wrapper.extend(NOBODY);
     wrapper.extend([
         "--inh-caps=-all,+bpf,+perfmon",
         "--ambient-caps=+bpf,+perfmon",
         "--bounding-set=-all,+bpf,+perfmon",
     ]);
-    let (_, load) = run_probe(&wrapper);
+    let (ancestry, load) = run_probe(&wrapper);
     assert_eq!(load, "LOAD ok");
+    let own = cg.position();
+    assert!(
+        ancestry.ends_with(&format!(" {}:{}", own.level, own.id)),
+        "{ancestry}"
+    );
 }
 
 #[tokio::test]
