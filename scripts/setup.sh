@@ -15,7 +15,7 @@ fi
 # end-to-end pods (busybox-static is the example app); bpftrace is the
 # benchmark's peer; python3-venv holds the
 # schema and chart checks.
-APT_PACKAGES=(clang libclang-dev llvm podman runc uidmap busybox-static bpftrace python3 python3-venv python3-pip
+APT_PACKAGES=(clang libclang-dev llvm linux-libc-dev podman runc uidmap busybox-static bpftrace python3 python3-venv python3-pip
   iproute2 procps util-linux curl ca-certificates openssl git)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
