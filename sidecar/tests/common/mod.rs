@@ -1,0 +1,380 @@
+//! Helpers for the end-to-end tests of the binary: real cgroups, real BPF,
+//! real HTTP. Everything a test creates is removed on drop, also when the
+//! test fails.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_linnix-sidecar");
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// The cgroup v2 mount point, from this process's mountinfo.
+pub fn v2_mount() -> PathBuf {
+    let text = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    text.lines()
+        .find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            post.starts_with("cgroup2 ")
+                .then(|| PathBuf::from(pre.split(' ').nth(4).expect("mount point")))
+        })
+        .expect("a cgroup2 mount")
+}
+
+/// A cgroup v2 directory owned by a test.
+pub struct TestCgroup {
+    pub path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new(test: &str) -> Self {
+        let path = v2_mount().join(format!("linnix-test-{}-{test}", std::process::id()));
+        if path.exists() {
+            remove_tree(&path);
+        }
+        fs::create_dir(&path).expect("create test cgroup");
+        TestCgroup { path }
+    }
+
+    pub fn child(&self, name: &str) -> PathBuf {
+        let p = self.path.join(name);
+        fs::create_dir(&p).expect("create child cgroup");
+        p
+    }
+
+    pub fn id(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(&self.path).expect("stat").ino()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        remove_tree(&self.path);
+    }
+}
+
+fn pids_in(dir: &Path) -> Vec<i32> {
+    let mut pids: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            pids.extend(pids_in(&e.path()));
+        }
+    }
+    pids
+}
+
+fn remove_tree(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids = pids_in(dir);
+        if pids.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for pid in pids {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    fn rmdirs(dir: &Path) {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdirs(&e.path());
+            }
+        }
+        for _ in 0..200 {
+            if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    rmdirs(dir);
+}
+
+/// Make `cmd` join `cgroup` between fork and exec.
+pub fn in_cgroup(cmd: &mut Command, cgroup: &Path) {
+    let procs = fs::OpenOptions::new()
+        .write(true)
+        .open(cgroup.join("cgroup.procs"))
+        .expect("open cgroup.procs");
+    // The closure owns the file, so it stays open until exec; after fork
+    // only write(2), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A child process killed and reaped on drop.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Self {
+        Proc {
+            child: cmd.spawn().expect("spawn"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Wait at most `timeout`, else kill and fail.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("process {} did not exit within {timeout:?}", self.pid());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The tracer as a running process whose stdout and stderr are collected
+/// by threads, so that it never blocks on a full pipe.
+pub struct Tracer {
+    pub proc: Proc,
+    stdout: Option<thread::JoinHandle<String>>,
+    stderr: Option<thread::JoinHandle<String>>,
+    pub metrics: Option<SocketAddr>,
+}
+
+pub struct Finished {
+    pub status: ExitStatus,
+    pub events: Vec<Value>,
+    pub stderr: String,
+}
+
+fn collect(r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(r).read_to_string(&mut s);
+        s
+    })
+}
+
+impl Tracer {
+    /// Start `linnix-sidecar <args>` with a metrics port, optionally inside
+    /// a cgroup, optionally under a wrapper (setpriv ...).
+    pub fn start(
+        args: &[&str],
+        wrapper: &[&str],
+        cgroup: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut cmd = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        cmd.arg("--metrics-addr")
+            .arg(addr.to_string())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(cg) = cgroup {
+            in_cgroup(&mut cmd, cg);
+        }
+        let mut proc = Proc::spawn(&mut cmd);
+        let stdout = collect(proc.child.stdout.take().expect("stdout"));
+        let stderr = collect(proc.child.stderr.take().expect("stderr"));
+        Tracer {
+            proc,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            metrics: Some(addr),
+        }
+    }
+
+    /// Wait until /readyz answers 200: every program is attached.
+    pub fn wait_ready(&mut self) {
+        let addr = self.metrics.expect("metrics address");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.proc.child.try_wait().expect("try_wait") {
+                let err = self.stderr.take().map(|h| h.join().unwrap_or_default());
+                panic!("tracer exited early with {st}: {}", err.unwrap_or_default());
+            }
+            if let Ok((200, _)) = http_get(addr, "/readyz") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "tracer not ready in time");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGINT, then collect everything it wrote.
+    pub fn stop(mut self) -> Finished {
+        self.proc.signal(libc::SIGINT);
+        self.finish(Duration::from_secs(20))
+    }
+
+    pub fn finish(&mut self, timeout: Duration) -> Finished {
+        let status = self.proc.wait_timeout(timeout);
+        let stdout = self.stdout.take().expect("stdout").join().expect("join");
+        let stderr = self.stderr.take().expect("stderr").join().expect("join");
+        Finished {
+            status,
+            events: parse_events(&stdout),
+            stderr,
+        }
+    }
+}
+
+/// Every stdout line is one JSON object with the contract's common fields.
+pub fn parse_events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| {
+            let v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            for key in [
+                "event",
+                "ts",
+                "pid",
+                "host_pid",
+                "ppid",
+                "comm",
+                "container",
+                "pod",
+            ] {
+                assert!(v.get(key).is_some(), "{key} missing in {l}");
+            }
+            let ts = v["ts"].as_str().expect("ts is a string");
+            assert!(is_rfc3339_ns(ts), "bad ts {ts}");
+            v
+        })
+        .collect()
+}
+
+fn is_rfc3339_ns(ts: &str) -> bool {
+    let b = ts.as_bytes();
+    b.len() == 30
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[29] == b'Z'
+        && [0..4, 5..7, 8..10, 11..13, 14..16, 17..19, 20..29]
+            .into_iter()
+            .all(|r| b[r].iter().all(u8::is_ascii_digit))
+}
+
+/// Run `linnix-sidecar trace [opts] -- argv...` to completion.
+pub fn trace_command(opts: &[&str], argv: &[&str]) -> Finished {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("trace")
+        .args(opts)
+        .arg("--")
+        .args(argv)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut proc = Proc::spawn(&mut cmd);
+    let stdout = collect(proc.child.stdout.take().expect("stdout"));
+    let stderr = collect(proc.child.stderr.take().expect("stderr"));
+    let status = proc.wait_timeout(Duration::from_secs(60));
+    let stdout = stdout.join().expect("join");
+    let stderr = stderr.join().expect("join");
+    Finished {
+        status,
+        events: parse_events(&stdout),
+        stderr,
+    }
+}
+
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut reader = BufReader::new(s);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line)?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest)?;
+    let body = rest
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Run `argv` inside `cgroup` and wait for it.
+pub fn run_in(cgroup: &Path, argv: &[&str]) -> ExitStatus {
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..]).stdout(Stdio::null());
+    in_cgroup(&mut cmd, cgroup);
+    Proc::spawn(&mut cmd).wait_timeout(Duration::from_secs(30))
+}

@@ -1,0 +1,299 @@
+//! `linnix-sidecar trace --cgroup DIR`: an existing cgroup and its
+//! descendants, isolation from neighbours, metrics, least privilege.
+//! Real BPF; needs root.
+
+mod common;
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{http_get, in_cgroup, of_kind, run_in, Proc, TestCgroup, Tracer};
+use serde_json::Value;
+
+fn argv_has(e: &Value, word: &str) -> bool {
+    e["argv"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == word))
+}
+
+#[test]
+fn nested_cgroups_are_traced() {
+    let cg = TestCgroup::new("nested");
+    let inner = cg.child("inner");
+    let deeper = inner.join("deeper");
+    std::fs::create_dir(&deeper).expect("mkdir");
+    let mut t = Tracer::start(
+        &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
+        &[],
+        None,
+        &[],
+    );
+    t.wait_ready();
+    run_in(&deeper, &["/bin/sh", "-c", "/bin/echo deep-marker; exit 5"]);
+    run_in(&cg.path, &["/bin/echo", "top-marker"]);
+    let r = t.stop();
+    assert!(r.status.success(), "{}: {}", r.status, r.stderr);
+
+    let deep = of_kind(&r.events, "exec")
+        .into_iter()
+        .find(|e| argv_has(e, "deep-marker"))
+        .unwrap_or_else(|| panic!("nested exec missing: {:?}", r.events));
+    assert_eq!(deep["filename"], "/bin/echo");
+    assert!(of_kind(&r.events, "exec")
+        .iter()
+        .any(|e| argv_has(e, "top-marker")));
+    assert!(of_kind(&r.events, "exit")
+        .iter()
+        .any(|e| e["exit_code"] == 5 && e["comm"] == "sh"));
+}
+
+#[test]
+fn a_flooding_neighbour_is_invisible() {
+    let quiet = TestCgroup::new("quiet");
+    let noisy = TestCgroup::new("noisy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flood_bin = dir.path().join("floodmarker");
+    std::fs::copy("/bin/true", &flood_bin).expect("copy");
+    std::fs::set_permissions(&flood_bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let mut flood_cmd = Command::new("/bin/sh");
+    flood_cmd
+        .arg("-c")
+        .arg(format!("while :; do {}; done", flood_bin.display()));
+    in_cgroup(&mut flood_cmd, &noisy.path);
+    let flood = Proc::spawn(&mut flood_cmd);
+
+    // A second tracer on the neighbour proves the flood is real.
+    let mut witness = Tracer::start(
+        &["trace", "--cgroup", noisy.path.to_str().expect("utf8")],
+        &[],
+        None,
+        &[],
+    );
+    let mut t = Tracer::start(
+        &["trace", "--cgroup", quiet.path.to_str().expect("utf8")],
+        &[],
+        None,
+        &[],
+    );
+    witness.wait_ready();
+    t.wait_ready();
+    for i in 0..5 {
+        run_in(&quiet.path, &["/bin/echo", "quiet-marker", &i.to_string()]);
+        thread::sleep(Duration::from_millis(100));
+    }
+    let r = t.stop();
+    let w = witness.stop();
+    drop(flood);
+    assert!(r.status.success(), "{}", r.stderr);
+
+    let flood_pids: HashSet<&Value> = w.events.iter().map(|e| &e["pid"]).collect();
+    let flood_execs = of_kind(&w.events, "exec")
+        .iter()
+        .filter(|e| e["comm"] == "floodmarker")
+        .count();
+    assert!(
+        flood_execs > 100,
+        "the flood did not run: {flood_execs} execs"
+    );
+
+    let quiet_execs = of_kind(&r.events, "exec")
+        .iter()
+        .filter(|e| argv_has(e, "quiet-marker"))
+        .count();
+    assert_eq!(quiet_execs, 5, "{:?}", r.events);
+    let leaked: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| e["comm"] == "floodmarker" || flood_pids.contains(&e["pid"]))
+        .collect();
+    assert!(leaked.is_empty(), "neighbour events leaked: {leaked:?}");
+}
+
+fn metric_line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.lines().find(|l| l.starts_with(prefix))
+}
+
+#[test]
+fn readiness_health_and_metrics_over_http() {
+    let cg = TestCgroup::new("metrics");
+    let mut t = Tracer::start(
+        &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
+        &[],
+        None,
+        &[],
+    );
+    let addr = t.metrics.expect("addr");
+    t.wait_ready();
+    assert_eq!(http_get(addr, "/healthz").expect("healthz").0, 200);
+    assert_eq!(http_get(addr, "/nope").expect("404").0, 404);
+
+    run_in(&cg.path, &["/bin/sh", "-c", "exit 4"]);
+    run_in(&cg.path, &["/bin/sh", "-c", "kill -9 $$"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = http_get(addr, "/metrics").expect("metrics");
+        assert_eq!(status, 200);
+        if body.contains("signal=\"SIGKILL\"") || Instant::now() > deadline {
+            break body;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let r = t.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+
+    for want in [
+        "linnix_exits_total{container=\"\",code=\"4\",signal=\"\"} 1",
+        "linnix_exits_total{container=\"\",code=\"\",signal=\"SIGKILL\"} 1",
+        "linnix_programs_attached 4",
+        "linnix_events_lost_total 0",
+        "linnix_events_rate_limited_total 0",
+        "# EOF",
+    ] {
+        assert!(body.contains(want), "{want:?} missing:\n{body}");
+    }
+    // The exec counter matches what was printed up to the scrape (at least
+    // the two shells).
+    let execs: u64 = metric_line(&body, "linnix_events_total{kind=\"exec\",container=\"\"}")
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("exec counter");
+    assert_eq!(execs, of_kind(&r.events, "exec").len() as u64, "{body}");
+}
+
+#[test]
+fn rate_limit_drops_in_the_kernel_and_is_counted() {
+    let cg = TestCgroup::new("ratelimit");
+    let mut t = Tracer::start(
+        &[
+            "--max-events-per-sec",
+            "5",
+            "trace",
+            "--cgroup",
+            cg.path.to_str().expect("utf8"),
+        ],
+        &[],
+        None,
+        &[],
+    );
+    let addr = t.metrics.expect("addr");
+    t.wait_ready();
+    run_in(
+        &cg.path,
+        &[
+            "/bin/sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let limited = loop {
+        let (_, body) = http_get(addr, "/metrics").expect("metrics");
+        let v: u64 = metric_line(&body, "linnix_events_rate_limited_total ")
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if v > 0 || Instant::now() > deadline {
+            break v;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    let r = t.stop();
+    assert!(limited > 0, "nothing counted as rate limited");
+    // 10 × (fork, exec, exit) plus the shell's own would be over 30.
+    assert!(
+        r.events.len() < 30,
+        "{} events passed a cap of 5/s",
+        r.events.len()
+    );
+}
+
+const CAP_BPF: u32 = 39;
+const CAP_PERFMON: u32 = 38;
+
+fn setpriv(caps: &str) -> Vec<String> {
+    [
+        "setpriv".to_owned(),
+        format!("--inh-caps=-all,{caps}"),
+        format!("--ambient-caps=-all,{caps}"),
+        format!("--bounding-set=-all,{caps}"),
+        "--reuid=0".to_owned(),
+        "--regid=0".to_owned(),
+        "--clear-groups".to_owned(),
+        "--".to_owned(),
+    ]
+    .to_vec()
+}
+
+fn cap_eff(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .expect("CapEff")
+}
+
+#[test]
+fn bpf_and_perfmon_are_enough() {
+    let cg = TestCgroup::new("leastpriv");
+    let wrapper = setpriv("+bpf,+perfmon");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let mut t = Tracer::start(
+        &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
+        &wrapper,
+        None,
+        &[],
+    );
+    t.wait_ready();
+    assert_eq!(
+        cap_eff(t.proc.pid()),
+        (1 << CAP_BPF) | (1 << CAP_PERFMON),
+        "the tracer holds more than CAP_BPF and CAP_PERFMON"
+    );
+    run_in(&cg.path, &["/bin/echo", "leastpriv-marker"]);
+    let r = t.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(of_kind(&r.events, "exec")
+        .iter()
+        .any(|e| argv_has(e, "leastpriv-marker")));
+}
+
+#[test]
+fn without_cap_bpf_it_fails_with_a_clear_message() {
+    let cg = TestCgroup::new("nobpf");
+    let wrapper = setpriv("+perfmon");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let mut t = Tracer::start(
+        &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
+        &wrapper,
+        None,
+        &[],
+    );
+    let r = t.finish(Duration::from_secs(20));
+    assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", r.stderr);
+    assert!(errors[0].contains("CAP_BPF"), "{}", errors[0]);
+    assert!(r.events.is_empty());
+}
+
+#[test]
+fn a_path_outside_cgroup_v2_is_refused() {
+    let mut t = Tracer::start(&["trace", "--cgroup", "/tmp"], &[], None, &[]);
+    let r = t.finish(Duration::from_secs(20));
+    assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("error: /tmp is not a directory of the cgroup v2 file system"),
+        "{}",
+        r.stderr
+    );
+}
