@@ -246,8 +246,68 @@ pub fn spawn_reloader(
     })
 }
 
-/// Sets `clientConfig.caBundle` on every webhook of the named configuration
-/// (and only that one).
+/// Most CAs kept in a caBundle. Every replica in `--self-signed` mode has its
+/// own CA, so the bundle holds several; the oldest beyond this are dropped
+/// (replicas that are gone), and live replicas put theirs back.
+pub const MAX_BUNDLE_CAS: usize = 8;
+
+/// The caBundle with `own_ca_pem` in it, or `None` when it is already there.
+/// Keeps the other valid CAs (other replicas), drops expired or unreadable
+/// entries and, beyond [`MAX_BUNDLE_CAS`], the oldest.
+pub fn merged_bundle(current: &[u8], own_ca_pem: &str) -> Option<String> {
+    let own = CertificateDer::pem_slice_iter(own_ca_pem.as_bytes())
+        .next()
+        .and_then(Result::ok)?;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut others: Vec<(i64, CertificateDer<'static>)> = Vec::new();
+    let mut has_own = false;
+    for cert in CertificateDer::pem_slice_iter(current).flatten() {
+        if cert == own {
+            has_own = true;
+            continue;
+        }
+        let Ok((_, parsed)) = x509_parser::parse_x509_certificate(&cert) else {
+            continue;
+        };
+        let validity = parsed.validity();
+        if validity.not_after.timestamp() < now || others.iter().any(|(_, c)| *c == cert) {
+            continue;
+        }
+        others.push((validity.not_before.timestamp(), cert.clone()));
+    }
+    if has_own && others.len() < MAX_BUNDLE_CAS {
+        let unchanged = CertificateDer::pem_slice_iter(current).count() == others.len() + 1;
+        if unchanged {
+            return None;
+        }
+    }
+    others.sort_by_key(|(not_before, _)| std::cmp::Reverse(*not_before));
+    others.truncate(MAX_BUNDLE_CAS - 1);
+    let mut pem = own_ca_pem.trim_end().to_owned();
+    pem.push('\n');
+    for (_, cert) in others.iter().rev() {
+        pem.push_str(&to_pem(cert));
+    }
+    Some(pem)
+}
+
+fn to_pem(cert: &CertificateDer<'_>) -> String {
+    use std::fmt::Write;
+    let b64 = serde_json::to_value(ByteString(cert.to_vec()))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        let _ = writeln!(out, "{}", String::from_utf8_lossy(chunk));
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Puts `ca_pem` into `clientConfig.caBundle` of every webhook of the named
+/// configuration (and only that one), keeping other replicas' CAs. Returns
+/// how many webhook entries changed.
 pub async fn patch_ca_bundle(client: Client, name: &str, ca_pem: &str) -> Result<usize, TlsError> {
     let api = Api::<MutatingWebhookConfiguration>::all(client);
     let err = |source| TlsError::CaBundle {
@@ -255,14 +315,32 @@ pub async fn patch_ca_bundle(client: Client, name: &str, ca_pem: &str) -> Result
         source: Box::new(source),
     };
     let current = api.get(name).await.map_err(err)?;
-    let bundle = serde_json::to_value(ByteString(ca_pem.as_bytes().to_vec()))
-        .unwrap_or(serde_json::Value::Null);
     let mut ops = Vec::new();
-    let webhooks = current.webhooks.unwrap_or_default();
-    for (i, hook) in webhooks.iter().enumerate() {
-        // `test` guards against the list changing between GET and PATCH.
+    let mut changed = 0;
+    for (i, hook) in current.webhooks.unwrap_or_default().iter().enumerate() {
+        let old = hook
+            .client_config
+            .ca_bundle
+            .as_ref()
+            .map(|b| b.0.as_slice());
+        let Some(bundle) = merged_bundle(old.unwrap_or_default(), ca_pem) else {
+            continue;
+        };
+        let bundle = serde_json::to_value(ByteString(bundle.into_bytes()))
+            .unwrap_or(serde_json::Value::Null);
+        let path = format!("/webhooks/{i}/clientConfig/caBundle");
+        // `test` makes the patch conditional: when another replica or a
+        // Helm upgrade changed the entry since the GET, the patch fails and
+        // the next round starts from the new state instead of erasing it.
         ops.push(serde_json::json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": hook.name}));
-        ops.push(serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": bundle}));
+        match &hook.client_config.ca_bundle {
+            Some(old) => {
+                ops.push(serde_json::json!({"op": "test", "path": path, "value": old}));
+                ops.push(serde_json::json!({"op": "replace", "path": path, "value": bundle}));
+            }
+            None => ops.push(serde_json::json!({"op": "add", "path": path, "value": bundle})),
+        }
+        changed += 1;
     }
     if ops.is_empty() {
         return Ok(0);
@@ -272,19 +350,24 @@ pub async fn patch_ca_bundle(client: Client, name: &str, ca_pem: &str) -> Result
     api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
         .await
         .map_err(err)?;
-    Ok(webhooks.len())
+    Ok(changed)
 }
 
-/// Keeps trying to set the caBundle until it succeeds: the configuration may
-/// be created after the injector starts (Helm installs it last).
+/// Keeps this replica's CA in the caBundle for the life of the process: the
+/// configuration may be created after the injector starts (Helm installs it
+/// last), and a Helm upgrade resets the bundle.
 pub fn spawn_ca_bundle_patcher(client: Client, name: String, ca_pem: String) {
+    const RECHECK: Duration = Duration::from_secs(60);
     tokio::spawn(async move {
         let mut delay = Duration::from_secs(1);
         loop {
             match patch_ca_bundle(client.clone(), &name, &ca_pem).await {
                 Ok(n) => {
-                    tracing::info!(webhook_config = %name, webhooks = n, "caBundle set");
-                    return;
+                    if n > 0 {
+                        tracing::info!(webhook_config = %name, webhooks = n, "caBundle updated");
+                    }
+                    delay = Duration::from_secs(1);
+                    tokio::time::sleep(RECHECK).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?delay, "caBundle not set yet");
@@ -314,6 +397,41 @@ mod tests {
             Err(TlsError::NoCertificate)
         ));
         assert!(server_config(a.cert_pem.as_bytes(), b"junk").is_err());
+    }
+
+    #[test]
+    fn bundle_merging_keeps_other_replicas() {
+        let own = generate(&["a".into()]).unwrap().ca_pem;
+        let other = generate(&["b".into()]).unwrap().ca_pem;
+        // Empty bundle: just ours.
+        let b = merged_bundle(b"", &own).unwrap();
+        assert_eq!(CertificateDer::pem_slice_iter(b.as_bytes()).count(), 1);
+        assert!(merged_bundle(b.as_bytes(), &own).is_none(), "already there");
+        // Another replica's CA stays; junk goes.
+        let current = format!("{other}not a certificate\n");
+        let b = merged_bundle(current.as_bytes(), &own).unwrap();
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(b.as_bytes())
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(certs.len(), 2);
+        let der = |pem: &str| {
+            CertificateDer::pem_slice_iter(pem.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap()
+        };
+        assert!(certs.contains(&der(&own)) && certs.contains(&der(&other)));
+        assert!(merged_bundle(b.as_bytes(), &other).is_none());
+        // Bounded: the oldest extra CAs are dropped, ours never.
+        let many: String = (0..MAX_BUNDLE_CAS + 3)
+            .map(|i| generate(&[format!("n{i}")]).unwrap().ca_pem)
+            .collect();
+        let b = merged_bundle(many.as_bytes(), &own).unwrap();
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(b.as_bytes())
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(certs.len(), MAX_BUNDLE_CAS);
+        assert_eq!(certs[0], der(&own));
     }
 
     #[test]
