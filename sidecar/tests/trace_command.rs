@@ -177,3 +177,16 @@ fn bad_memory_limit_is_a_usage_error() {
     assert_eq!(r.status.code(), Some(2));
     assert!(r.stderr.contains("lots"), "{}", r.stderr);
 }
+
+#[test]
+fn sigterm_is_forwarded_to_the_command() {
+    let mut t = common::Tracer::start(&["trace", "--", "sleep", "300"], &[], None, &[]);
+    t.wait_ready();
+    t.proc.signal(libc::SIGTERM);
+    let r = t.finish(std::time::Duration::from_secs(20));
+    assert_eq!(r.status.code(), Some(128 + libc::SIGTERM), "{}", r.stderr);
+    let sleep = command_pid(&r.events);
+    let exits = exits_of(&r.events, sleep);
+    assert_eq!(exits.len(), 1, "{:?}", r.events);
+    assert_eq!(exits[0]["signal"], libc::SIGTERM);
+}
