@@ -89,6 +89,58 @@ pub fn pod_processes(proc_root: &Path) -> std::io::Result<Vec<PresentProcess>> {
     Ok(out)
 }
 
+/// Every process in the cgroup v2 directory `dir` and its descendants, as
+/// `trace --cgroup` sees them; the container is the child directory of `dir`
+/// a process sits in.
+pub fn cgroup_processes(dir: &Path) -> std::io::Result<Vec<PresentProcess>> {
+    let host_ns = in_host_pid_namespace(Path::new("/proc"));
+    let own_pid = std::process::id();
+    let mut out = Vec::new();
+    collect_cgroup(dir, None, host_ns, own_pid, &mut out)?;
+    out.sort_by_key(|p| p.pid);
+    Ok(out)
+}
+
+fn collect_cgroup(
+    dir: &Path,
+    container: Option<&str>,
+    host_ns: bool,
+    own_pid: u32,
+    out: &mut Vec<PresentProcess>,
+) -> std::io::Result<()> {
+    let procs = fs::read_to_string(dir.join("cgroup.procs"))?;
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+        if pid == own_pid {
+            continue;
+        }
+        let Some((comm, ppid)) = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .as_deref()
+            .and_then(parse_stat)
+        else {
+            continue;
+        };
+        out.push(PresentProcess {
+            pid,
+            ppid,
+            host_pid: host_ns.then_some(pid),
+            comm,
+            placement: container
+                .map_or(Placement::PodItself, |c| Placement::Container(c.to_owned())),
+        });
+    }
+    for entry in fs::read_dir(dir)?.filter_map(Result::ok) {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = entry.file_name();
+        let child_container = container.or(name.to_str());
+        // A cgroup removed while we walk is simply gone.
+        let _ = collect_cgroup(&entry.path(), child_container, host_ns, own_pid, out);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -156,15 +156,7 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
             Arc::clone(&metrics),
         );
         reporter.skip_pid = Some(std::process::id());
-        match procfs::pod_processes(Path::new("/proc")) {
-            Ok(present) => {
-                for p in &present {
-                    reporter.present(p);
-                }
-                reporter.flush()?;
-            }
-            Err(e) => warn!(error = %e, "cannot list the pod's running processes"),
-        }
+        reporter.present_all(procfs::pod_processes(Path::new("/proc")))?;
         let stop = shutdown_signal()?;
         pump(&mut tracer, &mut reporter, stop).await?;
         Ok(0)
@@ -179,6 +171,7 @@ async fn trace_cgroup(common: &CommonArgs, dir: &Path) -> Result<u8, RunError> {
     let target = cgroup::position_of(dir, &mount)?;
     let mut tracer = load(common, target, &metrics)?;
     let mut reporter = Reporter::new(None, ContainerNames::disabled(), metrics);
+    reporter.present_all(procfs::cgroup_processes(dir))?;
     let stop = shutdown_signal()?;
     pump(&mut tracer, &mut reporter, stop).await?;
     Ok(0)
@@ -427,6 +420,24 @@ impl Reporter {
             detail,
         };
         write_line(&mut self.out, &mut self.write_error, &line);
+    }
+
+    /// Processes running before the programs were attached, once, so that
+    /// their exits later have context. Programs are attached first: a
+    /// process may then appear twice (present and fork), never zero times.
+    fn present_all(&mut self, listed: io::Result<Vec<PresentProcess>>) -> Result<(), RunError> {
+        match listed {
+            Ok(present) => {
+                for p in &present {
+                    self.present(p);
+                }
+                self.flush()
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot list the running processes");
+                Ok(())
+            }
+        }
     }
 
     fn present(&mut self, p: &PresentProcess) {

@@ -25,6 +25,10 @@ fn nested_cgroups_are_traced() {
     let inner = cg.child("inner");
     let deeper = inner.join("deeper");
     std::fs::create_dir(&deeper).expect("mkdir");
+    let mut sleep = Command::new("sleep");
+    sleep.arg("300");
+    in_cgroup(&mut sleep, &deeper);
+    let sleeper = Proc::spawn(&mut sleep);
     let mut t = Tracer::start(
         &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
         &[],
@@ -36,6 +40,13 @@ fn nested_cgroups_are_traced() {
     run_in(&cg.path, &["/bin/echo", "top-marker"]);
     let r = t.stop();
     assert!(r.status.success(), "{}: {}", r.status, r.stderr);
+
+    // Already running: reported once as present.
+    let present = of_kind(&r.events, "present");
+    assert_eq!(present.len(), 1, "{present:?}");
+    assert_eq!(present[0]["pid"], sleeper.pid());
+    assert_eq!(present[0]["comm"], "sleep");
+    assert!(present[0]["container"].is_null());
 
     let deep = of_kind(&r.events, "exec")
         .into_iter()
