@@ -14,6 +14,7 @@ use json_patch::jsonptr::Pointer;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{ApiResource, DynamicResourceScope, ObjectMeta, Resource};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -22,42 +23,40 @@ use crate::decision::{Context, SYSTEM_NAMESPACES};
 use crate::metrics::Metrics;
 use crate::mutate::mutate;
 use crate::namespaces::NamespaceLookup;
+use crate::view::pod_view;
 
 /// Largest accepted request body. The API server's own limit on objects is
 /// about 1.5 MiB, so a review (object plus options) fits with room to spare.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// The object of a review kept as raw JSON: patches are computed against
-/// exactly what the API server sent, unknown fields included. Only the few
-/// metadata fields used for logging are extracted.
+/// The object of a review: the raw JSON text as sent, plus the view of it
+/// that the decision and the patch read (see [`crate::view`]). Patches are
+/// computed against exactly what the API server sent, unknown fields
+/// included, without materializing the whole pod.
 #[derive(Debug, Clone)]
 pub struct RawObject {
-    pub json: Value,
+    raw: Box<RawValue>,
+    pub view: Value,
     meta: ObjectMeta,
 }
 
 impl<'de> Deserialize<'de> for RawObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let json = Value::deserialize(d)?;
-        let field = |k: &str| {
-            json.get("metadata")
-                .and_then(|m| m.get(k))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
+        let raw = Box::<RawValue>::deserialize(d)?;
+        let (view, id) = pod_view(raw.get());
         let meta = ObjectMeta {
-            name: field("name"),
-            generate_name: field("generateName"),
-            namespace: field("namespace"),
+            name: id.name,
+            generate_name: id.generate_name,
+            namespace: id.namespace,
             ..ObjectMeta::default()
         };
-        Ok(Self { json, meta })
+        Ok(Self { raw, view, meta })
     }
 }
 
 impl Serialize for RawObject {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.json.serialize(s)
+        self.raw.serialize(s)
     }
 }
 
@@ -212,7 +211,7 @@ async fn review_pod(state: &AppState, req: &AdmissionRequest<RawObject>) -> Admi
         namespace_facts: namespace_facts.as_ref(),
         inject_all: false,
     };
-    let outcome = mutate(&object.json, Pointer::root(), &state.sidecar, &ctx, true);
+    let outcome = mutate(&object.view, Pointer::root(), &state.sidecar, &ctx, true);
     let (decision, reason) = outcome.label();
     tracing::info!(
         pod = %pod_name,

@@ -13,3 +13,4 @@ pub mod patch;
 pub mod quantity;
 pub mod serve;
 pub mod tls;
+pub mod view;
