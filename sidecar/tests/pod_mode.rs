@@ -123,3 +123,133 @@ fn at_the_cgroup_root_there_is_no_pod() {
     assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("error: "), "{}", r.stderr);
 }
+
+/// Serves `GET` of one pod object over plain HTTP, the way the API server
+/// answers it; the second and later answers list one more container.
+struct PodEndpoint {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn status(name: &str, id: &str) -> serde_json::Value {
+    json!({
+        "name": name, "containerID": format!("containerd://{id}"),
+        "image": "x", "imageID": "", "ready": true, "restartCount": 0
+    })
+}
+
+impl PodEndpoint {
+    fn start(first: Vec<serde_json::Value>, later: Vec<serde_json::Value>) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                let n = {
+                    let mut seen = seen.lock().expect("lock");
+                    seen.push(request_line.trim().to_owned());
+                    seen.len()
+                };
+                let statuses = if n == 1 { &first } else { &later };
+                let body = json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "demo", "namespace": "team-a"},
+                    "status": {"containerStatuses": statuses}
+                })
+                .to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        PodEndpoint { port, requests }
+    }
+}
+
+#[test]
+fn container_names_come_from_the_pod_status_and_are_refreshed() {
+    let late_id = "1a7e".repeat(16);
+    let pod = TestCgroup::new("names");
+    let tracer_cg = pod.child("tracer");
+    let app = pod.child(&format!("libpod-{APP_ID}"));
+    let late = pod.child(&format!("libpod-{late_id}"));
+    let endpoint = PodEndpoint::start(
+        vec![status("app", APP_ID)],
+        vec![status("app", APP_ID), status("late", &late_id)],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{}\n\
+             users:\n- name: u\n  user:\n    token: t\n\
+             contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n\
+             current-context: x\n",
+            endpoint.port
+        ),
+    )
+    .expect("kubeconfig");
+    let mut t = Tracer::start(
+        &[],
+        &[],
+        Some(&tracer_cg),
+        &[
+            ("POD_NAME", "demo"),
+            ("POD_NAMESPACE", "team-a"),
+            ("KUBECONFIG", kubeconfig.to_str().expect("utf8")),
+        ],
+    );
+    t.wait_ready();
+    run_in(&app, &["/bin/echo", "app-marker"]);
+    // A container the first answer did not know: its id now, a refresh
+    // in the background, its name once the refresh is allowed.
+    run_in(&late, &["/bin/echo", "late-1"]);
+    std::thread::sleep(Duration::from_secs(7));
+    run_in(&late, &["/bin/echo", "late-2"]);
+    let r = t.stop();
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+
+    let container_of = |marker: &str| {
+        of_kind(&r.events, "exec")
+            .into_iter()
+            .find(|e| e["argv"][1] == marker)
+            .map(|e| e["container"].clone())
+            .unwrap_or_else(|| panic!("{marker} missing: {:?}", r.events))
+    };
+    assert_eq!(container_of("app-marker"), "app");
+    assert_eq!(container_of("late-1"), late_id.as_str());
+    assert_eq!(container_of("late-2"), "late");
+
+    let requests = endpoint.requests.lock().expect("lock").clone();
+    assert!(
+        requests.len() >= 2 && requests.len() <= 3,
+        "one read at start, rate-limited refreshes: {requests:?}"
+    );
+    for req in &requests {
+        assert!(
+            req.starts_with("GET /api/v1/namespaces/team-a/pods/demo "),
+            "{req}"
+        );
+    }
+    assert!(
+        !r.stderr.contains("WARN"),
+        "names were available: {}",
+        r.stderr
+    );
+}
