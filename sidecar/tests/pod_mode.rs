@@ -124,8 +124,9 @@ fn at_the_cgroup_root_there_is_no_pod() {
     assert!(r.stderr.contains("error: "), "{}", r.stderr);
 }
 
-/// Serves `GET` of one pod object over plain HTTP, the way the API server
-/// answers it; the second and later answers list one more container.
+/// Answers every request over plain HTTP with what `respond(n)` gives for
+/// the n-th request (from 1): status code and JSON body, as the API server
+/// would for a `get` of one pod.
 struct PodEndpoint {
     port: u16,
     requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -138,8 +139,32 @@ fn status(name: &str, id: &str) -> serde_json::Value {
     })
 }
 
+fn pod_object(statuses: Vec<serde_json::Value>) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "demo", "namespace": "team-a"},
+        "status": {"containerStatuses": statuses}
+    })
+}
+
+fn http_kubeconfig(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+             users:\n- name: u\n  user:\n    token: t\n\
+             contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n\
+             current-context: x\n"
+        ),
+    )
+    .expect("kubeconfig");
+    path
+}
+
 impl PodEndpoint {
-    fn start(first: Vec<serde_json::Value>, later: Vec<serde_json::Value>) -> Self {
+    fn start(respond: impl Fn(usize) -> (u16, serde_json::Value) + Send + 'static) -> Self {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -162,16 +187,11 @@ impl PodEndpoint {
                     seen.push(request_line.trim().to_owned());
                     seen.len()
                 };
-                let statuses = if n == 1 { &first } else { &later };
-                let body = json!({
-                    "apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": "demo", "namespace": "team-a"},
-                    "status": {"containerStatuses": statuses}
-                })
-                .to_string();
+                let (code, body) = respond(n);
+                let body = body.to_string();
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
             }
@@ -187,24 +207,16 @@ fn container_names_come_from_the_pod_status_and_are_refreshed() {
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let late = pod.child(&format!("libpod-{late_id}"));
-    let endpoint = PodEndpoint::start(
-        vec![status("app", APP_ID)],
-        vec![status("app", APP_ID), status("late", &late_id)],
-    );
+    let late_status = status("late", &late_id);
+    let endpoint = PodEndpoint::start(move |n| {
+        let mut statuses = vec![status("app", APP_ID)];
+        if n > 1 {
+            statuses.push(late_status.clone());
+        }
+        (200, pod_object(statuses))
+    });
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\n\
-             clusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{}\n\
-             users:\n- name: u\n  user:\n    token: t\n\
-             contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n\
-             current-context: x\n",
-            endpoint.port
-        ),
-    )
-    .expect("kubeconfig");
+    let kubeconfig = http_kubeconfig(dir.path(), endpoint.port);
     let mut t = Tracer::start(
         &[],
         &[],
@@ -252,4 +264,48 @@ fn container_names_come_from_the_pod_status_and_are_refreshed() {
         "names were available: {}",
         r.stderr
     );
+}
+
+#[test]
+fn forbidden_pod_read_warns_once_and_keeps_ids() {
+    let pod = TestCgroup::new("forbidden");
+    let tracer_cg = pod.child("tracer");
+    let app = pod.child(&format!("libpod-{APP_ID}"));
+    let endpoint = PodEndpoint::start(|_| {
+        (
+            403,
+            json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "pods \"demo\" is forbidden: User \"system:serviceaccount:team-a:default\" cannot get resource \"pods\"",
+                "reason": "Forbidden", "code": 403
+            }),
+        )
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = http_kubeconfig(dir.path(), endpoint.port);
+    let mut t = Tracer::start(
+        &[],
+        &[],
+        Some(&tracer_cg),
+        &[
+            ("POD_NAME", "demo"),
+            ("POD_NAMESPACE", "team-a"),
+            ("KUBECONFIG", kubeconfig.to_str().expect("utf8")),
+        ],
+    );
+    t.wait_ready();
+    for i in 0..3 {
+        run_in(&app, &["/bin/echo", "forbidden-marker", &i.to_string()]);
+    }
+    let r = t.stop();
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    let execs: Vec<_> = of_kind(&r.events, "exec")
+        .into_iter()
+        .filter(|e| e["argv"][1] == "forbidden-marker")
+        .collect();
+    assert_eq!(execs.len(), 3);
+    assert!(execs.iter().all(|e| e["container"] == APP_ID), "{execs:?}");
+    let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr);
+    assert!(warnings[0].contains("grant get on pods"), "{}", warnings[0]);
 }
