@@ -1,6 +1,7 @@
 //! The HTTPS admission endpoint: `POST /mutate`, `GET /healthz`, `GET /readyz`.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,8 +14,7 @@ use axum::{Json, Router};
 use json_patch::jsonptr::Pointer;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{ApiResource, DynamicResourceScope, ObjectMeta, Resource};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::value::RawValue;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -23,44 +23,65 @@ use crate::decision::{Context, SYSTEM_NAMESPACES};
 use crate::metrics::Metrics;
 use crate::mutate::mutate;
 use crate::namespaces::NamespaceLookup;
-use crate::view::pod_view;
+use crate::view::{identity_of, Identity, PodView};
 
 /// Largest accepted request body. The API server's own limit on objects is
 /// about 1.5 MiB, so a review (object plus options) fits with room to spare.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// The object of a review: the raw JSON text as sent, plus the view of it
-/// that the decision and the patch read (see [`crate::view`]). Patches are
-/// computed against exactly what the API server sent, unknown fields
-/// included, without materializing the whole pod.
-#[derive(Debug, Clone)]
-pub struct RawObject {
-    raw: Box<RawValue>,
-    pub view: Value,
-    meta: ObjectMeta,
+/// How the object of a review is parsed.
+pub trait ObjectParse: Send + Sync + 'static {
+    fn parse<'de, D: Deserializer<'de>>(d: D) -> Result<(Value, Identity), D::Error>;
 }
 
-impl<'de> Deserialize<'de> for RawObject {
+/// In the same pass as the review, keeping only the view the decision and
+/// the patch read (see [`crate::view`]); fails on shapes the view cannot hold.
+pub struct Streamed;
+
+impl ObjectParse for Streamed {
+    fn parse<'de, D: Deserializer<'de>>(d: D) -> Result<(Value, Identity), D::Error> {
+        Ok(PodView::deserialize(d)?.into_parts())
+    }
+}
+
+/// The whole object as a `Value`: any JSON at all.
+pub struct Full;
+
+impl ObjectParse for Full {
+    fn parse<'de, D: Deserializer<'de>>(d: D) -> Result<(Value, Identity), D::Error> {
+        let full = Value::deserialize(d)?;
+        let id = identity_of(&full);
+        Ok((full, id))
+    }
+}
+
+/// The object of a review as the decision and the patch see it. Patches
+/// target the object exactly as the API server sent it, unknown fields
+/// included; the object is never turned into a typed `Pod`.
+pub struct PodObject<P> {
+    pub view: Value,
+    meta: ObjectMeta,
+    parse: PhantomData<P>,
+}
+
+impl<'de, P: ObjectParse> Deserialize<'de> for PodObject<P> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = Box::<RawValue>::deserialize(d)?;
-        let (view, id) = pod_view(raw.get());
+        let (view, id) = P::parse(d)?;
         let meta = ObjectMeta {
             name: id.name,
             generate_name: id.generate_name,
             namespace: id.namespace,
             ..ObjectMeta::default()
         };
-        Ok(Self { raw, view, meta })
+        Ok(Self {
+            view,
+            meta,
+            parse: PhantomData,
+        })
     }
 }
 
-impl Serialize for RawObject {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.raw.serialize(s)
-    }
-}
-
-impl Resource for RawObject {
+impl<P: ObjectParse> Resource for PodObject<P> {
     type DynamicType = ApiResource;
     type Scope = DynamicResourceScope;
 
@@ -130,39 +151,56 @@ async fn mutate_handler(
         )
             .into_response();
     }
-    let review: AdmissionReview<RawObject> = match serde_json::from_slice(&body) {
-        Ok(review) => review,
-        Err(e) => {
-            state.metrics.error("malformed-request");
-            return bad_request(format!("malformed AdmissionReview JSON: {e}"));
-        }
+    // One pass for the pods the API server sends; odd shapes get a second,
+    // full parse; malformed JSON fails both and is reported from the latter.
+    let response = match serde_json::from_slice::<AdmissionReview<PodObject<Streamed>>>(&body) {
+        Ok(review) => answer(&state, review).await,
+        Err(_) => match serde_json::from_slice::<AdmissionReview<PodObject<Full>>>(&body) {
+            Ok(review) => answer(&state, review).await,
+            Err(e) => {
+                state.metrics.error("malformed-request");
+                return bad_request(format!("malformed AdmissionReview JSON: {e}"));
+            }
+        },
     };
+    match response {
+        Ok(response) => {
+            state
+                .metrics
+                .duration
+                .observe(started.elapsed().as_secs_f64());
+            Json(response.into_review()).into_response()
+        }
+        Err(message) => {
+            state.metrics.error("malformed-request");
+            bad_request(message)
+        }
+    }
+}
+
+async fn answer<P: ObjectParse>(
+    state: &AppState,
+    review: AdmissionReview<PodObject<P>>,
+) -> Result<AdmissionResponse, String> {
     if review.types.kind != "AdmissionReview" {
-        state.metrics.error("malformed-request");
-        return bad_request(format!(
+        return Err(format!(
             "expected kind AdmissionReview, got {:?}",
             review.types.kind
         ));
     }
-    let request: AdmissionRequest<RawObject> = match review.try_into() {
-        Ok(request) => request,
-        Err(_) => {
-            state.metrics.error("malformed-request");
-            return bad_request("AdmissionReview has no request".into());
-        }
-    };
+    let request: AdmissionRequest<PodObject<P>> = review
+        .try_into()
+        .map_err(|_| "AdmissionReview has no request".to_owned())?;
     let span = tracing::info_span!("admission", uid = %request.uid);
-    let response = review_pod(&state, &request).instrument(span).await;
-    state
-        .metrics
-        .duration
-        .observe(started.elapsed().as_secs_f64());
-    Json(response.into_review()).into_response()
+    Ok(review_pod(state, &request).instrument(span).await)
 }
 
 /// The answer to one review. Never denies: any failure allows the pod
 /// unchanged, with a warning and an error metric.
-async fn review_pod(state: &AppState, req: &AdmissionRequest<RawObject>) -> AdmissionResponse {
+async fn review_pod<P: ObjectParse>(
+    state: &AppState,
+    req: &AdmissionRequest<PodObject<P>>,
+) -> AdmissionResponse {
     let base = AdmissionResponse::from(req);
     let is_pod = req.kind.group.is_empty() && req.kind.kind == "Pod";
     if !is_pod || req.operation != Operation::Create || req.sub_resource.is_some() {
@@ -252,9 +290,9 @@ async fn review_pod(state: &AppState, req: &AdmissionRequest<RawObject>) -> Admi
     }
 }
 
-fn internal_error(
+fn internal_error<P: ObjectParse>(
     state: &AppState,
-    req: &AdmissionRequest<RawObject>,
+    req: &AdmissionRequest<PodObject<P>>,
     mut response: AdmissionResponse,
     kind: &'static str,
     message: &str,

@@ -86,13 +86,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("binding the metrics address {}", args.metrics_addr))?;
-    tracing::info!(addr = %args.metrics_addr, "metrics listening (HTTP)");
+    let metrics_addr = metrics_listener.local_addr()?;
+    tracing::info!(addr = %metrics_addr, "metrics listening (HTTP)");
     let metrics_server =
         tokio::spawn(async move { axum::serve(metrics_listener, metrics::router(metrics)).await });
 
     let handle: Handle<std::net::SocketAddr> = Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
-    tracing::info!(addr = %args.addr, "webhook listening (HTTPS)");
+    {
+        // The bound address, which differs from --addr for port 0.
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            if let Some(addr) = handle.listening().await {
+                tracing::info!(%addr, "webhook listening (HTTPS)");
+            }
+        });
+    }
     let served = axum_server::bind_rustls(args.addr, rustls)
         .handle(handle)
         .serve(admission::router(state).into_make_service())

@@ -8,13 +8,16 @@
 //! the read parts (annotations, `shareProcessNamespace`, container names,
 //! and which of `metadata`/`spec`/lists exist) is built from the rest. The
 //! patch computed against this view is the one computed against the full
-//! pod; shapes the view cannot represent fall back to the full parse.
+//! pod. Shapes the view cannot represent (a `spec` that is not a map, say)
+//! make its parse fail; callers then parse the full pod instead.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+/// Deserializes straight from the request body, in the same pass as the
+/// rest of the review.
 #[derive(Deserialize)]
-struct PodView {
+pub struct PodView {
     metadata: Option<MetaView>,
     spec: Option<SpecView>,
 }
@@ -49,25 +52,38 @@ pub struct Identity {
     pub namespace: Option<String>,
 }
 
-/// The view of the pod in `json` (valid JSON text) and its identity.
+/// The identity of a fully parsed pod.
+pub fn identity_of(full: &Value) -> Identity {
+    let field = |k: &str| {
+        full.get("metadata")
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    Identity {
+        name: field("name"),
+        generate_name: field("generateName"),
+        namespace: field("namespace"),
+    }
+}
+
+/// The view of the pod in `json`, or the full pod when the view cannot
+/// represent it, and its identity.
 pub fn pod_view(json: &str) -> (Value, Identity) {
     match serde_json::from_str::<PodView>(json) {
-        Ok(view) => build(view),
+        Ok(view) => view.into_parts(),
         Err(_) => {
             let full: Value = serde_json::from_str(json).unwrap_or(Value::Null);
-            let field = |k: &str| {
-                full.get("metadata")
-                    .and_then(|m| m.get(k))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            };
-            let id = Identity {
-                name: field("name"),
-                generate_name: field("generateName"),
-                namespace: field("namespace"),
-            };
+            let id = identity_of(&full);
             (full, id)
         }
+    }
+}
+
+impl PodView {
+    /// The view as a pod-shaped `Value`, and the identity.
+    pub fn into_parts(self) -> (Value, Identity) {
+        build(self)
     }
 }
 

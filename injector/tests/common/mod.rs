@@ -2,7 +2,7 @@
 //! certificates, a real HTTPS client.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -55,14 +55,6 @@ pub fn make_certs(dir: &Path) {
     );
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running `linnix-injector serve`; killed on drop.
 pub struct Server {
     child: Child,
@@ -80,14 +72,14 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str], files: bool) -> Self {
-        let port = free_port();
-        let metrics_port = free_port();
         let cert = dir.path().join("tls.crt");
         let key = dir.path().join("tls.key");
+        // Port 0: the server picks free ports and logs them, so parallel
+        // tests never race for a port.
         let mut args: Vec<String> = vec![
             "serve".into(),
-            format!("--addr=127.0.0.1:{port}"),
-            format!("--metrics-addr=127.0.0.1:{metrics_port}"),
+            "--addr=127.0.0.1:0".into(),
+            "--metrics-addr=127.0.0.1:0".into(),
         ];
         if files {
             args.push(format!("--tls-cert={}", cert.display()));
@@ -95,9 +87,9 @@ impl Server {
             args.push("--tls-reload-interval=200ms".into());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        // Diagnostics go to a file next to the certificates.
-        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-        let child = Command::new(BIN)
+        let log_path = dir.path().join("serve.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new(BIN)
             .args(&args)
             .env("KUBECONFIG", "/nonexistent/kubeconfig")
             .env_remove("KUBERNETES_SERVICE_HOST")
@@ -107,24 +99,31 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("spawn serve");
-        let server = Self {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (port, metrics_port) = loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let find = |what: &str| {
+                text.lines()
+                    .find(|l| l.contains(what))
+                    .and_then(|l| l.split("addr=").nth(1))
+                    .and_then(|a| a.split_whitespace().next())
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                    .map(|a| a.port())
+            };
+            if let (Some(p), Some(m)) = (find("webhook listening"), find("metrics listening")) {
+                break (p, m);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("serve exited with {status}:\n{text}");
+            }
+            assert!(Instant::now() < deadline, "serve did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Self {
             child,
             port,
             metrics_port,
             dir,
-        };
-        server.wait_listening();
-        server
-    }
-
-    fn wait_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for port in [self.port, self.metrics_port] {
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-                assert!(Instant::now() < deadline, "serve did not listen on {port}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
         }
     }
 
