@@ -56,6 +56,8 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    #[error("no command to run: give `--cgroup PATH` or `-- CMD [ARGS...]`")]
+    NoCommand,
     #[error("cannot set up signal handling: {0}")]
     Signals(#[source] io::Error),
     #[error("cannot wait for the command: {0}")]
@@ -71,6 +73,7 @@ impl RunError {
             RunError::Tracer(_) => 2,
             RunError::Cgroup(CgroupError::Io { .. }) => 1,
             RunError::Cgroup(_) | RunError::NoPodCgroup => 2,
+            RunError::NoCommand => 2,
             RunError::Spawn { source, .. } if source.kind() == io::ErrorKind::NotFound => 127,
             RunError::Spawn { .. } => 126,
             _ => 1,
@@ -183,16 +186,18 @@ async fn trace_command(
     memory_limit: Option<u64>,
 ) -> Result<u8, RunError> {
     let Some((program, args)) = argv.split_first() else {
-        unreachable!("clap requires a command or --cgroup");
+        return Err(RunError::NoCommand);
     };
     let metrics = start_metrics(common.metrics_addr).await?;
+    // Handled from here on, so that an early Ctrl-C cannot end the process
+    // before the scratch cgroup is cleaned up; it reaches the command later.
+    let mut signals = Signals::new()?;
     // Dropping `scratch` kills what is left in it and removes it, on every
     // path out of this function.
     let scratch = ScratchCgroup::create(memory_limit)?;
     let mut tracer = load(common, scratch.position(), &metrics)?;
     let mut reporter = Reporter::new(None, ContainerNames::disabled(), metrics);
 
-    let mut signals = Signals::new()?;
     let mut child = spawn_in_cgroup(program, args, &scratch)?;
     let child_pid = child.id();
     reporter.watch_exit = child_pid;
