@@ -92,7 +92,7 @@ fn a_flooding_neighbour_is_invisible() {
     );
     witness.wait_ready();
     t.wait_ready();
-    for i in 0..5 {
+    for i in 0..10 {
         run_in(&quiet.path, &["/bin/echo", "quiet-marker", &i.to_string()]);
         thread::sleep(Duration::from_millis(100));
     }
@@ -115,7 +115,7 @@ fn a_flooding_neighbour_is_invisible() {
         .iter()
         .filter(|e| argv_has(e, "quiet-marker"))
         .count();
-    assert_eq!(quiet_execs, 5, "{:?}", r.events);
+    assert_eq!(quiet_execs, 10, "{:?}", r.events);
     let leaked: Vec<&Value> = r
         .events
         .iter()
