@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use json_patch::jsonptr::Pointer;
+use k8s_openapi::ByteString;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{ApiResource, DynamicResourceScope, ObjectMeta, Resource};
 use serde::{Deserialize, Deserializer};
@@ -169,13 +170,39 @@ async fn mutate_handler(
                 .metrics
                 .duration
                 .observe(started.elapsed().as_secs_f64());
-            Json(response.into_review()).into_response()
+            encode_review(response)
         }
         Err(message) => {
             state.metrics.error("malformed-request");
             bad_request(message)
         }
     }
+}
+
+/// Serializes the response review with `patch` base64-encoded, the way the
+/// API server itself encodes `[]byte`; kube's types would write it as an
+/// array of numbers, about three times larger.
+fn encode_review(mut response: AdmissionResponse) -> Response {
+    let patch = response.patch.take();
+    let mut review = match serde_json::to_value(response.into_review()) {
+        Ok(review) => review,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode the response: {e}"),
+            )
+                .into_response()
+        }
+    };
+    if let (Some(patch), Some(r)) = (
+        patch,
+        review.get_mut("response").and_then(Value::as_object_mut),
+    ) {
+        if let Ok(encoded) = serde_json::to_value(ByteString(patch)) {
+            r.insert("patch".into(), encoded);
+        }
+    }
+    Json(review).into_response()
 }
 
 async fn answer<P: ObjectParse>(

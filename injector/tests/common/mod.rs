@@ -237,13 +237,12 @@ pub fn response(review: &Value) -> &Value {
     &review["response"]
 }
 
-/// The patch of a response; the API server accepts `patch` as base64 or as
-/// an array of bytes, so both are decoded.
+/// The patch of a response, which must be base64 as the API server encodes
+/// `[]byte`.
 pub fn patch_of(review: &Value) -> Option<json_patch::Patch> {
     let raw = &review["response"]["patch"];
     let bytes: Vec<u8> = match raw {
         Value::Null => return None,
-        Value::Array(a) => a.iter().map(|b| b.as_u64().unwrap() as u8).collect(),
         Value::String(s) => base64_decode(s),
         other => panic!("unexpected patch {other}"),
     };
