@@ -5,6 +5,7 @@
 //! last watch event (or before the cache's first list finished).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -15,8 +16,15 @@ use kube::{Api, Client};
 
 use crate::decision::{NamespaceFacts, INJECT_ANNOTATION, POD_SECURITY_ENFORCE_LABEL};
 
+/// Bound on the cache-miss GET: well inside the API server's webhook
+/// timeout, so a slow API server yields a warning instead of a silently
+/// timed-out review.
+pub const GET_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
+    #[error("reading namespace {0} took longer than {GET_TIMEOUT:?}")]
+    Timeout(String),
     #[error("cannot read namespace {name}: {source}")]
     Get {
         name: String,
@@ -102,9 +110,10 @@ impl NamespaceLookup for Reflected {
                 return Ok(None);
             };
             tracing::debug!(namespace = name, "namespace not cached; reading it");
-            match api.get_opt(name).await {
-                Ok(ns) => Ok(ns.as_ref().map(facts_of)),
-                Err(source) => Err(LookupError::Get {
+            match tokio::time::timeout(GET_TIMEOUT, api.get_opt(name)).await {
+                Err(_) => Err(LookupError::Timeout(name.to_owned())),
+                Ok(Ok(ns)) => Ok(ns.as_ref().map(facts_of)),
+                Ok(Err(source)) => Err(LookupError::Get {
                     name: name.to_owned(),
                     source: Box::new(source),
                 }),
