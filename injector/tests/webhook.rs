@@ -413,3 +413,12 @@ async fn strange_objects_never_block() {
         2.0
     );
 }
+
+#[tokio::test]
+async fn sigterm_stops_cleanly() {
+    let mut server = Server::start(&[]);
+    let pod = pod(json!({"sidecar.linnix.io/inject": "true"}), app_spec());
+    assert!(patch_of(&server.review(&review_of(&pod, "apps")).await).is_some());
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+}
