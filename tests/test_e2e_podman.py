@@ -38,7 +38,10 @@ CAP_BPF, CAP_PERFMON = 39, 38
 
 
 def podman(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", *args], check=check, capture_output=True, text=True, **kw)
+    result = subprocess.run(["podman", *args], capture_output=True, text=True, **kw)
+    if check and result.returncode != 0:
+        pytest.fail(f"podman {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return result
 
 
 def inject(pod_file: Path) -> str:
@@ -175,8 +178,10 @@ def test_every_line_follows_the_event_contract(run: Run):
 
 def test_births_of_the_app_are_reported(run: Run):
     execs = app_events(run, "exec")
-    assert ["uname", "-a"] in [e["argv"] for e in execs]
-    assert ["ls", "/"] in [e["argv"] for e in execs]
+    argvs = [e["argv"] for e in execs]
+    assert ["/bin/uname", "-a"] in argvs, argvs
+    assert ["/bin/ls", "/"] in argvs, argvs
+    assert ["sh", "-c", "exit 3"] in argvs, argvs
     forks = app_events(run, "fork")
     assert len(forks) >= 4, forks  # uname, ls, sh -c 'exit 3', dd, sleep ...
 

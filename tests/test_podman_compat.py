@@ -13,6 +13,7 @@ spec:
   - name: linnix-tracer
     image: x
     securityContext: {seccompProfile: {type: Unconfined}}
+    ports: [{name: linnix-metrics, containerPort: 9464}]
     env:
     - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
     - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
@@ -38,4 +39,5 @@ def test_seccomp_profiles_become_legacy_annotations_and_fieldrefs_literals():
     assert env["POD_NAMESPACE"] == {"name": "POD_NAMESPACE", "value": "team-a"}
     assert env["NODE_NAME"] == {"name": "NODE_NAME", "value": "node-1"}
     assert service == {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}
-    assert len(notes) == 4
+    assert "ports" not in pod["spec"]["containers"][0]
+    assert len(notes) == 5

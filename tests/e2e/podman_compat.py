@@ -2,14 +2,17 @@
 """Adapt injected Kubernetes Pod YAML to what `podman kube play` (4.3) honours.
 
 The injector writes standard Kubernetes. podman 4.3 differs from a kubelet in
-two ways that matter here, and this module translates exactly those, saying so
-on stderr:
+three ways that matter here, and this module translates exactly those, saying
+so on stderr:
 
 * It ignores `securityContext.seccompProfile` but honours the legacy
   per-container annotation `container.seccomp.security.alpha.kubernetes.io/<name>`.
 * Its downward API knows only `metadata.name`; `metadata.namespace`,
   `metadata.uid` and `spec.nodeName` are turned into literal values (what the
   kubelet would have put there).
+* It publishes every declared `containerPort` on the host, where Kubernetes
+  only documents it; two traced pods would both claim 9464. Ports without a
+  `hostPort` are dropped (the pod's own network namespace still has them).
 
 Usage: podman_compat.py [--namespace NS] [--node NAME] < pod.yaml > play.yaml
 """
@@ -51,6 +54,13 @@ def adapt_pod(pod: dict, namespace: str, node: str, notes: list[str]) -> dict:
         if value:
             annotations[SECCOMP_ANNOTATION + name] = value
             notes.append(f"{name}: seccompProfile {profile['type']} -> annotation {value}")
+        ports = container.get("ports", [])
+        kept = [p for p in ports if "hostPort" in p]
+        if len(kept) != len(ports):
+            container["ports"] = kept
+            notes.append(f"{name}: containerPorts without hostPort dropped (podman would publish them)")
+            if not kept:
+                del container["ports"]
         for env in container.get("env", []):
             path = ((env.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
             if path in literal:
