@@ -723,7 +723,7 @@ def test_default_config_matches_the_injector_defaults(injector_chart):
             "args": [],
             "metricsPort": 9464,
             "nativeSidecar": True,
-            "seccompProfile": {"type": "RuntimeDefault"},
+            "seccompProfile": {"type": "Unconfined"},
             "resources": {
                 "requests": {"cpu": "10m", "memory": "32Mi"},
                 "limits": {"cpu": "200m", "memory": "64Mi"},

@@ -143,7 +143,7 @@ def test_injector_accepts_the_default_config(chart, injector_bin, tmp_path):
     pod = inject(injector_bin, config_text, tmp_path)
     (tracer,) = [c for c in pod["spec"]["initContainers"] if c["name"] == "linnix-tracer"]
     assert tracer["image"] == "linnix/linnix-sidecar:0.1.0"
-    assert tracer["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert tracer["securityContext"]["seccompProfile"] == {"type": "Unconfined"}
 
 
 @pytest.mark.parametrize("mode", ["selfSigned", "certManager", "existingSecret"])
