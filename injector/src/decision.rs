@@ -3,6 +3,8 @@
 //! Pure logic over facts read from the raw pod JSON and the namespace, shared by
 //! the webhook and the offline `inject` command.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 /// Opt-in/opt-out annotation on pods and namespaces.
@@ -151,7 +153,8 @@ impl Skip {
                 format!("{INJECT_ANNOTATION} is disabled on the {}", source.as_str())
             }
             Skip::InvalidAnnotation { source, value } => format!(
-                "{INJECT_ANNOTATION}={value:?} on the {} is not one of true, enabled, false, disabled",
+                "{INJECT_ANNOTATION}={:?} on the {} is not one of true, enabled, false, disabled",
+                shorten(value),
                 source.as_str()
             ),
             Skip::PodSecurity { level } => format!(
@@ -179,6 +182,19 @@ impl Skip {
                 | Skip::PodSecurity { .. }
                 | Skip::ShareProcessNamespaceDisabled
         )
+    }
+}
+
+/// Longest piece of user input echoed into an annotation or a warning. The
+/// status annotation must stay small: echoing a huge value could push the
+/// pod over the API server's 256 KiB annotation limit and get it rejected.
+const ECHO_MAX_CHARS: usize = 64;
+
+/// `value`, cut to [`ECHO_MAX_CHARS`] characters with a trailing `…`.
+pub fn shorten(value: &str) -> Cow<'_, str> {
+    match value.char_indices().nth(ECHO_MAX_CHARS) {
+        None => Cow::Borrowed(value),
+        Some((end, _)) => Cow::Owned(format!("{}…", &value[..end])),
     }
 }
 
@@ -369,6 +385,17 @@ mod tests {
             decide_for(by_status, None),
             Decision::Skip(Skip::AlreadyInjected)
         );
+    }
+
+    #[test]
+    fn long_values_are_not_echoed_whole() {
+        let long = "é".repeat(10_000);
+        let skip = Skip::InvalidAnnotation {
+            source: Source::Pod,
+            value: long,
+        };
+        assert!(skip.message().chars().count() < 200, "{}", skip.message());
+        assert_eq!(shorten("short"), "short");
     }
 
     #[test]

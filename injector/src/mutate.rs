@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::config::{Resources, Sidecar};
 use crate::decision::{
-    self, Context, Decision, PodFacts, Skip, CPU_ANNOTATION, INJECT_ANNOTATION, MEMORY_ANNOTATION,
-    STATUS_ANNOTATION,
+    self, shorten, Context, Decision, PodFacts, Skip, CPU_ANNOTATION, INJECT_ANNOTATION,
+    MEMORY_ANNOTATION, STATUS_ANNOTATION,
 };
 use crate::patch;
 use crate::quantity::Quantity;
@@ -95,9 +95,13 @@ fn overrides(facts: &PodFacts<'_>, base: &Resources, warnings: &mut Vec<String>)
                 *limit = q;
             }
             Ok(_) => warnings.push(format!(
-                "{key}={text:?} ignored: the limit must be greater than zero; keeping {limit}"
+                "{key}={:?} ignored: the limit must be greater than zero; keeping {limit}",
+                shorten(text)
             )),
-            Err(e) => warnings.push(format!("{key}={text:?} ignored: {e}; keeping {limit}")),
+            Err(e) => warnings.push(format!(
+                "{key}={:?} ignored: {e}; keeping {limit}",
+                shorten(text)
+            )),
         }
     }
     r
