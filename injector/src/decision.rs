@@ -33,6 +33,7 @@ pub fn injected_status() -> String {
 pub struct PodFacts<'a> {
     pub annotations: Option<&'a Map<String, Value>>,
     pub share_process_namespace: Option<bool>,
+    pub host_users: Option<bool>,
     pub has_tracer: bool,
 }
 
@@ -46,6 +47,9 @@ impl<'a> PodFacts<'a> {
         let share_process_namespace = spec
             .and_then(|s| s.get("shareProcessNamespace"))
             .and_then(Value::as_bool);
+        let host_users = spec
+            .and_then(|s| s.get("hostUsers"))
+            .and_then(Value::as_bool);
         let has_named = |list: &str| {
             spec.and_then(|s| s.get(list))
                 .and_then(Value::as_array)
@@ -58,6 +62,7 @@ impl<'a> PodFacts<'a> {
         Self {
             annotations,
             share_process_namespace,
+            host_users,
             has_tracer,
         }
     }
@@ -122,6 +127,7 @@ pub enum Skip {
     InvalidAnnotation { source: Source, value: String },
     PodSecurity { level: String },
     ShareProcessNamespaceDisabled,
+    UserNamespace,
 }
 
 impl Skip {
@@ -136,6 +142,7 @@ impl Skip {
             Skip::InvalidAnnotation { .. } => "invalid-annotation",
             Skip::PodSecurity { .. } => "pod-security",
             Skip::ShareProcessNamespaceDisabled => "share-process-namespace-disabled",
+            Skip::UserNamespace => "user-namespace",
         }
     }
 
@@ -163,6 +170,9 @@ impl Skip {
             Skip::ShareProcessNamespaceDisabled => {
                 "spec.shareProcessNamespace is explicitly false; the tracer needs the shared process namespace".into()
             }
+            Skip::UserNamespace => {
+                "spec.hostUsers is false: capabilities inside a user namespace do not allow loading BPF programs".into()
+            }
         }
     }
 
@@ -181,6 +191,7 @@ impl Skip {
             Skip::InvalidAnnotation { .. }
                 | Skip::PodSecurity { .. }
                 | Skip::ShareProcessNamespaceDisabled
+                | Skip::UserNamespace
         )
     }
 }
@@ -250,6 +261,11 @@ pub fn decide(pod: &PodFacts<'_>, ctx: &Context<'_>) -> Decision {
     }
     if pod.share_process_namespace == Some(false) {
         return Decision::Skip(Skip::ShareProcessNamespaceDisabled);
+    }
+    // The tracer would start, fail with EPERM and, as a native sidecar,
+    // hold back the app containers for good.
+    if pod.host_users == Some(false) {
+        return Decision::Skip(Skip::UserNamespace);
     }
     Decision::Inject
 }
@@ -385,6 +401,14 @@ mod tests {
             decide_for(by_status, None),
             Decision::Skip(Skip::AlreadyInjected)
         );
+    }
+
+    #[test]
+    fn user_namespaces_are_skipped() {
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}}, "spec": {"hostUsers": false}});
+        assert_eq!(decide_for(pod, None), Decision::Skip(Skip::UserNamespace));
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}}, "spec": {"hostUsers": true}});
+        assert_eq!(decide_for(pod, None), Decision::Inject);
     }
 
     #[test]

@@ -35,6 +35,7 @@ struct MetaView {
 #[serde(rename_all = "camelCase")]
 struct SpecView {
     share_process_namespace: Option<bool>,
+    host_users: Option<bool>,
     containers: Option<Vec<NamedView>>,
     init_containers: Option<Vec<NamedView>>,
 }
@@ -107,6 +108,9 @@ fn build(view: PodView) -> (Value, Identity) {
         if let Some(share) = spec.share_process_namespace {
             s.insert("shareProcessNamespace".into(), Value::Bool(share));
         }
+        if let Some(host_users) = spec.host_users {
+            s.insert("hostUsers".into(), Value::Bool(host_users));
+        }
         for (key, list) in [
             ("containers", spec.containers),
             ("initContainers", spec.init_containers),
@@ -146,6 +150,7 @@ mod tests {
             json!({"metadata": {"name": "a", "annotations": {"sidecar.linnix.io/inject": "true", "x": "y"}}, "spec": {"containers": [{"name": "app", "image": "i", "env": [{"name": "A", "value": "1"}]}], "volumes": []}}),
             json!({"metadata": {"generateName": "g-", "annotations": {"sidecar.linnix.io/inject": "true"}}, "spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "app"}], "shareProcessNamespace": true}}),
             json!({"metadata": {"annotations": {"sidecar.linnix.io/inject": "true"}}, "spec": {"shareProcessNamespace": false}}),
+            json!({"metadata": {"annotations": {"sidecar.linnix.io/inject": "true"}}, "spec": {"hostUsers": false}}),
             json!({"metadata": {"annotations": {"sidecar.linnix.io/inject": "true"}}, "spec": null}),
             json!({"metadata": {"annotations": null}, "spec": {"containers": null}}),
             json!({"metadata": null}),

@@ -155,6 +155,21 @@ async fn skip_reasons_are_visible() {
     assert!(status(&out).contains("shareProcessNamespace is explicitly false"));
     assert!(warnings(&review)[0].contains("shareProcessNamespace"));
 
+    // A user namespace: CAP_BPF there is no CAP_BPF on the host.
+    let pod = pod(
+        asked.clone(),
+        json!({"hostUsers": false, "containers": [{"name": "app", "image": "x"}]}),
+    );
+    let review = server.review(&review_of(&pod, "apps")).await;
+    let out = patched(&pod, &review);
+    assert!(out["spec"].get("initContainers").is_none());
+    assert!(
+        status(&out).contains("hostUsers is false"),
+        "{}",
+        status(&out)
+    );
+    assert!(warnings(&review)[0].contains("user namespace"));
+
     // A value that is neither yes nor no.
     let pod = pod_with("sidecar.linnix.io/inject", "yes please");
     let review = server.review(&review_of(&pod, "apps")).await;
