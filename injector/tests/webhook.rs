@@ -156,7 +156,7 @@ async fn skip_reasons_are_visible() {
     assert!(warnings(&review)[0].contains("shareProcessNamespace"));
 
     // A user namespace: CAP_BPF there is no CAP_BPF on the host.
-    let pod = pod(
+    let pod = common::pod(
         asked.clone(),
         json!({"hostUsers": false, "containers": [{"name": "app", "image": "x"}]}),
     );
