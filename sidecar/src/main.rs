@@ -2,12 +2,14 @@
 //!
 //! `main` only wires things: command line, diagnostics, runtime, exit code.
 
+mod apiserver;
 mod cgroup;
 mod cli;
 mod metrics;
 mod names;
 mod output;
 mod pod;
+mod pod_events;
 mod procfs;
 mod run;
 mod size;

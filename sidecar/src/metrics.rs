@@ -35,6 +35,32 @@ struct ExitLabels {
     signal: String,
 }
 
+/// What became of an event meant for the Kubernetes API.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Publish {
+    Published,
+    Failed,
+    /// The queue to the API server was full.
+    Dropped,
+}
+
+impl Publish {
+    const ALL: [Publish; 3] = [Publish::Published, Publish::Failed, Publish::Dropped];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Publish::Published => "published",
+            Publish::Failed => "failed",
+            Publish::Dropped => "dropped",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PublishLabels {
+    result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ContainerLabels {
     container: String,
@@ -45,6 +71,7 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     exits: Family<ExitLabels, Counter>,
     oom_kills: Family<ContainerLabels, Counter>,
+    kube_events: Family<PublishLabels, Counter>,
     lost: Counter,
     rate_limited: Counter,
     programs_attached: Gauge,
@@ -65,6 +92,14 @@ impl Metrics {
         let events = Family::<EventLabels, Counter>::default();
         let exits = Family::<ExitLabels, Counter>::default();
         let oom_kills = Family::<ContainerLabels, Counter>::default();
+        let kube_events = Family::<PublishLabels, Counter>::default();
+        // All three series from the start, so that rates and alerts work
+        // before the first event.
+        for result in Publish::ALL {
+            let _ = kube_events.get_or_create(&PublishLabels {
+                result: result.as_str(),
+            });
+        }
         let lost = Counter::default();
         let rate_limited = Counter::default();
         let programs_attached = Gauge::default();
@@ -83,6 +118,11 @@ impl Metrics {
             "linnix_oom_kills",
             "Processes killed by the OOM killer, by container",
             oom_kills.clone(),
+        );
+        registry.register(
+            "linnix_kube_events",
+            "Kubernetes events on the pod (OOM kills), by result",
+            kube_events.clone(),
         );
         registry.register(
             "linnix_events_lost",
@@ -104,6 +144,7 @@ impl Metrics {
             events,
             exits,
             oom_kills,
+            kube_events,
             lost,
             rate_limited,
             programs_attached,
@@ -140,6 +181,14 @@ impl Metrics {
         self.oom_kills
             .get_or_create(&ContainerLabels {
                 container: container.unwrap_or_default().to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn kube_event(&self, result: Publish) {
+        self.kube_events
+            .get_or_create(&PublishLabels {
+                result: result.as_str(),
             })
             .inc();
     }
@@ -279,6 +328,9 @@ mod tests {
             },
         );
         m.oom_kill(None);
+        m.kube_event(Publish::Published);
+        m.kube_event(Publish::Dropped);
+        m.kube_event(Publish::Dropped);
         m.kernel_stats(KernelStats {
             lost: 5,
             rate_limited: 2,
@@ -295,6 +347,9 @@ mod tests {
             "linnix_events_total{kind=\"exec\",container=\"app\"} 2",
             "linnix_exits_total{container=\"app\",code=\"\",signal=\"SIGKILL\"} 1",
             "linnix_oom_kills_total{container=\"\"} 1",
+            "linnix_kube_events_total{result=\"published\"} 1",
+            "linnix_kube_events_total{result=\"failed\"} 0",
+            "linnix_kube_events_total{result=\"dropped\"} 2",
             "linnix_events_lost_total 7",
             "linnix_events_rate_limited_total 2",
             "linnix_programs_attached 4",

@@ -16,10 +16,9 @@ use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
+use crate::apiserver::API_TIMEOUT;
 use crate::pod::{container_id_from_cgroup, container_names, PodIdentity};
 
-/// Bound on every API call: a missing API server must not stall start-up.
-const API_TIMEOUT: Duration = Duration::from_secs(3);
 /// At most one refresh per interval, however many unknown ids show up.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -52,9 +51,10 @@ impl ContainerNames {
         }
     }
 
-    /// Connect with the in-cluster (or kubeconfig) credentials and read the
-    /// pod once, so that the first events already carry names.
-    pub async fn start(identity: &PodIdentity) -> Self {
+    /// Read the pod once, so that the first events already carry names.
+    /// Without a client (no API configuration, already warned about) ids
+    /// are all there is.
+    pub async fn start(identity: &PodIdentity, client: Option<Client>) -> Self {
         let warn_once = WarnOnce::default();
         let Some(pod_name) = identity.name.clone() else {
             warn_once.warn(
@@ -63,16 +63,8 @@ impl ContainerNames {
             );
             return Self::disabled();
         };
-        let client = match tokio::time::timeout(API_TIMEOUT, Client::try_default()).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => {
-                warn_once.warn("no Kubernetes API configuration", &e);
-                return Self::disabled();
-            }
-            Err(_) => {
-                warn_once.warn("Kubernetes client set-up timed out", &"timeout");
-                return Self::disabled();
-            }
+        let Some(client) = client else {
+            return Self::disabled();
         };
         let namespace = identity
             .namespace

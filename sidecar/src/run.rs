@@ -14,12 +14,14 @@ use linnix_ebpf::{CgroupPosition, Event, Tracer, TracerConfig, TracerError};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::apiserver;
 use crate::cgroup::{self, CgroupError, ScratchCgroup};
 use crate::cli::{Cli, Command, CommonArgs, TraceArgs};
 use crate::metrics::{self, Metrics};
 use crate::names::ContainerNames;
 use crate::output::{Clock, Detail, Kind, Line, Writer};
 use crate::pod::{Placement, PodIdentity};
+use crate::pod_events::{OomNotice, PodEvents};
 use crate::procfs::{self, PresentProcess};
 
 const DEFAULT_POD_METRICS_ADDR: SocketAddr =
@@ -151,7 +153,13 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
             [.., pod, _own] => *pod,
             _ => return Err(RunError::NoPodCgroup),
         };
-        let names = ContainerNames::start(&identity).await;
+        // Without a pod name there is nothing to look up or to report on.
+        let client = match identity.name {
+            Some(_) => apiserver::connect().await,
+            None => None,
+        };
+        let names = ContainerNames::start(&identity, client.clone()).await;
+        let pod_events = client.and_then(|c| PodEvents::start(c, &identity, Arc::clone(&metrics)));
         let mut tracer = load(common, target, &metrics)?;
         let mut reporter = Reporter::new(
             identity.is_known().then_some(identity),
@@ -159,6 +167,7 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
             Arc::clone(&metrics),
         );
         reporter.skip_pid = Some(std::process::id());
+        reporter.pod_events = pod_events;
         reporter.present_all(procfs::pod_processes(Path::new("/proc")))?;
         let stop = shutdown_signal()?;
         pump(&mut tracer, &mut reporter, stop).await?;
@@ -375,6 +384,8 @@ struct Reporter {
     write_error: Option<io::Error>,
     /// The tracer's own pid: its own threads are not the pod's business.
     skip_pid: Option<u32>,
+    /// Pod mode with an API server: OOM kills also become Kubernetes events.
+    pod_events: Option<PodEvents>,
     /// Host pid whose exit ends `trace -- CMD`.
     watch_exit: Option<u32>,
     exit_seen: bool,
@@ -390,6 +401,7 @@ impl Reporter {
             out: Writer::new(io::stdout().lock()),
             write_error: None,
             skip_pid: None,
+            pod_events: None,
             watch_exit: None,
             exit_seen: false,
         }
@@ -410,7 +422,17 @@ impl Reporter {
                     self.exit_seen = true;
                 }
             }
-            Detail::OomKill(_) => self.metrics.oom_kill(container.as_deref()),
+            Detail::OomKill(oom) => {
+                self.metrics.oom_kill(container.as_deref());
+                if let Some(pod_events) = &self.pod_events {
+                    pod_events.oom_killed(OomNotice {
+                        pid: task.pid,
+                        comm: task.comm.clone(),
+                        container: container.clone(),
+                        detail: *oom,
+                    });
+                }
+            }
             _ => {}
         }
         let line = Line {

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{in_cgroup, of_kind, run_in, Proc, TestCgroup, Tracer};
+use common::{http_get, in_cgroup, of_kind, run_in, MemoryLimit, Proc, TestCgroup, Tracer};
 use serde_json::json;
 
 const APP_ID: &str = "4c1d0000a11ce0000000000000000000000000000000000000000000000000aa";
@@ -124,12 +124,31 @@ fn at_the_cgroup_root_there_is_no_pod() {
     assert!(r.stderr.contains("error: "), "{}", r.stderr);
 }
 
-/// Answers every request over plain HTTP with what `respond(n)` gives for
-/// the n-th request (from 1): status code and JSON body, as the API server
-/// would for a `get` of one pod.
+/// A stand-in for the API server, which cannot run here: plain HTTP, and
+/// for the n-th request (from 1) the status code and JSON body `respond`
+/// gives, as the API server would for a `get` of one pod or a `create` of
+/// an event. Every request is recorded with its body.
 struct PodEndpoint {
     port: u16,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
+}
+
+#[derive(Clone, Debug)]
+struct Request {
+    /// "GET /api/v1/namespaces/team-a/pods/demo HTTP/1.1"
+    line: String,
+    body: String,
+}
+
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
+
+impl Request {
+    fn is_event_post(&self) -> bool {
+        let mut parts = self.line.split(' ');
+        let (method, target) = (parts.next(), parts.next().unwrap_or_default());
+        let path = target.split_once('?').map_or(target, |(p, _)| p);
+        method == Some("POST") && path == EVENTS_PATH
+    }
 }
 
 fn status(name: &str, id: &str) -> serde_json::Value {
@@ -164,8 +183,10 @@ fn http_kubeconfig(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
 }
 
 impl PodEndpoint {
-    fn start(respond: impl Fn(usize) -> (u16, serde_json::Value) + Send + 'static) -> Self {
-        use std::io::{BufRead, BufReader, Write};
+    fn start(
+        respond: impl Fn(&Request, usize) -> (u16, serde_json::Value) + Send + 'static,
+    ) -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -178,16 +199,30 @@ impl PodEndpoint {
                 if reader.read_line(&mut request_line).is_err() {
                     continue;
                 }
+                let mut length = 0;
                 let mut header = String::new();
                 while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    if let Some((name, value)) = header.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().expect("content-length");
+                        }
+                    }
                     header.clear();
                 }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let request = Request {
+                    line: request_line.trim().to_owned(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                };
                 let n = {
                     let mut seen = seen.lock().expect("lock");
-                    seen.push(request_line.trim().to_owned());
+                    seen.push(request.clone());
                     seen.len()
                 };
-                let (code, body) = respond(n);
+                let (code, body) = respond(&request, n);
                 let body = body.to_string();
                 let _ = write!(
                     stream,
@@ -197,6 +232,18 @@ impl PodEndpoint {
             }
         });
         PodEndpoint { port, requests }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    fn event_posts(&self) -> Vec<serde_json::Value> {
+        self.requests()
+            .iter()
+            .filter(|r| r.is_event_post())
+            .map(|r| serde_json::from_str(&r.body).expect("event JSON"))
+            .collect()
     }
 }
 
@@ -208,7 +255,7 @@ fn container_names_come_from_the_pod_status_and_are_refreshed() {
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let late = pod.child(&format!("libpod-{late_id}"));
     let late_status = status("late", &late_id);
-    let endpoint = PodEndpoint::start(move |n| {
+    let endpoint = PodEndpoint::start(move |_, n| {
         let mut statuses = vec![status("app", APP_ID)];
         if n > 1 {
             statuses.push(late_status.clone());
@@ -248,15 +295,16 @@ fn container_names_come_from_the_pod_status_and_are_refreshed() {
     assert_eq!(container_of("late-1"), late_id.as_str());
     assert_eq!(container_of("late-2"), "late");
 
-    let requests = endpoint.requests.lock().expect("lock").clone();
+    let requests = endpoint.requests();
     assert!(
         requests.len() >= 2 && requests.len() <= 3,
         "one read at start, rate-limited refreshes: {requests:?}"
     );
     for req in &requests {
         assert!(
-            req.starts_with("GET /api/v1/namespaces/team-a/pods/demo "),
-            "{req}"
+            req.line
+                .starts_with("GET /api/v1/namespaces/team-a/pods/demo "),
+            "{req:?}"
         );
     }
     assert!(
@@ -271,7 +319,7 @@ fn forbidden_pod_read_warns_once_and_keeps_ids() {
     let pod = TestCgroup::new("forbidden");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
-    let endpoint = PodEndpoint::start(|_| {
+    let endpoint = PodEndpoint::start(|_, _| {
         (
             403,
             json!({
@@ -308,4 +356,176 @@ fn forbidden_pod_read_warns_once_and_keeps_ids() {
     let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.contains("WARN")).collect();
     assert_eq!(warnings.len(), 1, "{}", r.stderr);
     assert!(warnings[0].contains("grant get on pods"), "{}", warnings[0]);
+}
+
+const HOG: &str = "x = []\nwhile True:\n    x.append(bytearray(1 << 20))\n";
+
+/// Run a memory hog in the app container under its 64 MiB limit; the
+/// kernel kills it. Its pid.
+fn oom_kill_in(app: &std::path::Path, limit: &MemoryLimit) -> u32 {
+    let mut cmd = Command::new(common::PYTHON);
+    cmd.args(["-c", HOG]);
+    in_cgroup(&mut cmd, app);
+    limit.apply(&mut cmd);
+    let mut hog = Proc::spawn(&mut cmd);
+    let status = hog.wait_timeout(Duration::from_secs(30));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    hog.pid()
+}
+
+fn metric(t: &Tracer, series: &str) -> Option<u64> {
+    let (code, body) = http_get(t.metrics.expect("metrics address"), "/metrics").ok()?;
+    assert_eq!(code, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Poll until `ok` holds, for at most `timeout`.
+fn wait_for(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok()
+}
+
+fn pod_mode_env(kubeconfig: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("POD_NAME", "demo".into()),
+        ("POD_NAMESPACE", "team-a".into()),
+        ("POD_UID", "5b1f-uid".into()),
+        ("KUBECONFIG", kubeconfig.to_str().expect("utf8").into()),
+    ]
+}
+
+fn start_in_pod(tracer_cg: &std::path::Path, env: &[(&'static str, String)]) -> Tracer {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut t = Tracer::start(&[], &[], Some(tracer_cg), &env);
+    t.wait_ready();
+    t
+}
+
+const PUBLISHED: &str = "linnix_kube_events_total{result=\"published\"}";
+const FAILED: &str = "linnix_kube_events_total{result=\"failed\"}";
+
+#[test]
+fn oom_kill_becomes_a_warning_event_on_the_pod() {
+    let pod = TestCgroup::new("oomevent");
+    let tracer_cg = pod.child("tracer");
+    let app = pod.child(&format!("libpod-{APP_ID}"));
+    let limit = MemoryLimit::new(&app, 64 << 20);
+    let endpoint = PodEndpoint::start(|req, _| {
+        if req.is_event_post() {
+            // The API server answers a create with the object it stored.
+            let stored = serde_json::from_str(&req.body).unwrap_or(json!({}));
+            (201, stored)
+        } else {
+            (200, pod_object(vec![status("app", APP_ID)]))
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = http_kubeconfig(dir.path(), endpoint.port);
+    let t = start_in_pod(&tracer_cg, &pod_mode_env(&kubeconfig));
+    assert_eq!(metric(&t, PUBLISHED), Some(0));
+
+    let victim = oom_kill_in(&app, &limit);
+    assert!(
+        wait_for(Duration::from_secs(10), || metric(&t, PUBLISHED) == Some(1)),
+        "no event published: {:?}",
+        endpoint.requests()
+    );
+    let r = t.stop();
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+
+    let ooms = of_kind(&r.events, "oom_kill");
+    assert_eq!(ooms.len(), 1, "{ooms:?}");
+    assert_eq!(ooms[0]["pid"], victim);
+    assert_eq!(ooms[0]["container"], "app");
+
+    let posted = endpoint.event_posts();
+    assert_eq!(posted.len(), 1, "{:?}", endpoint.requests());
+    let ev = &posted[0];
+    assert_eq!(ev["apiVersion"], "events.k8s.io/v1", "{ev}");
+    assert_eq!(ev["kind"], "Event", "{ev}");
+    assert_eq!(ev["type"], "Warning", "{ev}");
+    assert_eq!(ev["reason"], "OOMKilled", "{ev}");
+    assert_eq!(ev["metadata"]["namespace"], "team-a", "{ev}");
+    assert_eq!(
+        ev["regarding"],
+        json!({"apiVersion": "v1", "kind": "Pod", "name": "demo", "namespace": "team-a", "uid": "5b1f-uid"})
+    );
+    assert_eq!(ev["reportingController"], "linnix.io/tracer", "{ev}");
+    assert_eq!(ev["reportingInstance"], "demo", "{ev}");
+    let note = ev["note"].as_str().expect("note");
+    let start = format!("process python3 (pid {victim}) in container app was OOM-killed: rss ");
+    assert!(note.starts_with(&start), "{note}");
+    let limit_bytes = (64u64 << 20).to_string();
+    assert!(
+        note.ends_with(&format!(" of {limit_bytes} bytes")),
+        "{note}"
+    );
+    assert!(!r.stderr.contains("WARN"), "{}", r.stderr);
+}
+
+#[test]
+fn forbidden_events_warn_once_and_tracing_goes_on() {
+    let pod = TestCgroup::new("oomforbidden");
+    let tracer_cg = pod.child("tracer");
+    let app = pod.child(&format!("libpod-{APP_ID}"));
+    let limit = MemoryLimit::new(&app, 64 << 20);
+    let endpoint = PodEndpoint::start(|req, _| {
+        if req.is_event_post() {
+            (
+                403,
+                json!({
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "events.events.k8s.io is forbidden: User \"system:serviceaccount:team-a:default\" cannot create resource \"events\" in API group \"events.k8s.io\"",
+                    "reason": "Forbidden", "code": 403
+                }),
+            )
+        } else {
+            (200, pod_object(vec![status("app", APP_ID)]))
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = http_kubeconfig(dir.path(), endpoint.port);
+    let t = start_in_pod(&tracer_cg, &pod_mode_env(&kubeconfig));
+
+    let first = oom_kill_in(&app, &limit);
+    assert!(
+        wait_for(Duration::from_secs(10), || metric(&t, FAILED) == Some(1)),
+        "the refusal was not counted: {:?}",
+        endpoint.requests()
+    );
+    // After the refusal nothing more is tried, and tracing goes on.
+    let second = oom_kill_in(&app, &limit);
+    run_in(&app, &["/bin/echo", "after-refusal"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(metric(&t, FAILED), Some(1));
+    assert_eq!(metric(&t, PUBLISHED), Some(0));
+    let r = t.stop();
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+
+    let victims: Vec<_> = of_kind(&r.events, "oom_kill")
+        .iter()
+        .map(|e| e["pid"].clone())
+        .collect();
+    assert_eq!(victims, vec![json!(first), json!(second)]);
+    assert!(of_kind(&r.events, "exec")
+        .iter()
+        .any(|e| e["argv"] == json!(["/bin/echo", "after-refusal"]) && e["container"] == "app"));
+
+    let posts = endpoint
+        .requests()
+        .iter()
+        .filter(|r| r.is_event_post())
+        .count();
+    assert_eq!(posts, 1, "{:?}", endpoint.requests());
+    let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr);
+    assert!(warnings[0].contains("create events"), "{}", warnings[0]);
 }

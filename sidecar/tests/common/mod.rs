@@ -64,6 +64,75 @@ impl Drop for TestCgroup {
     }
 }
 
+/// A memory limit for what a test starts in a v2 cgroup: `memory.max` in
+/// that directory when cgroup v2 has the memory controller, else (hybrid
+/// host) a v1 memory cgroup the processes join as well. Removed on drop.
+pub struct MemoryLimit {
+    v1_dir: Option<PathBuf>,
+}
+
+impl MemoryLimit {
+    pub fn new(v2_dir: &Path, bytes: u64) -> Self {
+        let mount = v2_mount();
+        let controllers = fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
+        if controllers.split_whitespace().any(|c| c == "memory") {
+            // Every ancestor below the root must hand the controller down.
+            let parent = v2_dir.parent().expect("parent cgroup");
+            let mut chain: Vec<&Path> = parent
+                .ancestors()
+                .take_while(|p| p.starts_with(&mount))
+                .collect();
+            chain.reverse();
+            for dir in chain {
+                fs::write(dir.join("cgroup.subtree_control"), "+memory").expect("enable memory");
+            }
+            fs::write(v2_dir.join("memory.max"), bytes.to_string()).expect("memory.max");
+            let swap = v2_dir.join("memory.swap.max");
+            if swap.exists() {
+                fs::write(swap, "0").expect("memory.swap.max");
+            }
+            return MemoryLimit { v1_dir: None };
+        }
+        let text = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        let v1_root = text
+            .lines()
+            .find_map(|l| {
+                let (pre, post) = l.split_once(" - ")?;
+                let mut post = post.split(' ');
+                let is_memory = post.next() == Some("cgroup")
+                    && post
+                        .nth(1)
+                        .is_some_and(|o| o.split(',').any(|o| o == "memory"));
+                is_memory.then(|| PathBuf::from(pre.split(' ').nth(4).expect("mount point")))
+            })
+            .expect("a memory controller, v2 or v1");
+        let name = v2_dir
+            .strip_prefix(&mount)
+            .expect("below the v2 mount")
+            .to_string_lossy()
+            .replace('/', "-");
+        let dir = v1_root.join(name);
+        fs::create_dir(&dir).expect("create v1 memory cgroup");
+        fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string()).expect("limit_in_bytes");
+        MemoryLimit { v1_dir: Some(dir) }
+    }
+
+    /// Make `cmd` (already placed with `in_cgroup`) subject to the limit.
+    pub fn apply(&self, cmd: &mut Command) {
+        if let Some(dir) = &self.v1_dir {
+            in_cgroup(cmd, dir);
+        }
+    }
+}
+
+impl Drop for MemoryLimit {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.v1_dir {
+            remove_tree(dir);
+        }
+    }
+}
+
 fn pids_in(dir: &Path) -> Vec<i32> {
     let mut pids: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
