@@ -84,11 +84,15 @@ def only(objects: list[dict], kind: str) -> dict:
     return found
 
 
-def inject(binary: pathlib.Path, config_text: str, tmp_path: pathlib.Path) -> dict:
-    config = tmp_path / "config.yaml"
-    config.write_text(config_text)
+def inject(binary: pathlib.Path, config_text: str | None, tmp_path: pathlib.Path) -> dict:
+    """`linnix-injector inject` on APP_POD; without config_text, its built-in defaults."""
+    args = [str(binary), "inject", "-f", "-"]
+    if config_text is not None:
+        config = tmp_path / "config.yaml"
+        config.write_text(config_text)
+        args += ["--config", str(config)]
     result = subprocess.run(
-        [str(binary), "inject", "-f", "-", "--config", str(config)],
+        args,
         input=yaml.safe_dump(APP_POD), capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 0, result.stderr
@@ -138,12 +142,13 @@ def test_injector_accepts_the_charts_config_and_applies_it(chart, injector_bin, 
     kubernetes_validate.validate(pod, kubernetes_validate.latest_version(), strict=True)
 
 
-def test_injector_accepts_the_default_config(chart, injector_bin, tmp_path):
+def test_charts_default_config_gives_the_injectors_default_pod(chart, injector_bin, tmp_path):
     config_text = only(render(chart, {}), "ConfigMap")["data"]["config.yaml"]
-    pod = inject(injector_bin, config_text, tmp_path)
-    (tracer,) = [c for c in pod["spec"]["initContainers"] if c["name"] == "linnix-tracer"]
+    with_chart_defaults = inject(injector_bin, config_text, tmp_path)
+    with_builtin_defaults = inject(injector_bin, None, tmp_path)
+    assert with_chart_defaults == with_builtin_defaults
+    (tracer,) = [c for c in with_chart_defaults["spec"]["initContainers"] if c["name"] == "linnix-tracer"]
     assert tracer["image"] == "linnix/linnix-sidecar:0.1.0"
-    assert tracer["securityContext"]["seccompProfile"] == {"type": "Unconfined"}
 
 
 @pytest.mark.parametrize("mode", ["selfSigned", "certManager", "existingSecret"])
