@@ -840,7 +840,7 @@ def test_namespace_chart_role_grants_exactly_pod_get_and_events(namespace_chart)
     assert role["metadata"]["namespace"] == TEAM_NS
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
-        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
     binding = only(objects, "RoleBinding")
     assert binding["metadata"]["namespace"] == TEAM_NS
@@ -864,7 +864,7 @@ def test_namespace_chart_binds_every_service_account(namespace_chart):
         ({"events": False}, [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]),
         (
             {"podNames": False},
-            [{"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}],
+            [{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}],
         ),
     ],
 )
