@@ -20,7 +20,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::config::Sidecar;
-use crate::decision::{Context, SYSTEM_NAMESPACES};
+use crate::decision::{is_protected, Context};
 use crate::metrics::Metrics;
 use crate::mutate::mutate;
 use crate::namespaces::NamespaceLookup;
@@ -258,9 +258,7 @@ async fn review_pod<P: ObjectParse>(
         .clone()
         .or_else(|| object.meta.generate_name.as_ref().map(|g| format!("{g}*")))
         .unwrap_or_default();
-    let protected = namespace.is_some_and(|ns| {
-        SYSTEM_NAMESPACES.contains(&ns) || state.own_namespace.as_deref() == Some(ns)
-    });
+    let protected = namespace.is_some_and(|ns| is_protected(ns, state.own_namespace.as_deref()));
     let namespace_facts = match namespace {
         Some(ns) if !protected => match state.namespaces.lookup(ns).await {
             Ok(facts) => facts,

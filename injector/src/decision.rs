@@ -209,28 +209,37 @@ pub fn shorten(value: &str) -> Cow<'_, str> {
     }
 }
 
-enum Wish {
+/// What an inject annotation value asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wish {
     Inject,
     Refuse,
-    Invalid(String),
+    Invalid,
 }
 
-fn parse_wish(value: &str) -> Wish {
+pub fn parse_wish(value: &str) -> Wish {
     match value {
         "true" | "enabled" => Wish::Inject,
         "false" | "disabled" => Wish::Refuse,
-        other => Wish::Invalid(other.to_owned()),
+        _ => Wish::Invalid,
     }
+}
+
+/// Whether pods in `namespace` are never injected: the control plane's
+/// namespaces and the injector's own (`own`).
+pub fn is_protected(namespace: &str, own: Option<&str>) -> bool {
+    SYSTEM_NAMESPACES.contains(&namespace) || own == Some(namespace)
 }
 
 pub fn decide(pod: &PodFacts<'_>, ctx: &Context<'_>) -> Decision {
     if pod.already_injected() {
         return Decision::Skip(Skip::AlreadyInjected);
     }
-    if let Some(ns) = ctx.namespace {
-        if SYSTEM_NAMESPACES.contains(&ns) || ctx.own_namespace == Some(ns) {
-            return Decision::Skip(Skip::ProtectedNamespace(ns.to_owned()));
-        }
+    if let Some(ns) = ctx
+        .namespace
+        .filter(|ns| is_protected(ns, ctx.own_namespace))
+    {
+        return Decision::Skip(Skip::ProtectedNamespace(ns.to_owned()));
     }
     if !ctx.inject_all {
         let (value, source) = match pod.annotation(INJECT_ANNOTATION) {
@@ -240,13 +249,18 @@ pub fn decide(pod: &PodFacts<'_>, ctx: &Context<'_>) -> Decision {
                 Source::Namespace,
             ),
         };
-        match value.map(parse_wish) {
-            None => return Decision::Skip(Skip::NotRequested),
-            Some(Wish::Refuse) => return Decision::Skip(Skip::Disabled(source)),
-            Some(Wish::Invalid(value)) => {
-                return Decision::Skip(Skip::InvalidAnnotation { source, value })
+        let Some(value) = value else {
+            return Decision::Skip(Skip::NotRequested);
+        };
+        match parse_wish(value) {
+            Wish::Refuse => return Decision::Skip(Skip::Disabled(source)),
+            Wish::Invalid => {
+                return Decision::Skip(Skip::InvalidAnnotation {
+                    source,
+                    value: value.to_owned(),
+                })
             }
-            Some(Wish::Inject) => {}
+            Wish::Inject => {}
         }
     }
     if let Some(level) = ctx

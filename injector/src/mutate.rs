@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::config::{Resources, Sidecar};
 use crate::decision::{
-    self, shorten, Context, Decision, PodFacts, Skip, CPU_ANNOTATION, INJECT_ANNOTATION,
+    self, shorten, Context, Decision, PodFacts, Skip, Wish, CPU_ANNOTATION, INJECT_ANNOTATION,
     MEMORY_ANNOTATION, STATUS_ANNOTATION,
 };
 use crate::patch;
@@ -50,8 +50,9 @@ pub fn mutate(
             patch::inject(pod, base, sidecar, &resources, &decision::injected_status())
         }
         Decision::Skip(skip) => {
-            let asked = facts.annotation(INJECT_ANNOTATION) == Some("true")
-                || facts.annotation(INJECT_ANNOTATION) == Some("enabled");
+            let asked = facts
+                .annotation(INJECT_ANNOTATION)
+                .is_some_and(|v| decision::parse_wish(v) == Wish::Inject);
             if skip.warns() || (asked && matches!(skip, Skip::ProtectedNamespace(_))) {
                 warnings.push(format!("linnix tracer not injected: {}", skip.message()));
             }
