@@ -24,21 +24,7 @@ fn replace(from: &std::path::Path, to: &std::path::Path) {
 }
 
 fn client_with_tls_info(ca_pem: &[u8], fresh_connections: bool) -> reqwest::Client {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let mut b = reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .tls_info(true);
+    let mut b = builder_trusting(ca_pem).tls_info(true);
     if fresh_connections {
         b = b.pool_max_idle_per_host(0);
     }

@@ -197,6 +197,12 @@ pub fn plain_client() -> reqwest::Client {
 
 /// A reqwest client (rustls, ring) that trusts exactly `ca_pem`.
 pub fn client_trusting(ca_pem: &[u8]) -> reqwest::Client {
+    builder_trusting(ca_pem).build().unwrap()
+}
+
+/// A reqwest client builder (rustls, ring) that trusts exactly `ca_pem`,
+/// for tests that tune the client further.
+pub fn builder_trusting(ca_pem: &[u8]) -> reqwest::ClientBuilder {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
@@ -210,10 +216,7 @@ pub fn client_trusting(ca_pem: &[u8]) -> reqwest::Client {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().use_preconfigured_tls(config)
 }
 
 pub fn pod(annotations: Value, spec: Value) -> Value {
