@@ -386,7 +386,9 @@ struct Reporter {
     skip_pid: Option<u32>,
     /// Pod mode with an API server: OOM kills also become Kubernetes events.
     pod_events: Option<PodEvents>,
-    /// Host pid whose exit ends `trace -- CMD`.
+    /// Pid of the command `trace -- CMD` runs, as the tracer's PID namespace
+    /// numbers it: `task.pid`, since the command shares that namespace,
+    /// whereas `host_pid` differs whenever the tracer runs in a container.
     watch_exit: Option<u32>,
     exit_seen: bool,
 }
@@ -418,7 +420,7 @@ impl Reporter {
         match &detail {
             Detail::Exit(exit) => {
                 self.metrics.exit(container.as_deref(), exit);
-                if self.watch_exit == Some(task.host_pid) {
+                if self.watch_exit == Some(task.pid) {
                     self.exit_seen = true;
                 }
             }
