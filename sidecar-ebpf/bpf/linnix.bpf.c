@@ -29,7 +29,7 @@ const volatile u32 max_events_per_sec = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, LINNIX_RING_BYTES);
 } events SEC(".maps");
 
 struct {

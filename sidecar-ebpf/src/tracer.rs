@@ -8,7 +8,9 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use crate::bindings::{LINNIX_STAT_LOST, LINNIX_STAT_RATE_LIMITED};
+use crate::bindings::{
+    linnix_fork_event, LINNIX_RING_BYTES, LINNIX_STAT_LOST, LINNIX_STAT_RATE_LIMITED,
+};
 use crate::decode::decode;
 use crate::error::{classify, require_btf};
 use crate::{Event, KernelStats, TracerConfig, TracerError};
@@ -22,6 +24,14 @@ const PROGRAMS: [(&str, &str); 4] = [
     ("handle_exit", "sched_process_exit"),
     ("handle_mark_victim", "mark_victim"),
 ];
+
+/// Most records one drain consumes: what a full ring holds of the smallest
+/// record (a fork event plus the kernel's 8-byte record header). One call then
+/// empties whatever was in the ring when it started, yet returns under a
+/// sustained flood, where the ring never runs empty, so the caller's other
+/// work (signals, stats, shutdown) is not starved. The next call continues.
+const MAX_RECORDS_PER_DRAIN: usize =
+    LINNIX_RING_BYTES as usize / (size_of::<linnix_fork_event>() + 8);
 
 /// Loaded and attached programs plus the ring buffer they write to.
 pub struct Tracer {
@@ -81,11 +91,13 @@ impl Tracer {
         })
     }
 
-    /// Wait until the ring buffer has data, then hand every record to `sink`.
+    /// Wait until the ring buffer has data, then hand its records to `sink`:
+    /// at most one ring's worth per call (see [`MAX_RECORDS_PER_DRAIN`]); the
+    /// next call continues at once with what is left.
     pub async fn next_batch(&mut self, sink: &mut dyn FnMut(Event)) -> io::Result<()> {
         loop {
             let mut guard = self.ring.readable_mut().await?;
-            if drain_ring(guard.get_inner_mut(), sink) > 0 {
+            if drain_ring(guard.get_inner_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed > 0 {
                 // Readiness stays set, so the next call drains again first.
                 return Ok(());
             }
@@ -94,15 +106,17 @@ impl Tracer {
             // The kernel wakes the reader only when a record lands in an empty
             // ring. One submitted between the drain above and clear_ready()
             // would otherwise wait for a wakeup that never comes.
-            if drain_ring(self.ring.get_mut(), sink) > 0 {
+            if drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed > 0 {
                 return Ok(());
             }
         }
     }
 
-    /// Hand every record already in the ring buffer to `sink` without waiting.
+    /// Hand the records already in the ring buffer to `sink` without waiting,
+    /// at most one ring's worth (see [`MAX_RECORDS_PER_DRAIN`]). Returns the
+    /// number of events delivered.
     pub fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize {
-        drain_ring(self.ring.get_mut(), sink)
+        drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).delivered
     }
 
     pub fn kernel_stats(&self) -> Result<KernelStats, TracerError> {
@@ -151,20 +165,33 @@ fn missing(what: &str) -> TracerError {
     TracerError::Other(format!("{what} is missing from the embedded BPF object"))
 }
 
-/// Decode every record in the ring. Records that do not decode are logged and
-/// skipped: one bad record must not stop the stream.
-fn drain_ring(ring: &mut RingBuf<MapData>, sink: &mut dyn FnMut(Event)) -> usize {
-    let mut delivered = 0;
-    while let Some(record) = ring.next() {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Drained {
+    /// Records taken from the ring.
+    consumed: usize,
+    /// Of those, records decoded and handed to the sink.
+    delivered: usize,
+}
+
+/// Decode up to `max` records of the ring. Records that do not decode are
+/// logged and skipped: one bad record must not stop the stream.
+fn drain_ring(ring: &mut RingBuf<MapData>, sink: &mut dyn FnMut(Event), max: usize) -> Drained {
+    let mut drained = Drained {
+        consumed: 0,
+        delivered: 0,
+    };
+    while drained.consumed < max {
+        let Some(record) = ring.next() else { break };
+        drained.consumed += 1;
         match decode(&record) {
             Ok(event) => {
                 sink(event);
-                delivered += 1;
+                drained.delivered += 1;
             }
             Err(err) => tracing::warn!(error = %err, "skipping an undecodable ring buffer record"),
         }
     }
-    delivered
+    drained
 }
 
 // The tracer is driven from a Tokio task, possibly on a multi-thread runtime.
@@ -172,3 +199,47 @@ const _: () = {
     const fn assert_send<T: Send>() {}
     assert_send::<Tracer>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CgroupPosition;
+
+    #[test]
+    fn a_drain_covers_a_full_ring_of_the_smallest_records() {
+        let record = size_of::<linnix_fork_event>() + 8;
+        assert!(MAX_RECORDS_PER_DRAIN * record <= LINNIX_RING_BYTES as usize);
+        assert!((MAX_RECORDS_PER_DRAIN + 1) * record > LINNIX_RING_BYTES as usize);
+    }
+
+    /// Real programs (root needed): a drain stops at its bound although the
+    /// ring holds more, and the next one continues where it stopped.
+    #[tokio::test]
+    async fn drain_stops_at_its_bound_and_the_next_continues() {
+        // The v2 root (kernfs id 1) at level 0: every task on the host, so the
+        // workload below fills the ring without a cgroup of its own.
+        let config = TracerConfig {
+            target: CgroupPosition { id: 1, level: 0 },
+            trace_threads: false,
+            max_events_per_sec: 0,
+        };
+        let mut tracer = Tracer::load(&config).expect("load");
+        // 100 × (fork, exec, exit) of /bin/true, plus the shell's own.
+        let status = std::process::Command::new("/bin/sh")
+            .args(["-c", "for i in $(seq 100); do /bin/true; done"])
+            .status()
+            .expect("run /bin/sh");
+        assert!(status.success());
+
+        let mut events = 0;
+        let ring = tracer.ring.get_mut();
+        let first = drain_ring(ring, &mut |_| events += 1, 50);
+        assert_eq!(first.consumed, 50);
+        assert_eq!(first.delivered, 50);
+        let second = drain_ring(ring, &mut |_| events += 1, 50);
+        assert_eq!(second.consumed, 50);
+        let rest = drain_ring(ring, &mut |_| events += 1, usize::MAX);
+        assert!(rest.consumed >= 200, "{rest:?}");
+        assert_eq!(events, 100 + rest.delivered);
+    }
+}

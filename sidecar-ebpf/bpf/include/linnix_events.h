@@ -17,6 +17,8 @@
 #define LINNIX_ARGS_LEN 1024
 /* ... and at most this many arguments. */
 #define LINNIX_MAX_ARGS 32
+/* Size of the "events" ring buffer; user space bounds one drain by it. */
+#define LINNIX_RING_BYTES (1 << 20)
 
 enum linnix_event_kind {
 	LINNIX_EVENT_FORK = 1,
