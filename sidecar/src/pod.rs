@@ -96,14 +96,19 @@ pub fn placement(own: &str, other: &str) -> Option<Placement> {
     };
     let own = parts(own);
     let other = parts(other);
-    let pod: Vec<String> = match own.last() {
-        Some(last) if last != ".." => own[..own.len() - 1].to_vec(),
-        _ => own.iter().cloned().chain([String::from("..")]).collect(),
+    // In the host's cgroup namespace the own container has a visible name.
+    let (pod, own_name): (Vec<String>, Option<&String>) = match own.split_last() {
+        Some((last, parent)) if last != ".." => (parent.to_vec(), Some(last)),
+        _ => (
+            own.iter().cloned().chain([String::from("..")]).collect(),
+            None,
+        ),
     };
     if let Some(rest) = other.strip_prefix(pod.as_slice()) {
         return match rest.first() {
             None => Some(Placement::PodItself),
             Some(c) if c == ".." => None,
+            Some(c) if Some(c) == own_name => Some(Placement::OwnContainer),
             Some(c) => Some(Placement::Container(c.clone())),
         };
     }
@@ -202,7 +207,15 @@ mod tests {
         );
         assert_eq!(
             placement(own, "/kubepods/pod1/tracer"),
-            Some(Placement::Container("tracer".into()))
+            Some(Placement::OwnContainer)
+        );
+        assert_eq!(
+            placement(own, "/kubepods/pod1/tracer/sub"),
+            Some(Placement::OwnContainer)
+        );
+        assert_eq!(
+            placement(own, "/kubepods/pod1/tracer2"),
+            Some(Placement::Container("tracer2".into()))
         );
         assert_eq!(placement(own, "/kubepods/pod1"), Some(Placement::PodItself));
         assert_eq!(placement(own, "/kubepods/pod2/app"), None);

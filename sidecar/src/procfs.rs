@@ -41,15 +41,20 @@ fn in_host_pid_namespace(proc_root: &Path) -> bool {
     fs::read_link(proc_root.join("self/ns/pid")).is_ok_and(|l| l.as_os_str() == PROC_PID_INIT_INO)
 }
 
-/// Every process of the pod visible in `proc_root` except the tracer itself.
-/// The pod is judged from cgroup paths, so a tracer that shares the host's
-/// PID namespace still lists only its pod.
+/// Every process of the pod visible in `proc_root` outside the tracer's own
+/// container. The pod is judged from cgroup paths, so a tracer that shares
+/// the host's PID namespace still lists only its pod; the own container is
+/// skipped as a whole because the kernel-side filter does the same (by
+/// cgroup id), so a process listed here never has its exit hidden.
 pub fn pod_processes(proc_root: &Path) -> std::io::Result<Vec<PresentProcess>> {
-    let own_pid = std::process::id();
     let own_text = fs::read_to_string(proc_root.join("self/cgroup"))?;
-    let own_path = parse_v2_path(&own_text).unwrap_or("/").to_owned();
-    let host_ns = in_host_pid_namespace(proc_root);
+    let own_path = parse_v2_path(&own_text).unwrap_or("/");
+    pod_processes_around(proc_root, own_path)
+}
 
+/// `pod_processes` for a tracer whose cgroup v2 path is `own_path`.
+fn pod_processes_around(proc_root: &Path, own_path: &str) -> std::io::Result<Vec<PresentProcess>> {
+    let host_ns = in_host_pid_namespace(proc_root);
     let mut out = Vec::new();
     for entry in fs::read_dir(proc_root)?.filter_map(Result::ok) {
         let Some(pid) = entry
@@ -59,22 +64,20 @@ pub fn pod_processes(proc_root: &Path) -> std::io::Result<Vec<PresentProcess>> {
         else {
             continue;
         };
-        if pid == own_pid {
-            continue;
-        }
         // Processes may exit while we read: skip whatever is gone.
         let dir = entry.path();
+        let Ok(cgroup) = fs::read_to_string(dir.join("cgroup")) else {
+            continue;
+        };
+        let placement = match parse_v2_path(&cgroup).and_then(|p| placement(own_path, p)) {
+            None | Some(Placement::OwnContainer) => continue,
+            Some(p) => p,
+        };
         let Some((comm, ppid)) = fs::read_to_string(dir.join("stat"))
             .ok()
             .as_deref()
             .and_then(parse_stat)
         else {
-            continue;
-        };
-        let Ok(cgroup) = fs::read_to_string(dir.join("cgroup")) else {
-            continue;
-        };
-        let Some(placement) = parse_v2_path(&cgroup).and_then(|p| placement(&own_path, p)) else {
             continue;
         };
         out.push(PresentProcess {
@@ -164,22 +167,31 @@ mod tests {
     }
 
     #[test]
-    fn lists_processes_of_this_cgroup_but_not_itself() {
-        // The test process and its sleeping child share a cgroup, which the
-        // scan treats as the tracer's own container.
+    fn lists_the_pod_but_not_the_own_container() {
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
             .expect("spawn sleep");
-        let found = pod_processes(Path::new("/proc")).expect("scan");
+        let proc_root = Path::new("/proc");
+        let own_text = fs::read_to_string("/proc/self/cgroup").expect("own cgroup");
+        let own = parse_v2_path(&own_text).expect("cgroup v2 line");
+        // The test and its child share a cgroup: as the tracer's own
+        // container, it is skipped.
+        let as_own = pod_processes_around(proc_root, own).expect("scan");
+        // Seen from a tracer container one level below, the same cgroup is
+        // the pod itself, and the child is listed.
+        let below = format!("{}/linnix-tracer", own.trim_end_matches('/'));
+        let as_below = pod_processes_around(proc_root, &below).expect("scan");
         let _ = child.kill();
         let _ = child.wait();
-        assert!(!found.iter().any(|p| p.pid == std::process::id()));
-        let sleep = found
+
+        assert!(!as_own.iter().any(|p| p.pid == child.id()), "{as_own:?}");
+        let sleep = as_below
             .iter()
             .find(|p| p.pid == child.id())
             .expect("child listed");
         assert_eq!(sleep.comm, "sleep");
         assert_eq!(sleep.ppid, std::process::id());
+        assert_eq!(sleep.placement, Placement::PodItself);
     }
 }

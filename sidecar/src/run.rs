@@ -149,8 +149,8 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
         let metrics = start_metrics(common.metrics_addr_or(Some(DEFAULT_POD_METRICS_ADDR))).await?;
         let ancestry = linnix_ebpf::own_cgroup_ancestry()?;
         // The tracer's container cgroup is the last entry; the pod is its parent.
-        let target = match ancestry.as_slice() {
-            [.., pod, _own] => *pod,
+        let (target, own) = match ancestry.as_slice() {
+            [.., pod, own] => (*pod, *own),
             _ => return Err(RunError::NoPodCgroup),
         };
         // Without a pod name there is nothing to look up or to report on.
@@ -166,7 +166,7 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
             names,
             Arc::clone(&metrics),
         );
-        reporter.skip_pid = Some(std::process::id());
+        reporter.skip_cgroup = Some(own.id);
         reporter.pod_events = pod_events;
         reporter.present_all(procfs::pod_processes(Path::new("/proc")))?;
         let stop = shutdown_signal()?;
@@ -382,8 +382,10 @@ struct Reporter {
     out: Writer<StdoutLock<'static>>,
     /// First write error; once stdout is gone nothing more is written.
     write_error: Option<io::Error>,
-    /// The tracer's own pid: its own threads are not the pod's business.
-    skip_pid: Option<u32>,
+    /// The tracer's own container cgroup: what runs there is not the pod's
+    /// business. Matched by cgroup id, not pid: a pod process in a nested
+    /// PID namespace can carry the tracer's own number.
+    skip_cgroup: Option<u64>,
     /// Pod mode with an API server: OOM kills also become Kubernetes events.
     pod_events: Option<PodEvents>,
     /// Pid of the command `trace -- CMD` runs, as the tracer's PID namespace
@@ -402,7 +404,7 @@ impl Reporter {
             metrics,
             out: Writer::new(io::stdout().lock()),
             write_error: None,
-            skip_pid: None,
+            skip_cgroup: None,
             pod_events: None,
             watch_exit: None,
             exit_seen: false,
@@ -411,7 +413,7 @@ impl Reporter {
 
     fn event(&mut self, event: Event) {
         let (task, detail) = Detail::of(&event);
-        if self.skip_pid == Some(task.pid) {
+        if self.skip_cgroup == Some(task.cgroup_id) {
             return;
         }
         let container = self.names.label(&task.cgroup_name);
