@@ -13,9 +13,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use json_patch::jsonptr::Pointer;
 use k8s_openapi::ByteString;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::{ApiResource, DynamicResourceScope, ObjectMeta, Resource};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -170,7 +170,7 @@ async fn mutate_handler(
                 .metrics
                 .duration
                 .observe(started.elapsed().as_secs_f64());
-            encode_review(response)
+            response
         }
         Err(message) => {
             state.metrics.error("malformed-request");
@@ -179,36 +179,43 @@ async fn mutate_handler(
     }
 }
 
-/// Serializes the response review with `patch` base64-encoded, the way the
-/// API server itself encodes `[]byte`; kube's types would write it as an
-/// array of numbers, about three times larger.
-fn encode_review(mut response: AdmissionResponse) -> Response {
-    let patch = response.patch.take();
-    let mut review = match serde_json::to_value(response.into_review()) {
-        Ok(review) => review,
-        Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot encode the response: {e}"),
-            )
-                .into_response()
-        }
-    };
-    if let (Some(patch), Some(r)) = (
-        patch,
-        review.get_mut("response").and_then(Value::as_object_mut),
-    ) {
-        if let Ok(encoded) = serde_json::to_value(ByteString(patch)) {
-            r.insert("patch".into(), encoded);
-        }
-    }
-    Json(review).into_response()
+/// The review sent back, serialized in one go. `patch` is base64, the way
+/// the API server itself encodes `[]byte`; kube's `AdmissionResponse` would
+/// write it as an array of numbers, about three times larger.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewResponse<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    response: Verdict<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Verdict<'a> {
+    uid: &'a str,
+    /// Always true: the webhook never denies.
+    allowed: bool,
+    #[serde(flatten)]
+    answer: Answer,
+}
+
+/// What the webhook says about one pod.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<ByteString>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 async fn answer<P: ObjectParse>(
     state: &AppState,
     review: AdmissionReview<PodObject<P>>,
-) -> Result<AdmissionResponse, String> {
+) -> Result<Response, String> {
     if review.types.kind != "AdmissionReview" {
         return Err(format!(
             "expected kind AdmissionReview, got {:?}",
@@ -219,7 +226,17 @@ async fn answer<P: ObjectParse>(
         .try_into()
         .map_err(|_| "AdmissionReview has no request".to_owned())?;
     let span = tracing::info_span!("admission", uid = %request.uid);
-    Ok(review_pod(state, &request).instrument(span).await)
+    let answer = review_pod(state, &request).instrument(span).await;
+    Ok(Json(ReviewResponse {
+        api_version: &request.types.api_version,
+        kind: &request.types.kind,
+        response: Verdict {
+            uid: &request.uid,
+            allowed: true,
+            answer,
+        },
+    })
+    .into_response())
 }
 
 /// The answer to one review. Never denies: any failure allows the pod
@@ -227,24 +244,17 @@ async fn answer<P: ObjectParse>(
 async fn review_pod<P: ObjectParse>(
     state: &AppState,
     req: &AdmissionRequest<PodObject<P>>,
-) -> AdmissionResponse {
-    let base = AdmissionResponse::from(req);
+) -> Answer {
     let is_pod = req.kind.group.is_empty() && req.kind.kind == "Pod";
     if !is_pod || req.operation != Operation::Create || req.sub_resource.is_some() {
         tracing::debug!(kind = %req.kind.kind, operation = ?req.operation, "not a pod creation; allowed unchanged");
         if !req.dry_run {
             state.metrics.record("ignored", "not-pod-create");
         }
-        return base;
+        return Answer::default();
     }
     let Some(object) = &req.object else {
-        return internal_error(
-            state,
-            req,
-            base,
-            "no-object",
-            "the request carries no object",
-        );
+        return internal_error(state, req, "no-object", "the request carries no object");
     };
     // A pod's own namespace field is often empty at admission time.
     let namespace = req
@@ -263,7 +273,7 @@ async fn review_pod<P: ObjectParse>(
         Some(ns) if !protected => match state.namespaces.lookup(ns).await {
             Ok(facts) => facts,
             Err(e) => {
-                return internal_error(state, req, base, "namespace-lookup", &e.to_string());
+                return internal_error(state, req, "namespace-lookup", &e.to_string());
             }
         },
         _ => None,
@@ -289,28 +299,23 @@ async fn review_pod<P: ObjectParse>(
     if !req.dry_run {
         state.metrics.record(decision, reason);
     }
-    let mut response = base;
-    if !outcome.warnings.is_empty() {
-        response.warnings = Some(outcome.warnings);
-    }
+    let mut answer = Answer {
+        warnings: outcome.warnings,
+        ..Answer::default()
+    };
     if outcome.ops.is_empty() {
-        return response;
+        return answer;
     }
-    let warnings = response.warnings.clone();
-    match response.with_patch(json_patch::Patch(outcome.ops)) {
-        Ok(response) => response,
+    match serde_json::to_vec(&outcome.ops) {
+        Ok(patch) => {
+            answer.patch = Some(ByteString(patch));
+            answer.patch_type = Some("JSONPatch");
+            answer
+        }
         Err(e) => {
-            let mut r = internal_error(
-                state,
-                req,
-                AdmissionResponse::from(req),
-                "serialize-patch",
-                &e.to_string(),
-            );
-            if let Some(w) = warnings {
-                r.warnings.get_or_insert_with(Vec::new).extend(w);
-            }
-            r
+            let mut failed = internal_error(state, req, "serialize-patch", &e.to_string());
+            failed.warnings.append(&mut answer.warnings);
+            failed
         }
     }
 }
@@ -318,10 +323,9 @@ async fn review_pod<P: ObjectParse>(
 fn internal_error<P: ObjectParse>(
     state: &AppState,
     req: &AdmissionRequest<PodObject<P>>,
-    mut response: AdmissionResponse,
     kind: &'static str,
     message: &str,
-) -> AdmissionResponse {
+) -> Answer {
     tracing::error!(
         kind,
         error = message,
@@ -331,10 +335,10 @@ fn internal_error<P: ObjectParse>(
         state.metrics.error(kind);
         state.metrics.record("error", kind);
     }
-    response.allowed = true;
-    response.patch = None;
-    response.warnings = Some(vec![format!(
-        "linnix tracer not injected: internal error: {message}"
-    )]);
-    response
+    Answer {
+        warnings: vec![format!(
+            "linnix tracer not injected: internal error: {message}"
+        )],
+        ..Answer::default()
+    }
 }

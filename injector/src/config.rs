@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::quantity::{Quantity, QuantityError};
 
@@ -143,6 +144,15 @@ pub struct Sidecar {
     pub native_sidecar: bool,
     pub seccomp_profile: SeccompProfile,
     pub resources: Resources,
+    /// The tracer container as Kubernetes JSON, built from the fields above
+    /// when validated: it does not depend on the pod.
+    container: Value,
+}
+
+impl Sidecar {
+    pub fn container(&self) -> &Value {
+        &self.container
+    }
 }
 
 impl Config {
@@ -214,7 +224,7 @@ impl SidecarConfig {
                 });
             }
         }
-        Ok(Sidecar {
+        let mut sidecar = Sidecar {
             name: self.name,
             image: self.image,
             image_pull_policy: self.image_pull_policy,
@@ -223,7 +233,10 @@ impl SidecarConfig {
             native_sidecar: native_sidecar.unwrap_or(self.native_sidecar),
             seccomp_profile: self.seccomp_profile,
             resources,
-        })
+            container: Value::Null,
+        };
+        sidecar.container = crate::patch::tracer_container(&sidecar, &sidecar.resources);
+        Ok(sidecar)
     }
 }
 

@@ -18,15 +18,23 @@ pub const POD_SECURITY_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce
 /// Namespaces never touched: the control plane's own, and the injector's.
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
-/// Prefix of the status annotation value of an injected pod.
-pub const INJECTED_PREFIX: &str = "injected";
-
-pub fn injected_status() -> String {
-    format!(
-        "{INJECTED_PREFIX} (linnix-injector {})",
-        env!("CARGO_PKG_VERSION")
-    )
+// A macro so that the prefix and the full status share the literal.
+macro_rules! injected_prefix {
+    () => {
+        "injected"
+    };
 }
+
+/// Prefix of the status annotation value of an injected pod.
+pub const INJECTED_PREFIX: &str = injected_prefix!();
+
+/// Status annotation value of a pod this build injected.
+pub const INJECTED_STATUS: &str = concat!(
+    injected_prefix!(),
+    " (linnix-injector ",
+    env!("CARGO_PKG_VERSION"),
+    ")"
+);
 
 /// What a pod (or a workload's pod template) says about itself.
 #[derive(Debug, Clone, Copy)]
@@ -410,7 +418,7 @@ mod tests {
             decide_for(by_container, None),
             Decision::Skip(Skip::AlreadyInjected)
         );
-        let by_status = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", STATUS_ANNOTATION: injected_status()}}});
+        let by_status = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", STATUS_ANNOTATION: INJECTED_STATUS}}});
         assert_eq!(
             decide_for(by_status, None),
             Decision::Skip(Skip::AlreadyInjected)

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::config::{Resources, Sidecar};
 use crate::decision::{
-    self, shorten, Context, Decision, PodFacts, Skip, Wish, CPU_ANNOTATION, INJECT_ANNOTATION,
-    MEMORY_ANNOTATION, STATUS_ANNOTATION,
+    self, shorten, Context, Decision, PodFacts, Skip, Wish, CPU_ANNOTATION, INJECTED_STATUS,
+    INJECT_ANNOTATION, MEMORY_ANNOTATION, STATUS_ANNOTATION,
 };
 use crate::patch;
 use crate::quantity::Quantity;
@@ -47,7 +47,7 @@ pub fn mutate(
     let ops = match &decision {
         Decision::Inject => {
             let resources = overrides(&facts, &sidecar.resources, &mut warnings);
-            patch::inject(pod, base, sidecar, &resources, &decision::injected_status())
+            patch::inject(pod, base, sidecar, resources.as_ref(), INJECTED_STATUS)
         }
         Decision::Skip(skip) => {
             let asked = facts
@@ -75,7 +75,15 @@ pub fn mutate(
 /// the limit, and lowers the request when the configured one would exceed
 /// it (the API server rejects request > limit). A bad value keeps the
 /// configured resources and produces a warning; it never stops injection.
-fn overrides(facts: &PodFacts<'_>, base: &Resources, warnings: &mut Vec<String>) -> Resources {
+/// `None` when neither annotation is set: the configured resources apply.
+fn overrides(
+    facts: &PodFacts<'_>,
+    base: &Resources,
+    warnings: &mut Vec<String>,
+) -> Option<Resources> {
+    if facts.annotation(CPU_ANNOTATION).is_none() && facts.annotation(MEMORY_ANNOTATION).is_none() {
+        return None;
+    }
     let mut r = base.clone();
     for (key, request, limit) in [
         (CPU_ANNOTATION, &mut r.cpu_request, &mut r.cpu_limit),
@@ -105,7 +113,7 @@ fn overrides(facts: &PodFacts<'_>, base: &Resources, warnings: &mut Vec<String>)
             )),
         }
     }
-    r
+    Some(r)
 }
 
 #[cfg(test)]

@@ -46,12 +46,13 @@ pub fn set_annotation(pod: &Value, base: &Pointer, key: &str, value: &str) -> Ve
     }
 }
 
-/// All operations that add the tracer to the pod at `base`.
+/// All operations that add the tracer to the pod at `base`; `resources`
+/// replaces the configured ones when set.
 pub fn inject(
     pod: &Value,
     base: &Pointer,
     sidecar: &Sidecar,
-    resources: &Resources,
+    resources: Option<&Resources>,
     status: &str,
 ) -> Vec<PatchOperation> {
     let mut ops = set_annotation(pod, base, crate::decision::STATUS_ANNOTATION, status);
@@ -73,7 +74,10 @@ pub fn inject(
             Value::Bool(true),
         ));
     }
-    let container = tracer_container(sidecar, resources);
+    let mut container = sidecar.container().clone();
+    if let (Some(resources), Some(c)) = (resources, container.as_object_mut()) {
+        c.insert("resources".into(), resources_json(resources));
+    }
     let (list, index) = if sidecar.native_sidecar {
         // First init container: it starts before every other init container
         // and app container, so no exec escapes it.
@@ -89,7 +93,15 @@ pub fn inject(
     ops
 }
 
-/// The tracer container as Kubernetes JSON.
+fn resources_json(r: &Resources) -> Value {
+    json!({
+        "requests": {"cpu": r.cpu_request.as_str(), "memory": r.memory_request.as_str()},
+        "limits": {"cpu": r.cpu_limit.as_str(), "memory": r.memory_limit.as_str()},
+    })
+}
+
+/// The tracer container as Kubernetes JSON. Built once per configuration
+/// (see [`Sidecar::container`]); each injection clones it.
 pub fn tracer_container(sidecar: &Sidecar, resources: &Resources) -> Value {
     let mut args = Vec::with_capacity(sidecar.args.len() + 1);
     if !sidecar.args.iter().any(|a| a.starts_with("--metrics-addr")) {
@@ -113,16 +125,7 @@ pub fn tracer_container(sidecar: &Sidecar, resources: &Resources) -> Value {
             "containerPort": sidecar.metrics_port,
             "protocol": "TCP",
         }],
-        "resources": {
-            "requests": {
-                "cpu": resources.cpu_request.as_str(),
-                "memory": resources.memory_request.as_str(),
-            },
-            "limits": {
-                "cpu": resources.cpu_limit.as_str(),
-                "memory": resources.memory_limit.as_str(),
-            },
-        },
+        "resources": resources_json(resources),
         "securityContext": {
             "capabilities": {"drop": ["ALL"], "add": ["BPF", "PERFMON"]},
             "allowPrivilegeEscalation": false,
@@ -215,7 +218,7 @@ mod tests {
         let pod = json!({"metadata": {"name": "p"}, "spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "app"}], "unknownField": 1}});
         let out = apply(
             pod.clone(),
-            &inject(&pod, &PointerBuf::root(), &s, &s.resources, "injected"),
+            &inject(&pod, &PointerBuf::root(), &s, None, "injected"),
         );
         assert_eq!(out["spec"]["initContainers"][0]["name"], "linnix-tracer");
         assert_eq!(out["spec"]["initContainers"][0]["restartPolicy"], "Always");
@@ -231,7 +234,7 @@ mod tests {
         let pod = json!({"spec": {"containers": [{"name": "app"}]}});
         let out = apply(
             pod.clone(),
-            &inject(&pod, &PointerBuf::root(), &s, &s.resources, "injected"),
+            &inject(&pod, &PointerBuf::root(), &s, None, "injected"),
         );
         assert_eq!(out["spec"]["containers"][1]["name"], "linnix-tracer");
         assert!(out["spec"]["containers"][1].get("restartPolicy").is_none());
@@ -243,13 +246,7 @@ mod tests {
         let s = sidecar(true);
         let doc = json!({"kind": "Deployment", "spec": {"template": {"spec": {"containers": [{"name": "app"}]}}}});
         let base = PointerBuf::parse("/spec/template").unwrap();
-        let ops = inject(
-            &doc["spec"]["template"],
-            &base,
-            &s,
-            &s.resources,
-            "injected",
-        );
+        let ops = inject(&doc["spec"]["template"], &base, &s, None, "injected");
         let out = apply(doc, &ops);
         let t = &out["spec"]["template"];
         assert_eq!(
@@ -262,7 +259,7 @@ mod tests {
     #[test]
     fn container_spec() {
         let s = sidecar(true);
-        let c = tracer_container(&s, &s.resources);
+        let c = s.container();
         let sc = &c["securityContext"];
         assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
         assert_eq!(sc["capabilities"]["add"], json!(["BPF", "PERFMON"]));
