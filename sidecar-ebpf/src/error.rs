@@ -10,10 +10,22 @@ use crate::TracerError;
 pub(crate) const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 
 /// The programs are CO-RE: without kernel BTF nothing can be relocated.
-pub(crate) fn require_btf() -> Result<aya::Btf, TracerError> {
-    if !Path::new(BTF_PATH).is_file() {
-        return Err(TracerError::NoBtf(BTF_PATH.to_owned()));
+///
+/// Only checks that the file is there. `EbpfLoader::new()` always parses it
+/// itself (aya 0.14 has no way to hand it one without that parse), so parsing
+/// it here as well would cost a second copy of tens of MiB at the same time.
+pub(crate) fn require_btf_file() -> Result<(), TracerError> {
+    if Path::new(BTF_PATH).is_file() {
+        Ok(())
+    } else {
+        Err(TracerError::NoBtf(BTF_PATH.to_owned()))
     }
+}
+
+/// Parsed kernel BTF, for what needs it beyond the loader's relocations
+/// (the attach point ids of the `tp_btf` programs).
+pub(crate) fn parse_btf() -> Result<aya::Btf, TracerError> {
+    require_btf_file()?;
     aya::Btf::from_sys_fs().map_err(|err| {
         tracing::debug!(error = %err, "cannot parse kernel BTF");
         TracerError::NoBtf(format!("{BTF_PATH} ({err})"))

@@ -6,7 +6,7 @@ use aya::EbpfLoader;
 use zerocopy::FromBytes;
 
 use crate::bindings::{linnix_self_cgroup, LINNIX_MAX_CGROUP_LEVELS};
-use crate::error::{classify, require_btf};
+use crate::error::{classify, require_btf_file};
 use crate::{CgroupPosition, TracerError};
 
 static SELF_BPF: &[u8] =
@@ -18,9 +18,10 @@ const SELF_SIZE: usize = size_of::<linnix_self_cgroup>();
 /// works inside a private cgroup namespace where no parent is visible.
 /// Returns the calling thread's own cgroup and all its ancestors, root first.
 pub fn own_cgroup_ancestry() -> Result<Vec<CgroupPosition>, TracerError> {
-    let btf = require_btf()?;
+    require_btf_file()?;
+    // The loader parses kernel BTF for the CO-RE relocations and drops it
+    // with itself at the end of this statement; nothing else needs it here.
     let mut ebpf = EbpfLoader::new()
-        .btf(Some(&btf))
         .load(SELF_BPF)
         .map_err(|e| classify("create the cgroup discovery map", &e))?;
 

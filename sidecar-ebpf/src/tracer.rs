@@ -12,7 +12,7 @@ use crate::bindings::{
     linnix_fork_event, LINNIX_RING_BYTES, LINNIX_STAT_LOST, LINNIX_STAT_RATE_LIMITED,
 };
 use crate::decode::decode;
-use crate::error::{classify, require_btf};
+use crate::error::{classify, parse_btf, require_btf_file};
 use crate::{Event, KernelStats, TracerConfig, TracerError};
 
 static LINNIX_BPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linnix.bpf.o"));
@@ -52,11 +52,16 @@ impl Tracer {
                 "Tracer::load must be called inside a Tokio runtime".into(),
             ));
         }
-        let btf = require_btf()?;
-        let mut ebpf = load_object(config, &btf)?;
+        // Kernel BTF costs tens of MiB parsed. The loader parses and drops its
+        // own copy inside load_object(); the attach ids need a second parse,
+        // done only after that, so at most one copy is alive at a time.
+        require_btf_file()?;
+        let mut ebpf = load_object(config)?;
+        let btf = parse_btf()?;
         for (program, tracepoint) in PROGRAMS {
             attach(&mut ebpf, &btf, program, tracepoint)?;
         }
+        drop(btf);
 
         let ring = ebpf
             .take_map("events")
@@ -134,10 +139,9 @@ impl Tracer {
     }
 }
 
-fn load_object(config: &TracerConfig, btf: &Btf) -> Result<Ebpf, TracerError> {
+fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
     let trace_threads = u32::from(config.trace_threads);
     EbpfLoader::new()
-        .btf(Some(btf))
         .override_global("target_cgroup_id", &config.target.id, true)
         .override_global("target_level", &config.target.level, true)
         .override_global("trace_threads", &trace_threads, true)
