@@ -192,14 +192,48 @@ fn memory_home(v2: &Path, mounts: &[MountEntry]) -> Result<MemoryHome, CgroupErr
         .ok_or_else(|| CgroupError::NoMemoryController(v2.to_owned()))
 }
 
-/// A cgroup made for one traced command: its processes are killed and its
-/// directories removed when this is dropped, on every path out.
+/// A cgroup made for one traced command. `remove` kills its processes and
+/// removes its directories off the runtime thread; dropping it without
+/// `remove` (unwinding, or outside a runtime) does the same, blocking.
 #[derive(Debug)]
 pub struct ScratchCgroup {
-    v2_dir: PathBuf,
+    dirs: ScratchDirs,
     position: CgroupPosition,
+    removed: bool,
+}
+
+#[derive(Debug, Clone)]
+struct ScratchDirs {
+    v2_dir: PathBuf,
     /// v1 memory cgroup on hybrid hosts with a limit.
     v1_memory_dir: Option<PathBuf>,
+}
+
+impl ScratchDirs {
+    /// Blocks until every process is gone (up to `KILL_TIMEOUT` each).
+    fn kill_all(&self) -> Result<(), CgroupError> {
+        kill_cgroup(&self.v2_dir)?;
+        if let Some(d) = &self.v1_memory_dir {
+            kill_cgroup(d)?;
+        }
+        Ok(())
+    }
+
+    /// Blocks while leftovers die and rmdir stops answering EBUSY.
+    fn remove(&self) {
+        if let Err(e) = self.kill_all() {
+            warn!(error = %e, "cannot kill what is left in the traced cgroup");
+        }
+        for dir in self
+            .v1_memory_dir
+            .iter()
+            .chain(std::iter::once(&self.v2_dir))
+        {
+            if let Err(e) = remove_dir(dir) {
+                warn!(path = %dir.display(), error = %e, "cannot remove cgroup");
+            }
+        }
+    }
 }
 
 impl ScratchCgroup {
@@ -216,18 +250,21 @@ impl ScratchCgroup {
         // From here on, Drop cleans up whatever was made.
         let mut cg = ScratchCgroup {
             position: CgroupPosition { id: 0, level: 0 },
-            v2_dir,
-            v1_memory_dir: None,
+            dirs: ScratchDirs {
+                v2_dir,
+                v1_memory_dir: None,
+            },
+            removed: false,
         };
-        cg.position = position_of(&cg.v2_dir, &v2)?;
+        cg.position = position_of(&cg.dirs.v2_dir, &v2)?;
 
         if let (Some(limit), Some(home)) = (memory_limit, home) {
             match home {
                 MemoryHome::V2 => {
                     enable_memory_controller(&v2)?;
-                    write_file(&cg.v2_dir.join("memory.max"), &limit.to_string())?;
+                    write_file(&cg.dirs.v2_dir.join("memory.max"), &limit.to_string())?;
                     // Kubernetes semantics: the limit is on RAM, no swapping around it.
-                    let swap = cg.v2_dir.join("memory.swap.max");
+                    let swap = cg.dirs.v2_dir.join("memory.swap.max");
                     if swap.exists() {
                         if let Err(e) = write_file(&swap, "0") {
                             warn!(error = %e, "cannot disable swap for the traced command");
@@ -237,12 +274,12 @@ impl ScratchCgroup {
                 MemoryHome::V1(root) => {
                     let dir = root.join(&name);
                     fs::create_dir(&dir).map_err(io_err("create", &dir))?;
-                    cg.v1_memory_dir = Some(dir.clone());
+                    cg.dirs.v1_memory_dir = Some(dir.clone());
                     write_file(&dir.join("memory.limit_in_bytes"), &limit.to_string())?;
                 }
             }
         }
-        debug!(path = %cg.v2_dir.display(), id = cg.position.id, level = cg.position.level, "scratch cgroup created");
+        debug!(path = %cg.dirs.v2_dir.display(), id = cg.position.id, level = cg.position.level, "scratch cgroup created");
         Ok(cg)
     }
 
@@ -251,14 +288,14 @@ impl ScratchCgroup {
     }
 
     pub fn path(&self) -> &Path {
-        &self.v2_dir
+        &self.dirs.v2_dir
     }
 
     /// `cgroup.procs` of every directory the command must join, opened now so
     /// that the child only has to write(2) to them between fork and exec.
     pub fn open_procs_files(&self) -> Result<Vec<File>, CgroupError> {
-        std::iter::once(&self.v2_dir)
-            .chain(self.v1_memory_dir.iter())
+        std::iter::once(&self.dirs.v2_dir)
+            .chain(self.dirs.v1_memory_dir.iter())
             .map(|d| {
                 let p = d.join("cgroup.procs");
                 OpenOptions::new()
@@ -269,35 +306,35 @@ impl ScratchCgroup {
             .collect()
     }
 
-    /// Kill every process still in the cgroup and wait until it is empty.
-    pub fn kill_all(&self) -> Result<(), CgroupError> {
-        kill_cgroup(&self.v2_dir)?;
-        if let Some(d) = &self.v1_memory_dir {
-            kill_cgroup(d)?;
+    /// Kill every process still in the cgroup and wait until it is empty,
+    /// on the blocking pool: waiting takes up to `KILL_TIMEOUT`.
+    pub async fn kill_all(&self) -> Result<(), CgroupError> {
+        let dirs = self.dirs.clone();
+        tokio::task::spawn_blocking(move || dirs.kill_all())
+            .await
+            .unwrap_or_else(|e| Err(io_err("empty", &self.dirs.v2_dir)(io::Error::other(e))))
+    }
+
+    /// Kill what is left and remove the directories, on the blocking pool.
+    pub async fn remove(mut self) {
+        self.removed = true;
+        let dirs = self.dirs.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || dirs.remove()).await {
+            warn!(error = %e, "cannot clean up the traced cgroup");
         }
-        Ok(())
     }
 
     /// True while any process is left in the v2 cgroup.
     #[cfg(test)]
     pub fn is_populated(&self) -> bool {
-        read_pids(&self.v2_dir).is_ok_and(|p| !p.is_empty())
+        read_pids(&self.dirs.v2_dir).is_ok_and(|p| !p.is_empty())
     }
 }
 
 impl Drop for ScratchCgroup {
     fn drop(&mut self) {
-        if let Err(e) = self.kill_all() {
-            warn!(error = %e, "cannot kill what is left in the traced cgroup");
-        }
-        for dir in self
-            .v1_memory_dir
-            .iter()
-            .chain(std::iter::once(&self.v2_dir))
-        {
-            if let Err(e) = remove_dir(dir) {
-                warn!(path = %dir.display(), error = %e, "cannot remove cgroup");
-            }
+        if !self.removed {
+            self.dirs.remove();
         }
     }
 }
@@ -357,9 +394,11 @@ pub fn kill_cgroup(dir: &Path) -> Result<(), CgroupError> {
             return Ok(());
         }
         if !has_kill {
-            for pid in &pids {
+            // cgroup.procs lists a process of another PID namespace as 0,
+            // and kill(0) would hit the tracer's own process group.
+            for &pid in pids.iter().filter(|&&p| p > 0) {
                 // SAFETY: kill(2) has no memory-safety preconditions.
-                unsafe { libc::kill(*pid, libc::SIGKILL) };
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
         if Instant::now() >= deadline {
@@ -467,6 +506,29 @@ mod tests {
             position_of(Path::new("/proc"), &root),
             Err(CgroupError::NotV2(_))
         ));
+    }
+
+    fn sleeper_in(cg: &ScratchCgroup) -> std::process::Child {
+        let child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .expect("spawn sleep");
+        fs::write(cg.path().join("cgroup.procs"), child.id().to_string()).expect("move");
+        assert!(cg.is_populated());
+        child
+    }
+
+    #[tokio::test]
+    async fn scratch_cgroup_is_removed_off_the_runtime_thread() {
+        use std::os::unix::process::ExitStatusExt;
+        let cg = ScratchCgroup::create(None).expect("create");
+        let path = cg.path().to_owned();
+        let mut child = sleeper_in(&cg);
+        cg.kill_all().await.expect("kill");
+        assert!(!cg.is_populated());
+        cg.remove().await;
+        assert!(!path.exists(), "cgroup left behind");
+        assert_eq!(child.wait().expect("wait").signal(), Some(libc::SIGKILL));
     }
 
     #[test]

@@ -201,13 +201,25 @@ async fn trace_command(
     // Handled from here on, so that an early Ctrl-C cannot end the process
     // before the scratch cgroup is cleaned up; it reaches the command later.
     let mut signals = Signals::new()?;
-    // Dropping `scratch` kills what is left in it and removes it, on every
-    // path out of this function.
     let scratch = ScratchCgroup::create(memory_limit)?;
+    let result = trace_in(common, program, args, &scratch, metrics, &mut signals).await;
+    // On every way out: kill what is left in it and remove it.
+    scratch.remove().await;
+    result
+}
+
+async fn trace_in(
+    common: &CommonArgs,
+    program: &str,
+    args: &[String],
+    scratch: &ScratchCgroup,
+    metrics: Arc<Metrics>,
+    signals: &mut Signals,
+) -> Result<u8, RunError> {
     let mut tracer = load(common, scratch.position(), &metrics)?;
     let mut reporter = Reporter::new(None, ContainerNames::disabled(), metrics);
 
-    let mut child = spawn_in_cgroup(program, args, &scratch)?;
+    let mut child = spawn_in_cgroup(program, args, scratch)?;
     let child_pid = child.id();
     reporter.watch_exit = child_pid;
     info!(pid = ?child_pid, cgroup = %scratch.path().display(), "command started");
@@ -222,7 +234,8 @@ async fn trace_command(
             st = child.wait() => break st.map_err(RunError::Wait)?,
             sig = signals.recv() => {
                 // Let the command decide how to end; its exit ends the trace.
-                if let Some(pid) = child_pid.and_then(|p| i32::try_from(p).ok()) {
+                // Never kill(0) or a negative pid: those mean process groups.
+                if let Some(pid) = child_pid.and_then(|p| i32::try_from(p).ok()).filter(|&p| p > 0) {
                     debug!(signal = sig, "forwarding signal to the command");
                     // SAFETY: kill(2) has no memory-safety preconditions.
                     unsafe { libc::kill(pid, sig) };
@@ -234,7 +247,7 @@ async fn trace_command(
     info!(?status, "command exited");
 
     // Daemonised leftovers die with the command; their exits are reported too.
-    if let Err(e) = scratch.kill_all() {
+    if let Err(e) = scratch.kill_all().await {
         warn!(error = %e, "cannot kill what the command left behind");
     }
     let deadline = tokio::time::Instant::now() + EXIT_EVENT_TIMEOUT;
@@ -250,7 +263,6 @@ async fn trace_command(
     tracer.drain(&mut |ev| reporter.event(ev));
     reporter.kernel_stats(&tracer);
     reporter.flush()?;
-    drop(scratch);
     Ok(exit_status_code(status))
 }
 
