@@ -327,6 +327,15 @@ impl Tracer {
         self.finish(Duration::from_secs(20))
     }
 
+    /// Like `stop`, for a tracer started under `unshare --fork`: unshare
+    /// ignores SIGINT and forwards nothing, so the tracer, its only child,
+    /// gets the signal.
+    pub fn stop_forked(mut self) -> Finished {
+        let tracer = only_child(self.proc.pid());
+        unsafe { libc::kill(tracer as i32, libc::SIGINT) };
+        self.finish(Duration::from_secs(20))
+    }
+
     pub fn finish(&mut self, timeout: Duration) -> Finished {
         let status = self.proc.wait_timeout(timeout);
         let stdout = self.stdout.take().expect("stdout").join().expect("join");
@@ -380,9 +389,32 @@ fn is_rfc3339_ns(ts: &str) -> bool {
             .all(|r| b[r].iter().all(u8::is_ascii_digit))
 }
 
+/// The only child of `pid`.
+pub fn only_child(pid: u32) -> u32 {
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).expect("children");
+    let children: Vec<u32> = text
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    assert_eq!(children.len(), 1, "children of {pid}: {children:?}");
+    children[0]
+}
+
 /// Run `linnix-sidecar trace [opts] -- argv...` to completion.
 pub fn trace_command(opts: &[&str], argv: &[&str]) -> Finished {
-    let mut cmd = Command::new(BIN);
+    trace_command_under(&[], opts, argv)
+}
+
+/// `trace_command` under a wrapper (`unshare ...`).
+pub fn trace_command_under(wrapper: &[&str], opts: &[&str], argv: &[&str]) -> Finished {
+    let mut cmd = match wrapper.split_first() {
+        Some((w, rest)) => {
+            let mut c = Command::new(w);
+            c.args(rest).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
     cmd.arg("trace")
         .args(opts)
         .arg("--")
