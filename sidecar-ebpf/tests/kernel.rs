@@ -6,7 +6,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use linnix_ebpf::{own_cgroup_ancestry, Event, ExecEvent, ExitEvent, ForkEvent, Tracer};
+use linnix_ebpf::{
+    own_cgroup_ancestry, Event, ExecEvent, ExitEvent, ForkEvent, Tracer, TracerError,
+};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -595,4 +597,88 @@ async fn pid_namespace_numbers_are_the_pods_view() {
     assert_eq!((child.task.pid, child.task.ppid), (2, 1));
     assert_ne!(child.task.host_pid, 2);
     assert_eq!(child.task.host_ppid, init.task.host_pid);
+}
+
+/// Make perf_event_open(2) fail with EPERM on the calling thread, as a
+/// container runtime's default seccomp profile does without CAP_SYS_ADMIN.
+fn deny_perf_event_open_on_this_thread() {
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let mut filter = [
+        // Load the syscall number (offset 0 of struct seccomp_data).
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_perf_event_open as u32,
+        },
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let program = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: `program` points to a valid filter that outlives the call; the
+    // kernel copies it. Without TSYNC it applies to this thread only.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &program as *const libc::sock_fprog,
+        )
+    };
+    assert_eq!(rc, 0, "seccomp: {}", std::io::Error::last_os_error());
+    // The filter is in force: a direct call is refused.
+    // SAFETY: perf_event_open with a null attr only returns an error.
+    let rc = unsafe { libc::syscall(libc::SYS_perf_event_open, 0usize, 0, -1, -1, 0) };
+    assert_eq!(rc, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EPERM)
+    );
+}
+
+#[tokio::test]
+async fn perf_event_open_is_not_needed() {
+    let _lock = BPF_LOCK.lock().await;
+    let cg = TestCgroup::new();
+    let target = cg.position();
+    let path = cg.path.clone();
+    // A thread of its own: the filter stays with it and spares other tests.
+    let (ancestry, exits) = std::thread::spawn(move || {
+        deny_perf_event_open_on_this_thread();
+        let ancestry = own_cgroup_ancestry();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let exits = runtime.block_on(async {
+            let mut tracer = Tracer::load(&config(target)).expect("load under the filter");
+            let pid = run_in(&path, &["/bin/sh", "-c", "exit 8"]);
+            let events = collect(&mut tracer);
+            exits_of(&events, pid)
+                .iter()
+                .map(|e| e.exit_code())
+                .collect::<Vec<_>>()
+        });
+        (ancestry, exits)
+    })
+    .join()
+    .expect("probe thread");
+    // The test process may sit at the v2 root (NoCgroupV2); it must not have
+    // been refused anything.
+    assert!(
+        !matches!(ancestry, Err(TracerError::MissingCapability { .. })),
+        "{ancestry:?}"
+    );
+    assert_eq!(exits, [Some(8)]);
 }
