@@ -42,6 +42,8 @@ pub enum RunError {
     Cgroup(#[from] CgroupError),
     #[error("the tracer's own cgroup is the cgroup v2 root, so it has no pod cgroup above it; run it as a container of a pod, or use `trace`")]
     NoPodCgroup,
+    #[error("the tracer's parent cgroup is the cgroup v2 root, which would trace every process of the host; run the tracer as a container of a pod (its cgroup inside the pod's), or use `trace --cgroup`")]
+    PodCgroupIsRoot,
     #[error("cannot serve metrics on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -74,7 +76,7 @@ impl RunError {
             RunError::Tracer(TracerError::Other(_)) => 1,
             RunError::Tracer(_) => 2,
             RunError::Cgroup(CgroupError::Io { .. }) => 1,
-            RunError::Cgroup(_) | RunError::NoPodCgroup => 2,
+            RunError::Cgroup(_) | RunError::NoPodCgroup | RunError::PodCgroupIsRoot => 2,
             RunError::NoCommand => 2,
             RunError::Spawn { source, .. } if source.kind() == io::ErrorKind::NotFound => 127,
             RunError::Spawn { .. } => 126,
@@ -150,6 +152,7 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
         let ancestry = linnix_ebpf::own_cgroup_ancestry()?;
         // The tracer's container cgroup is the last entry; the pod is its parent.
         let (target, own) = match ancestry.as_slice() {
+            [.., pod, _] if pod.level == 0 => return Err(RunError::PodCgroupIsRoot),
             [.., pod, own] => (*pod, *own),
             _ => return Err(RunError::NoPodCgroup),
         };
@@ -547,6 +550,7 @@ mod tests {
         );
         assert_eq!(RunError::Tracer(TracerError::NoCgroupV2).exit_code(), 2);
         assert_eq!(RunError::Cgroup(CgroupError::NoV2Mount).exit_code(), 2);
+        assert_eq!(RunError::PodCgroupIsRoot.exit_code(), 2);
         assert_eq!(
             RunError::Spawn {
                 command: "nope".into(),

@@ -124,6 +124,24 @@ fn at_the_cgroup_root_there_is_no_pod() {
     assert!(r.stderr.contains("error: "), "{}", r.stderr);
 }
 
+#[test]
+fn a_parent_at_the_cgroup_root_is_refused() {
+    // One level below the root: the parent would be the root, i.e. the
+    // whole host. Refused before anything is attached.
+    let top = TestCgroup::new("toplevel");
+    let mut t = Tracer::start(&[], &[], Some(&top.path), &[]);
+    let r = t.finish(Duration::from_secs(20));
+    assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("error: the tracer's parent cgroup is the cgroup v2 root"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("programs attached"), "{}", r.stderr);
+    assert!(r.events.is_empty(), "{:?}", r.events);
+}
+
 /// A stand-in for the API server, which cannot run here: plain HTTP, and
 /// for the n-th request (from 1) the status code and JSON body `respond`
 /// gives, as the API server would for a `get` of one pod or a `create` of
