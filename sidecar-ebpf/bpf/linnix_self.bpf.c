@@ -3,6 +3,8 @@
  * Own-cgroup discovery. The tracer runs with a private cgroup namespace and
  * without the v2 tree mounted, so only the kernel can tell it where it sits.
  *
+ * It records the id and kernfs name of every ancestor, root first.
+ *
  * User space runs this raw tracepoint program with BPF_PROG_TEST_RUN: the
  * kernel calls it synchronously in the caller's context, so "current" is the
  * calling thread, and nothing is ever attached.
@@ -42,7 +44,12 @@ int record_self_cgroup(void *ctx)
 	for (i = 0; i < LINNIX_MAX_CGROUP_LEVELS; i++) {
 		if (i > level)
 			break;
-		out->ids[i] = cgroup_id(cgroup_ancestor(cgrp, i));
+		struct cgroup *ancestor = cgroup_ancestor(cgrp, i);
+
+		out->ids[i] = cgroup_id(ancestor);
+		/* Names let user space check that the parent is a pod cgroup. */
+		bpf_probe_read_kernel_str(out->names[i], sizeof(out->names[i]),
+					  BPF_CORE_READ(ancestor, kn, name));
 	}
 	out->valid = 1;
 	return 0;

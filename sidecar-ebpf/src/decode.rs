@@ -109,7 +109,7 @@ fn split_argv(area: &[u8], max: usize) -> (Vec<String>, bool) {
 }
 
 /// A C string from a fixed buffer: up to the first NUL, or the whole buffer.
-fn c_string(buf: &[std::ffi::c_char]) -> String {
+pub(crate) fn c_string(buf: &[std::ffi::c_char]) -> String {
     let bytes = as_bytes(buf);
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()

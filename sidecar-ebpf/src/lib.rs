@@ -8,7 +8,8 @@
 //! - [`Tracer::load`] attaches the four `tp_btf` programs, filtered in the
 //!   kernel to the cgroup v2 subtree of [`TracerConfig::target`].
 //! - [`own_cgroup_ancestry`] finds the caller's cgroup v2 position from inside
-//!   a private cgroup namespace, so the pod cgroup can be chosen.
+//!   a private cgroup namespace, so the pod cgroup can be chosen;
+//!   [`own_cgroup_ancestors`] adds each cgroup's kernfs name.
 //! - [`decode`] turns one ring-buffer record into an [`Event`].
 //!
 //! The event layout is defined once, in `bpf/include/linnix_events.h`; the
@@ -21,7 +22,7 @@ mod self_cgroup;
 mod tracer;
 
 pub use decode::decode;
-pub use self_cgroup::own_cgroup_ancestry;
+pub use self_cgroup::{own_cgroup_ancestors, own_cgroup_ancestry};
 pub use tracer::Tracer;
 
 /// Where a cgroup sits in the cgroup v2 tree.
@@ -31,6 +32,17 @@ pub struct CgroupPosition {
     pub id: u64,
     /// Depth below the v2 root (the root is level 0).
     pub level: u32,
+}
+
+/// One cgroup on the path from the v2 root to the caller, as found by
+/// [`own_cgroup_ancestors`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupAncestor {
+    pub position: CgroupPosition,
+    /// kernfs name: the cgroup's directory name, empty for the v2 root. It
+    /// tells a pod cgroup (`kubepods-…-pod<uid>.slice`, `pod<uid>`, podman's
+    /// pod id) from a host slice even where the tree is not mounted.
+    pub name: String,
 }
 
 /// What to load and how to filter.

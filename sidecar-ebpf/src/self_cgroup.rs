@@ -6,8 +6,9 @@ use aya::EbpfLoader;
 use zerocopy::FromBytes;
 
 use crate::bindings::{linnix_self_cgroup, LINNIX_MAX_CGROUP_LEVELS};
+use crate::decode::c_string;
 use crate::error::{classify, require_btf_file};
-use crate::{CgroupPosition, TracerError};
+use crate::{CgroupAncestor, CgroupPosition, TracerError};
 
 static SELF_BPF: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linnix_self.bpf.o"));
@@ -18,6 +19,16 @@ const SELF_SIZE: usize = size_of::<linnix_self_cgroup>();
 /// works inside a private cgroup namespace where no parent is visible.
 /// Returns the calling thread's own cgroup and all its ancestors, root first.
 pub fn own_cgroup_ancestry() -> Result<Vec<CgroupPosition>, TracerError> {
+    Ok(own_cgroup_ancestors()?
+        .into_iter()
+        .map(|ancestor| ancestor.position)
+        .collect())
+}
+
+/// Like [`own_cgroup_ancestry`], with the kernfs name (directory name) of
+/// each cgroup, so the caller can check what its parent is (a pod cgroup, or
+/// a host slice it must not trace).
+pub fn own_cgroup_ancestors() -> Result<Vec<CgroupAncestor>, TracerError> {
     require_btf_file()?;
     // The loader parses kernel BTF for the CO-RE relocations and drops it
     // with itself at the end of this statement; nothing else needs it here.
@@ -56,7 +67,7 @@ pub fn own_cgroup_ancestry() -> Result<Vec<CgroupPosition>, TracerError> {
     ancestry(&found)
 }
 
-fn ancestry(found: &linnix_self_cgroup) -> Result<Vec<CgroupPosition>, TracerError> {
+fn ancestry(found: &linnix_self_cgroup) -> Result<Vec<CgroupAncestor>, TracerError> {
     if found.valid != 1 {
         return Err(TracerError::Other(
             "the cgroup discovery program did not record anything".into(),
@@ -76,7 +87,71 @@ fn ancestry(found: &linnix_self_cgroup) -> Result<Vec<CgroupPosition>, TracerErr
     Ok(found
         .ids
         .iter()
+        .zip(&found.names)
         .zip(0..=found.level)
-        .map(|(&id, level)| CgroupPosition { id, level })
+        .map(|((&id, name), level)| CgroupAncestor {
+            position: CgroupPosition { id, level },
+            name: c_string(name),
+        })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::LINNIX_KERNFS_NAME_LEN;
+
+    fn recorded(level: u32, names: &[&[u8]]) -> Box<linnix_self_cgroup> {
+        let mut found = Box::new(linnix_self_cgroup {
+            level,
+            valid: 1,
+            ..Default::default()
+        });
+        for (i, name) in names.iter().enumerate() {
+            found.ids[i] = 100 + i as u64;
+            for (dst, src) in found.names[i].iter_mut().zip(*name) {
+                *dst = *src as std::ffi::c_char;
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn ancestors_pair_ids_with_names_root_first() {
+        let found = recorded(2, &[b"", b"kubepods.slice", b"cri-containerd-ab.scope"]);
+        let ancestors = ancestry(&found).expect("ancestry");
+        let view: Vec<(u32, u64, &str)> = ancestors
+            .iter()
+            .map(|a| (a.position.level, a.position.id, a.name.as_str()))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (0, 100, ""),
+                (1, 101, "kubepods.slice"),
+                (2, 102, "cri-containerd-ab.scope")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_name_filling_its_buffer_is_kept_whole() {
+        let long = [b'x'; LINNIX_KERNFS_NAME_LEN as usize];
+        let found = recorded(1, &[b"", &long]);
+        let ancestors = ancestry(&found).expect("ancestry");
+        assert_eq!(ancestors[1].name.len(), LINNIX_KERNFS_NAME_LEN as usize);
+    }
+
+    #[test]
+    fn root_level_nothing_recorded_and_too_deep_are_errors() {
+        assert!(matches!(
+            ancestry(&recorded(0, &[b""])),
+            Err(TracerError::NoCgroupV2)
+        ));
+        let mut found = recorded(1, &[b"", b"a"]);
+        found.valid = 0;
+        assert!(matches!(ancestry(&found), Err(TracerError::Other(_))));
+        let deep = recorded(LINNIX_MAX_CGROUP_LEVELS, &[]);
+        assert!(matches!(ancestry(&deep), Err(TracerError::Other(_))));
+    }
 }

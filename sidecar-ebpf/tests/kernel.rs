@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use linnix_ebpf::{
-    own_cgroup_ancestry, Event, ExecEvent, ExitEvent, ForkEvent, Tracer, TracerError,
+    own_cgroup_ancestors, own_cgroup_ancestry, Event, ExecEvent, ExitEvent, ForkEvent, Tracer,
+    TracerError,
 };
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -404,8 +405,8 @@ async fn oom_kill_reports_the_victim() {
 }
 
 /// Runs in a child process started by the tests below (in a chosen cgroup,
-/// or with reduced privileges); prints what `own_cgroup_ancestry` and
-/// `Tracer::load` return there, on one line each.
+/// or with reduced privileges); prints what `own_cgroup_ancestry`,
+/// `own_cgroup_ancestors` and `Tracer::load` return there, on one line each.
 #[test]
 #[ignore = "helper, started as a child process by other tests"]
 fn probe() {
@@ -419,6 +420,16 @@ fn probe() {
         }
         Err(err) => println!("\nANCESTRY-ERR {err:?}"),
     }
+    match own_cgroup_ancestors() {
+        Ok(found) => {
+            let line: Vec<String> = found
+                .iter()
+                .map(|a| format!("{}:{}:{}", a.position.level, a.position.id, a.name))
+                .collect();
+            println!("\nNAMES {}", line.join(" "));
+        }
+        Err(err) => println!("\nNAMES-ERR {err:?}"),
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -431,8 +442,8 @@ fn probe() {
 }
 
 /// Start the probe through `wrapper` (a command that ends by exec-ing its
-/// arguments) and return its ANCESTRY and LOAD lines.
-fn run_probe(wrapper: &[&str]) -> (String, String) {
+/// arguments) and return its lines.
+fn run_probe(wrapper: &[&str]) -> Probe {
     let exe = std::env::current_exe().expect("current_exe");
     let out = Command::new(wrapper[0])
         .args(&wrapper[1..])
@@ -459,7 +470,18 @@ fn run_probe(wrapper: &[&str]) -> (String, String) {
             })
             .to_owned()
     };
-    (line("ANCESTRY"), line("LOAD"))
+    Probe {
+        ancestry: line("ANCESTRY"),
+        names: line("NAMES"),
+        load: line("LOAD"),
+    }
+}
+
+/// The lines the probe printed, each with its prefix.
+struct Probe {
+    ancestry: String,
+    names: String,
+    load: String,
 }
 
 fn in_cgroup(dir: &std::path::Path) -> Vec<String> {
@@ -480,10 +502,11 @@ async fn own_cgroup_ancestry_matches_directory_inodes() {
 
     let wrapper = in_cgroup(&nested);
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let (ancestry, _) = run_probe(&wrapper);
-    let line = ancestry
+    let probe = run_probe(&wrapper);
+    let line = probe
+        .ancestry
         .strip_prefix("ANCESTRY ")
-        .unwrap_or_else(|| panic!("{ancestry}"));
+        .unwrap_or_else(|| panic!("{}", probe.ancestry));
 
     let mut expected = vec![position_of(&nested)];
     let mut dir = nested.clone();
@@ -499,11 +522,45 @@ async fn own_cgroup_ancestry_matches_directory_inodes() {
         level: 0,
     });
     expected.reverse();
-    let expected: Vec<String> = expected
+    let positions: Vec<String> = expected
         .iter()
         .map(|p| format!("{}:{}", p.level, p.id))
         .collect();
-    assert_eq!(line, expected.join(" "));
+    assert_eq!(line, positions.join(" "));
+
+    // The same cgroups with their directory names; the root's is empty.
+    let names = ["".to_owned(), cg.name(), "a".into(), "b".into()];
+    let named: Vec<String> = expected
+        .iter()
+        .zip(&names)
+        .map(|(p, name)| format!("{}:{}:{name}", p.level, p.id))
+        .collect();
+    assert_eq!(probe.names, format!("NAMES {}", named.join(" ")));
+}
+
+#[tokio::test]
+async fn own_cgroup_ancestors_are_named_inside_a_private_cgroup_namespace() {
+    let _lock = BPF_LOCK.lock().await;
+    let mut cg = TestCgroup::new();
+    let container = cg.child("ctr");
+
+    // As in a pod: the container's cgroup becomes the namespace root, so
+    // neither the parent's path nor its name is visible in /proc or a mount.
+    let mut wrapper = in_cgroup(&container);
+    wrapper.extend(["/usr/bin/unshare".into(), "--cgroup".into()]);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let probe = run_probe(&wrapper);
+
+    let (pod, own) = (cg.position(), position_of(&container));
+    let tail = format!(
+        " {}:{}:{} {}:{}:ctr",
+        pod.level,
+        pod.id,
+        cg.name(),
+        own.level,
+        own.id
+    );
+    assert!(probe.names.ends_with(&tail), "{}", probe.names);
 }
 
 #[tokio::test]
@@ -511,8 +568,9 @@ async fn own_cgroup_ancestry_at_the_v2_root_means_no_cgroup_v2() {
     let _lock = BPF_LOCK.lock().await;
     let wrapper = in_cgroup(&v2_root());
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let (ancestry, _) = run_probe(&wrapper);
-    assert_eq!(ancestry, "ANCESTRY-ERR NoCgroupV2");
+    let probe = run_probe(&wrapper);
+    assert_eq!(probe.ancestry, "ANCESTRY-ERR NoCgroupV2");
+    assert_eq!(probe.names, "NAMES-ERR NoCgroupV2");
 }
 
 const NOBODY: [&str; 5] = [
@@ -528,11 +586,16 @@ async fn without_capabilities_loading_names_the_missing_capability() {
     let _lock = BPF_LOCK.lock().await;
     let mut wrapper = NOBODY.to_vec();
     wrapper.extend(["--inh-caps=-all", "--bounding-set=-all"]);
-    let (ancestry, load) = run_probe(&wrapper);
+    let Probe {
+        ancestry,
+        names,
+        load,
+    } = run_probe(&wrapper);
     assert!(
         ancestry.starts_with("ANCESTRY-ERR MissingCapability"),
         "{ancestry}"
     );
+    assert!(names.starts_with("NAMES-ERR MissingCapability"), "{names}");
     assert!(load.starts_with("LOAD-ERR MissingCapability"), "{load}");
 }
 
@@ -549,12 +612,20 @@ async fn cap_bpf_and_cap_perfmon_are_enough() {
         "--ambient-caps=+bpf,+perfmon",
         "--bounding-set=-all,+bpf,+perfmon",
     ]);
-    let (ancestry, load) = run_probe(&wrapper);
+    let Probe {
+        ancestry,
+        names,
+        load,
+    } = run_probe(&wrapper);
     assert_eq!(load, "LOAD ok");
     let own = cg.position();
     assert!(
         ancestry.ends_with(&format!(" {}:{}", own.level, own.id)),
         "{ancestry}"
+    );
+    assert!(
+        names.ends_with(&format!(" {}:{}:{}", own.level, own.id, cg.name())),
+        "{names}"
     );
 }
 

@@ -96,11 +96,14 @@ struct linnix_oom_event {
  * position, written into the one-element "self_cgroup" array map.
  */
 #define LINNIX_MAX_CGROUP_LEVELS 64
+/* A kernfs name is a file name: at most NAME_MAX (255) bytes plus the NUL. */
+#define LINNIX_KERNFS_NAME_LEN 256
 
 struct linnix_self_cgroup {
 	__u32 level;           /* depth of the thread's cgroup below the v2 root */
 	__u32 valid;           /* 1 once the program ran */
 	__u64 ids[LINNIX_MAX_CGROUP_LEVELS]; /* ids[i] = id of the ancestor at level i; ids[level] is the cgroup itself */
+	char names[LINNIX_MAX_CGROUP_LEVELS][LINNIX_KERNFS_NAME_LEN]; /* kernfs name of ancestor i ("" for the root) */
 };
 
 #endif /* LINNIX_EVENTS_H */
