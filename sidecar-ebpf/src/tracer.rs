@@ -37,6 +37,7 @@ const MAX_RECORDS_PER_DRAIN: usize =
 pub struct Tracer {
     ring: AsyncFd<RingBuf<MapData>>,
     stats: PerCpuArray<MapData, u64>,
+    attached: usize,
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
 }
@@ -58,8 +59,10 @@ impl Tracer {
         require_btf_file()?;
         let mut ebpf = load_object(config)?;
         let btf = parse_btf()?;
+        let mut attached = 0;
         for (program, tracepoint) in PROGRAMS {
             attach(&mut ebpf, &btf, program, tracepoint)?;
+            attached += 1;
         }
         drop(btf);
 
@@ -92,6 +95,7 @@ impl Tracer {
         Ok(Tracer {
             ring,
             stats,
+            attached,
             _ebpf: ebpf,
         })
     }
@@ -122,6 +126,12 @@ impl Tracer {
     /// number of events delivered.
     pub fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize {
         drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).delivered
+    }
+
+    /// Number of kernel programs attached, for as long as the tracer lives
+    /// (a load that cannot attach all of them fails instead).
+    pub fn programs_attached(&self) -> usize {
+        self.attached
     }
 
     pub fn kernel_stats(&self) -> Result<KernelStats, TracerError> {

@@ -753,3 +753,27 @@ async fn perf_event_open_is_not_needed() {
     );
     assert_eq!(exits, [Some(8)]);
 }
+
+/// BPF links this process holds open (their fdinfo has a link_id).
+fn open_bpf_links() -> usize {
+    std::fs::read_dir("/proc/self/fdinfo")
+        .expect("fdinfo")
+        .filter_map(Result::ok)
+        .filter(|fd| {
+            std::fs::read_to_string(fd.path()).is_ok_and(|info| info.contains("\nlink_id:"))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn programs_attached_counts_the_kernel_links() {
+    let _lock = BPF_LOCK.lock().await;
+    let cg = TestCgroup::new();
+    let before = open_bpf_links();
+    let tracer = Tracer::load(&config(cg.position())).expect("load");
+    // fork, exec, exit, mark_victim
+    assert_eq!(tracer.programs_attached(), 4);
+    assert_eq!(open_bpf_links() - before, tracer.programs_attached());
+    drop(tracer);
+    assert_eq!(open_bpf_links(), before, "dropping detaches");
+}
