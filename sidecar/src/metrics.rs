@@ -1,5 +1,6 @@
 //! Prometheus metrics (OpenMetrics text) and the health endpoints.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -64,6 +65,40 @@ struct PublishLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ContainerLabels {
     container: String,
+}
+
+/// Exit code (when 0..=255) and signal: the exit series' own labels.
+type ExitKey = (Option<i32>, Option<i32>);
+
+/// Handles on the series of one container; the registry shares them, so
+/// incrementing here is what /metrics shows.
+pub struct ContainerCounters {
+    container: Arc<str>,
+    events: [Counter; Kind::ALL.len()],
+    oom_kills: Counter,
+    /// Filled as exit codes and signals show up; bounded like the series.
+    exits: HashMap<ExitKey, Counter>,
+}
+
+impl ContainerCounters {
+    pub fn event(&self, kind: Kind) {
+        self.events[kind as usize].inc();
+    }
+
+    pub fn exit(&mut self, metrics: &Metrics, exit: &ExitDetail) {
+        let key = (
+            exit.exit_code.filter(|c| (0..=255).contains(c)),
+            exit.signal,
+        );
+        self.exits
+            .entry(key)
+            .or_insert_with(|| metrics.exit_counter(&self.container, key))
+            .inc();
+    }
+
+    pub fn oom_kill(&self) {
+        self.oom_kills.inc();
+    }
 }
 
 pub struct Metrics {
@@ -154,35 +189,39 @@ impl Metrics {
         }
     }
 
-    pub fn event(&self, kind: Kind, container: Option<&str>) {
-        self.events
-            .get_or_create(&EventLabels {
-                kind: kind.as_str(),
-                container: container.unwrap_or_default().to_owned(),
-            })
-            .inc();
+    /// The counters of one container (`None`: processes directly in the
+    /// pod cgroup), resolved once so that counting an event builds no labels.
+    pub fn container(&self, container: Option<&str>) -> ContainerCounters {
+        let container = container.unwrap_or_default();
+        let event = |kind: Kind| {
+            self.events
+                .get_or_create(&EventLabels {
+                    kind: kind.as_str(),
+                    container: container.to_owned(),
+                })
+                .clone()
+        };
+        ContainerCounters {
+            container: Arc::from(container),
+            events: Kind::ALL.map(event),
+            oom_kills: self
+                .oom_kills
+                .get_or_create(&ContainerLabels {
+                    container: container.to_owned(),
+                })
+                .clone(),
+            exits: HashMap::new(),
+        }
     }
 
-    pub fn exit(&self, container: Option<&str>, exit: &ExitDetail) {
+    fn exit_counter(&self, container: &str, key: ExitKey) -> Counter {
         self.exits
             .get_or_create(&ExitLabels {
-                container: container.unwrap_or_default().to_owned(),
-                code: exit
-                    .exit_code
-                    .filter(|c| (0..=255).contains(c))
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
-                signal: exit.signal.map(signal_name).unwrap_or_default(),
+                container: container.to_owned(),
+                code: key.0.map(|c| c.to_string()).unwrap_or_default(),
+                signal: key.1.map(signal_name).unwrap_or_default(),
             })
-            .inc();
-    }
-
-    pub fn oom_kill(&self, container: Option<&str>) {
-        self.oom_kills
-            .get_or_create(&ContainerLabels {
-                container: container.unwrap_or_default().to_owned(),
-            })
-            .inc();
+            .clone()
     }
 
     pub fn kube_event(&self, result: Publish) {
@@ -316,18 +355,27 @@ mod tests {
     #[test]
     fn counters_in_openmetrics_text() {
         let m = Metrics::new();
-        m.event(Kind::Exec, Some("app"));
-        m.event(Kind::Exec, Some("app"));
-        m.exit(
-            Some("app"),
+        let mut app = m.container(Some("app"));
+        app.event(Kind::Exec);
+        // Handles resolved twice count into the same series.
+        m.container(Some("app")).event(Kind::Exec);
+        let killed = ExitDetail {
+            exit_code: None,
+            signal: Some(9),
+            core_dumped: false,
+            lifetime_ms: 1,
+        };
+        app.exit(&m, &killed);
+        app.exit(&m, &killed);
+        app.exit(
+            &m,
             &ExitDetail {
-                exit_code: None,
-                signal: Some(9),
-                core_dumped: false,
-                lifetime_ms: 1,
+                exit_code: Some(3),
+                signal: None,
+                ..killed
             },
         );
-        m.oom_kill(None);
+        m.container(None).oom_kill();
         m.kube_event(Publish::Published);
         m.kube_event(Publish::Dropped);
         m.kube_event(Publish::Dropped);
@@ -345,7 +393,9 @@ mod tests {
         let text = m.encode().expect("encode");
         for want in [
             "linnix_events_total{kind=\"exec\",container=\"app\"} 2",
-            "linnix_exits_total{container=\"app\",code=\"\",signal=\"SIGKILL\"} 1",
+            "linnix_exits_total{container=\"app\",code=\"\",signal=\"SIGKILL\"} 2",
+            "linnix_exits_total{container=\"app\",code=\"3\",signal=\"\"} 1",
+            "linnix_events_total{kind=\"fork\",container=\"app\"} 0",
             "linnix_oom_kills_total{container=\"\"} 1",
             "linnix_kube_events_total{result=\"published\"} 1",
             "linnix_kube_events_total{result=\"failed\"} 0",

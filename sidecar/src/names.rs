@@ -86,18 +86,48 @@ impl ContainerNames {
     }
 
     /// The container label for a container cgroup's kernfs name: its name
-    /// when known, else its id; `None` when the name carries no id.
-    pub fn label(&self, cgroup_name: &str) -> Option<String> {
+    /// when known, else its id (and a refresh is asked for); `None` when the
+    /// name carries no id.
+    pub fn label(&self, cgroup_name: &str) -> Option<Label> {
         let id = container_id_from_cgroup(cgroup_name)?;
         if let Some(name) = self.names.borrow().get(id) {
-            return Some(name.clone());
+            return Some(Label {
+                text: Arc::from(name.as_str()),
+                named: true,
+            });
         }
+        self.request_refresh();
+        Some(Label {
+            text: Arc::from(id),
+            named: false,
+        })
+    }
+
+    /// Ask the background task to read the pod again (rate limited there).
+    pub fn request_refresh(&self) {
         if let Some(refresh) = &self.refresh {
             // A full channel means a refresh is already pending.
             let _ = refresh.try_send(());
         }
-        Some(id.to_owned())
     }
+
+    /// True once after each new answer from the API server: labels handed
+    /// out before may be stale.
+    pub fn take_changed(&mut self) -> bool {
+        let changed = self.names.has_changed().unwrap_or(false);
+        if changed {
+            self.names.mark_unchanged();
+        }
+        changed
+    }
+}
+
+/// A container label: the container's name, or its id while the name is
+/// unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub text: Arc<str>,
+    pub named: bool,
 }
 
 struct Fetcher {
@@ -149,12 +179,33 @@ mod tests {
 
     #[test]
     fn disabled_gives_ids() {
-        let names = ContainerNames::disabled();
+        let mut names = ContainerNames::disabled();
         let id = "a".repeat(64);
         assert_eq!(
             names.label(&format!("cri-containerd-{id}.scope")),
-            Some(id.clone())
+            Some(Label {
+                text: Arc::from(id.as_str()),
+                named: false
+            })
         );
         assert_eq!(names.label("linnix-trace-1"), None);
+        assert!(!names.take_changed());
+    }
+
+    #[tokio::test]
+    async fn new_answers_are_noticed_once() {
+        let id = "b".repeat(64);
+        let (tx, rx) = watch::channel(HashMap::new());
+        let mut names = ContainerNames {
+            names: rx,
+            refresh: None,
+        };
+        assert!(!names.take_changed());
+        tx.send_replace(HashMap::from([(id.clone(), "app".to_owned())]));
+        assert!(names.take_changed());
+        assert!(!names.take_changed());
+        let label = names.label(&format!("libpod-{id}")).expect("label");
+        assert_eq!(&*label.text, "app");
+        assert!(label.named);
     }
 }

@@ -18,6 +18,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [Kind; 5] = [
+        Kind::Present,
+        Kind::Fork,
+        Kind::Exec,
+        Kind::Exit,
+        Kind::OomKill,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Present => "present",
@@ -33,7 +42,7 @@ impl Kind {
 #[derive(Debug, Serialize)]
 pub struct Line<'a> {
     pub event: Kind,
-    pub ts: String,
+    pub ts: Rfc3339,
     pub pid: u32,
     pub host_pid: Option<u32>,
     pub ppid: u32,
@@ -187,8 +196,8 @@ impl Clock {
         u64::try_from(clock_ns(libc::CLOCK_BOOTTIME)).unwrap_or(0)
     }
 
-    pub fn rfc3339(&self, boot_ns: u64) -> String {
-        format_rfc3339_ns(i128::from(boot_ns) + self.offset_ns)
+    pub fn rfc3339(&self, boot_ns: u64) -> Rfc3339 {
+        Rfc3339(i128::from(boot_ns) + self.offset_ns)
     }
 }
 
@@ -198,21 +207,34 @@ impl Default for Clock {
     }
 }
 
-/// Always nine fraction digits, UTC, `Z`.
-pub fn format_rfc3339_ns(unix_ns: i128) -> String {
-    match time::OffsetDateTime::from_unix_timestamp_nanos(unix_ns) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.nanosecond()
-        ),
-        // Out of range only for a corrupt timestamp; keep the line valid.
-        Err(_) => String::from("1970-01-01T00:00:00.000000000Z"),
+/// Unix nanoseconds, shown as RFC 3339 with always nine fraction digits,
+/// UTC, `Z`; serialized straight into the output, without a String.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339(pub i128);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match time::OffsetDateTime::from_unix_timestamp_nanos(self.0) {
+            Ok(t) => write!(
+                f,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.nanosecond()
+            ),
+            // Out of range only for a corrupt timestamp; keep the line valid.
+            Err(_) => f.write_str("1970-01-01T00:00:00.000000000Z"),
+        }
+    }
+}
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -246,7 +268,7 @@ mod tests {
     fn line<'a>(detail: Detail<'a>, pod: Option<&'a PodIdentity>) -> Line<'a> {
         Line {
             event: detail.kind(),
-            ts: "2026-11-22T10:15:02.123456789Z".into(),
+            ts: Rfc3339(1_795_342_502_123_456_789),
             pid: 12,
             host_pid: Some(48211),
             ppid: 7,
@@ -315,6 +337,7 @@ mod tests {
         ));
         expect_keys(&v, &["filename", "argv", "argv_truncated"]);
         assert_eq!(v["event"], "exec");
+        assert_eq!(v["ts"], "2026-11-22T10:15:02.123456789Z");
         assert_eq!(v["argv"], json!(["uname", "-a"]));
         assert_eq!(
             v["pod"],
@@ -399,18 +422,26 @@ mod tests {
 
     #[test]
     fn timestamps_have_nanoseconds() {
-        assert_eq!(format_rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(
-            format_rfc3339_ns(1_795_342_502_123_456_789),
+            Rfc3339(1_795_342_502_123_456_789).to_string(),
             "2026-11-22T10:15:02.123456789Z"
         );
         assert_eq!(
-            Clock::with_offset(1_000_000_000).rfc3339(5),
+            Rfc3339(i128::MAX).to_string(),
+            "1970-01-01T00:00:00.000000000Z"
+        );
+        assert_eq!(
+            Clock::with_offset(1_000_000_000).rfc3339(5).to_string(),
             "1970-01-01T00:00:01.000000005Z"
+        );
+        assert_eq!(
+            serde_json::to_string(&Rfc3339(5)).expect("json"),
+            "\"1970-01-01T00:00:00.000000005Z\""
         );
         // Now, via the real clocks, is within a minute of the system time.
         let c = Clock::new();
-        let now = c.rfc3339(c.boot_ns());
+        let now = c.rfc3339(c.boot_ns()).to_string();
         let sys = time::OffsetDateTime::now_utc();
         assert!(now.starts_with(&format!("{:04}-", sys.year())), "{now}");
     }

@@ -1,5 +1,6 @@
 //! The three modes and the event loop they share.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::{self, StdoutLock};
 use std::net::SocketAddr;
@@ -17,8 +18,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::apiserver;
 use crate::cgroup::{self, CgroupError, ScratchCgroup};
 use crate::cli::{Cli, Command, CommonArgs, TraceArgs};
-use crate::metrics::{self, Metrics};
-use crate::names::ContainerNames;
+use crate::metrics::{self, ContainerCounters, Metrics};
+use crate::names::{ContainerNames, Label};
 use crate::output::{Clock, Detail, Kind, Line, Writer};
 use crate::pod::{Placement, PodIdentity};
 use crate::pod_events::{OomNotice, PodEvents};
@@ -394,6 +395,10 @@ struct Reporter {
     pod: Option<PodIdentity>,
     names: ContainerNames,
     metrics: Arc<Metrics>,
+    /// Per container cgroup id: its label and counters, so that an event
+    /// neither parses the cgroup name nor builds metric labels. Emptied
+    /// whenever the container names change.
+    containers: HashMap<u64, Container>,
     out: Writer<StdoutLock<'static>>,
     /// First write error; once stdout is gone nothing more is written.
     write_error: Option<io::Error>,
@@ -410,6 +415,16 @@ struct Reporter {
     exit_seen: bool,
 }
 
+/// What the reporter remembers of one container cgroup.
+struct Container {
+    label: Option<Label>,
+    counters: ContainerCounters,
+}
+
+/// Containers restart with new cgroups; past this many remembered ones the
+/// cache starts over rather than grow without bound.
+const MAX_CACHED_CONTAINERS: usize = 256;
+
 impl Reporter {
     fn new(pod: Option<PodIdentity>, names: ContainerNames, metrics: Arc<Metrics>) -> Self {
         Reporter {
@@ -417,6 +432,7 @@ impl Reporter {
             pod,
             names,
             metrics,
+            containers: HashMap::new(),
             out: Writer::new(io::stdout().lock()),
             write_error: None,
             skip_cgroup: None,
@@ -431,23 +447,35 @@ impl Reporter {
         if self.skip_cgroup == Some(task.cgroup_id) {
             return;
         }
-        let container = self.names.label(&task.cgroup_name);
+        if self.names.take_changed() || self.containers.len() >= MAX_CACHED_CONTAINERS {
+            self.containers.clear();
+        }
+        let (names, metrics) = (&self.names, &self.metrics);
+        let cached = self.containers.entry(task.cgroup_id).or_insert_with(|| {
+            let label = names.label(&task.cgroup_name);
+            let counters = metrics.container(label.as_ref().map(|l| &*l.text));
+            Container { label, counters }
+        });
+        if cached.label.as_ref().is_some_and(|l| !l.named) {
+            self.names.request_refresh();
+        }
+        let container = cached.label.as_ref().map(|l| &*l.text);
         let kind = detail.kind();
-        self.metrics.event(kind, container.as_deref());
+        cached.counters.event(kind);
         match &detail {
             Detail::Exit(exit) => {
-                self.metrics.exit(container.as_deref(), exit);
+                cached.counters.exit(&self.metrics, exit);
                 if self.watch_exit == Some(task.pid) {
                     self.exit_seen = true;
                 }
             }
             Detail::OomKill(oom) => {
-                self.metrics.oom_kill(container.as_deref());
+                cached.counters.oom_kill();
                 if let Some(pod_events) = &self.pod_events {
                     pod_events.oom_killed(OomNotice {
                         pid: task.pid,
                         comm: task.comm.clone(),
-                        container: container.clone(),
+                        container: container.map(str::to_owned),
                         detail: *oom,
                     });
                 }
@@ -461,7 +489,7 @@ impl Reporter {
             host_pid: Some(task.host_pid),
             ppid: task.ppid,
             comm: &task.comm,
-            container: container.as_deref(),
+            container,
             pod: self.pod.as_ref(),
             detail,
         };
@@ -487,11 +515,13 @@ impl Reporter {
     }
 
     fn present(&mut self, p: &PresentProcess) {
-        let container = match &p.placement {
+        // Once per process at start: no cache needed.
+        let label = match &p.placement {
             Placement::Container(kernfs) => self.names.label(kernfs),
             Placement::OwnContainer | Placement::PodItself => None,
         };
-        self.metrics.event(Kind::Present, container.as_deref());
+        let container = label.as_ref().map(|l| &*l.text);
+        self.metrics.container(container).event(Kind::Present);
         let line = Line {
             event: Kind::Present,
             ts: self.clock.rfc3339(self.clock.boot_ns()),
@@ -499,7 +529,7 @@ impl Reporter {
             host_pid: p.host_pid,
             ppid: p.ppid,
             comm: &p.comm,
-            container: container.as_deref(),
+            container,
             pod: self.pod.as_ref(),
             detail: Detail::Present {},
         };
