@@ -1,7 +1,7 @@
 //! Ring-buffer records → [`Event`]s. Records come from the kernel programs,
 //! but are still checked: a short or unknown record is an error, never a panic.
 
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, Immutable, KnownLayout};
 
 use crate::bindings::{
     linnix_event_header, linnix_exec_event, linnix_exit_event, linnix_fork_event, linnix_oom_event,
@@ -12,51 +12,60 @@ use crate::bindings::{
 use crate::{DecodeError, Event, ExecEvent, ExitEvent, ForkEvent, MemcgUsage, OomKillEvent, Task};
 
 /// Parse one ring-buffer record.
+///
+/// The record is read in place (ring records are 8-byte aligned), not copied
+/// out: an exec record is 1.5 KiB, and only its strings are kept.
 pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
-    let (hdr, _) = linnix_event_header::read_from_prefix(record)
-        .map_err(|_| DecodeError::TooShort(record.len()))?;
-    match hdr.kind {
-        LINNIX_EVENT_FORK => {
-            let e = read::<linnix_fork_event>(record)?;
-            Ok(Event::Fork(ForkEvent {
+    if record.len() < size_of::<linnix_event_header>() {
+        return Err(DecodeError::TooShort(record.len()));
+    }
+    // `kind` is the header's first field.
+    let (kind, _) =
+        u32::read_from_prefix(record).map_err(|_| DecodeError::TooShort(record.len()))?;
+    match kind {
+        LINNIX_EVENT_FORK => with(record, |e: &linnix_fork_event| {
+            Event::Fork(ForkEvent {
                 task: task(&e.hdr),
                 thread: e.hdr.flags & LINNIX_FLAG_THREAD != 0,
-            }))
-        }
-        LINNIX_EVENT_EXEC => {
-            let e = read::<linnix_exec_event>(record)?;
-            Ok(Event::Exec(exec_event(&e)))
-        }
-        LINNIX_EVENT_EXIT => {
-            let e = read::<linnix_exit_event>(record)?;
-            Ok(Event::Exit(ExitEvent {
+            })
+        }),
+        LINNIX_EVENT_EXEC => with(record, |e: &linnix_exec_event| Event::Exec(exec_event(e))),
+        LINNIX_EVENT_EXIT => with(record, |e: &linnix_exit_event| {
+            Event::Exit(ExitEvent {
                 task: task(&e.hdr),
                 status: e.status,
                 lifetime_ns: e.lifetime_ns,
-            }))
-        }
-        LINNIX_EVENT_OOM_KILL => {
-            let e = read::<linnix_oom_event>(record)?;
+            })
+        }),
+        LINNIX_EVENT_OOM_KILL => with(record, |e: &linnix_oom_event| {
             let memcg = (e.hdr.flags & LINNIX_FLAG_MEMCG_KNOWN != 0).then_some(MemcgUsage {
                 usage_bytes: e.memcg_usage_bytes,
                 limit_bytes: e.memcg_limit_bytes,
             });
-            Ok(Event::OomKill(OomKillEvent {
+            Event::OomKill(OomKillEvent {
                 task: task(&e.hdr),
                 rss_anon_kb: e.rss_anon_kb,
                 rss_file_kb: e.rss_file_kb,
                 rss_shmem_kb: e.rss_shmem_kb,
                 memcg,
-            }))
-        }
+            })
+        }),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
 
-fn read<T: FromBytes>(record: &[u8]) -> Result<T, DecodeError> {
-    T::read_from_prefix(record)
-        .map(|(value, _)| value)
-        .map_err(|_| DecodeError::TooShort(record.len()))
+/// `f` applied to the record viewed as a `T`: in place when the bytes are
+/// aligned for `T`, else (a copy made elsewhere) on a copy.
+fn with<T, R>(record: &[u8], f: impl FnOnce(&T) -> R) -> Result<R, DecodeError>
+where
+    T: FromBytes + KnownLayout + Immutable,
+{
+    if let Ok((value, _)) = T::ref_from_prefix(record) {
+        return Ok(f(value));
+    }
+    let (value, _) =
+        T::read_from_prefix(record).map_err(|_| DecodeError::TooShort(record.len()))?;
+    Ok(f(&value))
 }
 
 fn task(hdr: &linnix_event_header) -> Task {
@@ -79,8 +88,8 @@ fn exec_event(e: &linnix_exec_event) -> ExecEvent {
     let len = usize::try_from(e.args_len)
         .unwrap_or(usize::MAX)
         .min(LINNIX_ARGS_LEN as usize);
-    let (argv, cut) = split_argv(as_bytes(&e.args[..len]), LINNIX_MAX_ARGS as usize);
     let argc = usize::try_from(e.argc).unwrap_or(usize::MAX);
+    let (argv, cut) = split_argv(as_bytes(&e.args[..len]), LINNIX_MAX_ARGS as usize, argc);
     ExecEvent {
         task: task(&e.hdr),
         filename: c_string(&e.filename),
@@ -90,9 +99,10 @@ fn exec_event(e: &linnix_exec_event) -> ExecEvent {
     }
 }
 
-/// Split the NUL-separated argv area into at most `max` strings. Returns
-/// whether strings were left out.
-fn split_argv(area: &[u8], max: usize) -> (Vec<String>, bool) {
+/// Split the NUL-separated argv area into at most `max` strings; `argc` (the
+/// kernel's count) sizes the vector once. Returns whether strings were left
+/// out.
+fn split_argv(area: &[u8], max: usize, argc: usize) -> (Vec<String>, bool) {
     // A full area ends in the middle of a string or right after a NUL; only
     // the final NUL's empty tail is not an argument.
     let area = area.strip_suffix(&[0]).unwrap_or(area);
@@ -100,11 +110,13 @@ fn split_argv(area: &[u8], max: usize) -> (Vec<String>, bool) {
         return (Vec::new(), false);
     }
     let mut parts = area.split(|&b| b == 0);
-    let argv: Vec<String> = parts
-        .by_ref()
-        .take(max)
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect();
+    let mut argv = Vec::with_capacity(argc.min(max));
+    argv.extend(
+        parts
+            .by_ref()
+            .take(max)
+            .map(|s| String::from_utf8_lossy(s).into_owned()),
+    );
     (argv, parts.next().is_some())
 }
 
@@ -268,6 +280,17 @@ mod tests {
     }
 
     #[test]
+    fn a_misaligned_record_decodes_like_an_aligned_one() {
+        let e = exec_record(b"ls\0-l\0", 6, 2);
+        let aligned = decode(e.as_bytes()).expect("aligned");
+        // One byte in: no longer 8-byte aligned, so the copying path runs.
+        let mut shifted = vec![0u8; e.as_bytes().len() + 1];
+        shifted[1..].copy_from_slice(e.as_bytes());
+        assert!(linnix_exec_event::ref_from_prefix(&shifted[1..]).is_err());
+        assert_eq!(decode(&shifted[1..]).expect("misaligned"), aligned);
+    }
+
+    #[test]
     fn unknown_kind_is_an_error() {
         let fork = linnix_fork_event { hdr: header(77, 0) };
         assert!(matches!(
@@ -278,21 +301,21 @@ mod tests {
 
     #[test]
     fn argv_split_keeps_empty_arguments_and_drops_the_final_nul() {
-        let (argv, cut) = split_argv(b"sh\0-c\0\0exit 3\0", 32);
+        let (argv, cut) = split_argv(b"sh\0-c\0\0exit 3\0", 32, 4);
         assert_eq!(argv, ["sh", "-c", "", "exit 3"]);
         assert!(!cut);
     }
 
     #[test]
     fn argv_split_caps_the_count() {
-        let (argv, cut) = split_argv(b"a\0b\0c\0", 2);
+        let (argv, cut) = split_argv(b"a\0b\0c\0", 2, 3);
         assert_eq!(argv, ["a", "b"]);
         assert!(cut);
     }
 
     #[test]
     fn argv_split_keeps_a_cut_last_argument() {
-        let (argv, cut) = split_argv(b"python3\0-c\0import o", 32);
+        let (argv, cut) = split_argv(b"python3\0-c\0import o", 32, 3);
         assert_eq!(argv, ["python3", "-c", "import o"]);
         assert!(!cut);
     }
