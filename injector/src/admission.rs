@@ -1,7 +1,6 @@
 //! The HTTPS admission endpoint: `POST /mutate`, `GET /healthz`, `GET /readyz`.
 
 use std::borrow::Cow;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +15,6 @@ use k8s_openapi::ByteString;
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::{ApiResource, DynamicResourceScope, ObjectMeta, Resource};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 use tracing::Instrument;
 
 use crate::config::Sidecar;
@@ -24,65 +22,35 @@ use crate::decision::{is_protected, Context};
 use crate::metrics::Metrics;
 use crate::mutate::mutate;
 use crate::namespaces::NamespaceLookup;
-use crate::view::{identity_of, Identity, PodView};
+use crate::pod::PodFacts;
 
 /// Largest accepted request body. The API server's own limit on objects is
 /// about 1.5 MiB, so a review (object plus options) fits with room to spare.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// How the object of a review is parsed.
-pub trait ObjectParse: Send + Sync + 'static {
-    fn parse<'de, D: Deserializer<'de>>(d: D) -> Result<(Value, Identity), D::Error>;
-}
-
-/// In the same pass as the review, keeping only the view the decision and
-/// the patch read (see [`crate::view`]); fails on shapes the view cannot hold.
-pub struct Streamed;
-
-impl ObjectParse for Streamed {
-    fn parse<'de, D: Deserializer<'de>>(d: D) -> Result<(Value, Identity), D::Error> {
-        Ok(PodView::deserialize(d)?.into_parts())
-    }
-}
-
-/// The whole object as a `Value`: any JSON at all.
-pub struct Full;
-
-impl ObjectParse for Full {
-    fn parse<'de, D: Deserializer<'de>>(d: D) -> Result<(Value, Identity), D::Error> {
-        let full = Value::deserialize(d)?;
-        let id = identity_of(&full);
-        Ok((full, id))
-    }
-}
-
-/// The object of a review as the decision and the patch see it. Patches
-/// target the object exactly as the API server sent it, unknown fields
-/// included; the object is never turned into a typed `Pod`.
-pub struct PodObject<P> {
-    pub view: Value,
+/// The object of a review as the decision and the patch see it, read in
+/// the same pass as the review (see [`crate::pod`]). Patches target the
+/// object exactly as the API server sent it, unknown fields included; the
+/// object is never turned into a typed `Pod`.
+pub struct PodObject<'a> {
+    pub facts: PodFacts<'a>,
     meta: ObjectMeta,
-    parse: PhantomData<P>,
 }
 
-impl<'de, P: ObjectParse> Deserialize<'de> for PodObject<P> {
+impl<'de: 'a, 'a> Deserialize<'de> for PodObject<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (view, id) = P::parse(d)?;
+        let facts = PodFacts::read(d)?;
         let meta = ObjectMeta {
-            name: id.name,
-            generate_name: id.generate_name,
-            namespace: id.namespace,
+            name: facts.name().map(str::to_owned),
+            generate_name: facts.generate_name().map(str::to_owned),
+            namespace: facts.namespace().map(str::to_owned),
             ..ObjectMeta::default()
         };
-        Ok(Self {
-            view,
-            meta,
-            parse: PhantomData,
-        })
+        Ok(Self { facts, meta })
     }
 }
 
-impl<P: ObjectParse> Resource for PodObject<P> {
+impl Resource for PodObject<'_> {
     type DynamicType = ApiResource;
     type Scope = DynamicResourceScope;
 
@@ -152,17 +120,12 @@ async fn mutate_handler(
         )
             .into_response();
     }
-    // One pass for the pods the API server sends; odd shapes get a second,
-    // full parse; malformed JSON fails both and is reported from the latter.
-    let response = match serde_json::from_slice::<AdmissionReview<PodObject<Streamed>>>(&body) {
+    let response = match serde_json::from_slice::<AdmissionReview<PodObject<'_>>>(&body) {
         Ok(review) => answer(&state, review).await,
-        Err(_) => match serde_json::from_slice::<AdmissionReview<PodObject<Full>>>(&body) {
-            Ok(review) => answer(&state, review).await,
-            Err(e) => {
-                state.metrics.error("malformed-request");
-                return bad_request(format!("malformed AdmissionReview JSON: {e}"));
-            }
-        },
+        Err(e) => {
+            state.metrics.error("malformed-request");
+            return bad_request(format!("malformed AdmissionReview JSON: {e}"));
+        }
     };
     match response {
         Ok(response) => {
@@ -212,9 +175,9 @@ struct Answer {
     warnings: Vec<String>,
 }
 
-async fn answer<P: ObjectParse>(
+async fn answer(
     state: &AppState,
-    review: AdmissionReview<PodObject<P>>,
+    review: AdmissionReview<PodObject<'_>>,
 ) -> Result<Response, String> {
     if review.types.kind != "AdmissionReview" {
         return Err(format!(
@@ -222,7 +185,7 @@ async fn answer<P: ObjectParse>(
             review.types.kind
         ));
     }
-    let request: AdmissionRequest<PodObject<P>> = review
+    let request: AdmissionRequest<PodObject<'_>> = review
         .try_into()
         .map_err(|_| "AdmissionReview has no request".to_owned())?;
     let span = tracing::info_span!("admission", uid = %request.uid);
@@ -241,10 +204,7 @@ async fn answer<P: ObjectParse>(
 
 /// The answer to one review. Never denies: any failure allows the pod
 /// unchanged, with a warning and an error metric.
-async fn review_pod<P: ObjectParse>(
-    state: &AppState,
-    req: &AdmissionRequest<PodObject<P>>,
-) -> Answer {
+async fn review_pod(state: &AppState, req: &AdmissionRequest<PodObject<'_>>) -> Answer {
     let is_pod = req.kind.group.is_empty() && req.kind.kind == "Pod";
     if !is_pod || req.operation != Operation::Create || req.sub_resource.is_some() {
         tracing::debug!(kind = %req.kind.kind, operation = ?req.operation, "not a pod creation; allowed unchanged");
@@ -284,7 +244,7 @@ async fn review_pod<P: ObjectParse>(
         namespace_facts: namespace_facts.as_ref(),
         inject_all: false,
     };
-    let outcome = mutate(&object.view, Pointer::root(), &state.sidecar, &ctx, true);
+    let outcome = mutate(&object.facts, Pointer::root(), &state.sidecar, &ctx, true);
     let (decision, reason) = outcome.label();
     tracing::info!(
         pod = %pod_name,
@@ -320,9 +280,9 @@ async fn review_pod<P: ObjectParse>(
     }
 }
 
-fn internal_error<P: ObjectParse>(
+fn internal_error(
     state: &AppState,
-    req: &AdmissionRequest<PodObject<P>>,
+    req: &AdmissionRequest<PodObject<'_>>,
     kind: &'static str,
     message: &str,
 ) -> Answer {

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value};
+use crate::pod::PodFacts;
 
 /// Opt-in/opt-out annotation on pods and namespaces.
 pub const INJECT_ANNOTATION: &str = "sidecar.linnix.io/inject";
@@ -36,55 +36,13 @@ pub const INJECTED_STATUS: &str = concat!(
     ")"
 );
 
-/// What a pod (or a workload's pod template) says about itself.
-#[derive(Debug, Clone, Copy)]
-pub struct PodFacts<'a> {
-    pub annotations: Option<&'a Map<String, Value>>,
-    pub share_process_namespace: Option<bool>,
-    pub host_users: Option<bool>,
-    pub has_tracer: bool,
-}
-
-impl<'a> PodFacts<'a> {
-    /// Reads the facts from a pod-shaped value (`metadata` + `spec`).
-    pub fn read(pod: &'a Value, tracer_name: &str) -> Self {
-        let annotations = pod
-            .pointer("/metadata/annotations")
-            .and_then(Value::as_object);
-        let spec = pod.get("spec");
-        let share_process_namespace = spec
-            .and_then(|s| s.get("shareProcessNamespace"))
-            .and_then(Value::as_bool);
-        let host_users = spec
-            .and_then(|s| s.get("hostUsers"))
-            .and_then(Value::as_bool);
-        let has_named = |list: &str| {
-            spec.and_then(|s| s.get(list))
-                .and_then(Value::as_array)
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.get("name").and_then(Value::as_str) == Some(tracer_name))
-                })
-        };
-        let has_tracer = has_named("initContainers") || has_named("containers");
-        Self {
-            annotations,
-            share_process_namespace,
-            host_users,
-            has_tracer,
-        }
-    }
-
-    pub fn annotation(&self, key: &str) -> Option<&'a str> {
-        self.annotations?.get(key)?.as_str()
-    }
-
-    fn already_injected(&self) -> bool {
-        self.has_tracer
-            || self
-                .annotation(STATUS_ANNOTATION)
-                .is_some_and(|s| s.starts_with(INJECTED_PREFIX))
-    }
+/// Whether the tracer called `tracer` is already in the pod, or the pod
+/// says it was injected.
+fn already_injected(pod: &PodFacts<'_>, tracer: &str) -> bool {
+    pod.has_container(tracer)
+        || pod
+            .annotation(STATUS_ANNOTATION)
+            .is_some_and(|s| s.starts_with(INJECTED_PREFIX))
 }
 
 /// What the pod's namespace says, as far as it is known.
@@ -239,8 +197,9 @@ pub fn is_protected(namespace: &str, own: Option<&str>) -> bool {
     SYSTEM_NAMESPACES.contains(&namespace) || own == Some(namespace)
 }
 
-pub fn decide(pod: &PodFacts<'_>, ctx: &Context<'_>) -> Decision {
-    if pod.already_injected() {
+/// The decision for `pod`, whose tracer container would be called `tracer`.
+pub fn decide(pod: &PodFacts<'_>, tracer: &str, ctx: &Context<'_>) -> Decision {
+    if already_injected(pod, tracer) {
         return Decision::Skip(Skip::AlreadyInjected);
     }
     if let Some(ns) = ctx
@@ -281,12 +240,12 @@ pub fn decide(pod: &PodFacts<'_>, ctx: &Context<'_>) -> Decision {
             });
         }
     }
-    if pod.share_process_namespace == Some(false) {
+    if pod.share_process_namespace() == Some(false) {
         return Decision::Skip(Skip::ShareProcessNamespaceDisabled);
     }
     // The tracer would start, fail with EPERM and, as a native sidecar,
     // hold back the app containers for good.
-    if pod.host_users == Some(false) {
+    if pod.host_users() == Some(false) {
         return Decision::Skip(Skip::UserNamespace);
     }
     Decision::Inject
@@ -295,12 +254,13 @@ pub fn decide(pod: &PodFacts<'_>, ctx: &Context<'_>) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn decide_for(pod: Value, ns: Option<NamespaceFacts>) -> Decision {
-        let facts = PodFacts::read(&pod, "linnix-tracer");
+        let facts = PodFacts::of(&pod);
         decide(
             &facts,
+            "linnix-tracer",
             &Context {
                 namespace: Some("apps"),
                 own_namespace: Some("linnix"),
@@ -395,18 +355,18 @@ mod tests {
     #[test]
     fn inject_all_ignores_annotations_only() {
         let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "false"}}, "spec": {"shareProcessNamespace": false}});
-        let facts = PodFacts::read(&pod, "linnix-tracer");
+        let facts = PodFacts::of(&pod);
         let ctx = Context {
             inject_all: true,
             ..Default::default()
         };
         assert_eq!(
-            decide(&facts, &ctx),
+            decide(&facts, "linnix-tracer", &ctx),
             Decision::Skip(Skip::ShareProcessNamespaceDisabled)
         );
         let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "false"}}, "spec": {}});
         assert_eq!(
-            decide(&PodFacts::read(&pod, "linnix-tracer"), &ctx),
+            decide(&PodFacts::of(&pod), "linnix-tracer", &ctx),
             Decision::Inject
         );
     }
@@ -447,7 +407,7 @@ mod tests {
     #[test]
     fn protected_namespaces() {
         let pod = annotated("true");
-        let facts = PodFacts::read(&pod, "linnix-tracer");
+        let facts = PodFacts::of(&pod);
         for ns in ["kube-system", "kube-public", "kube-node-lease", "linnix"] {
             let ctx = Context {
                 namespace: Some(ns),
@@ -455,7 +415,7 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(
-                decide(&facts, &ctx),
+                decide(&facts, "linnix-tracer", &ctx),
                 Decision::Skip(Skip::ProtectedNamespace(ns.into()))
             );
         }

@@ -10,7 +10,7 @@ pub mod mutate;
 pub mod namespaces;
 pub mod offline;
 pub mod patch;
+pub mod pod;
 pub mod quantity;
 pub mod serve;
 pub mod tls;
-pub mod view;

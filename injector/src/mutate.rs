@@ -1,16 +1,16 @@
-//! Decision plus patch for one pod-shaped value: the piece `serve` and
+//! Decision plus patch for one pod or pod template: the piece `serve` and
 //! `inject` share.
 
 use json_patch::jsonptr::Pointer;
 use json_patch::PatchOperation;
-use serde_json::Value;
 
 use crate::config::{Resources, Sidecar};
 use crate::decision::{
-    self, shorten, Context, Decision, PodFacts, Skip, Wish, CPU_ANNOTATION, INJECTED_STATUS,
+    self, shorten, Context, Decision, Skip, Wish, CPU_ANNOTATION, INJECTED_STATUS,
     INJECT_ANNOTATION, MEMORY_ANNOTATION, STATUS_ANNOTATION,
 };
 use crate::patch;
+use crate::pod::PodFacts;
 use crate::quantity::Quantity;
 
 /// The result for one pod: what to change and what to tell the user.
@@ -31,26 +31,25 @@ impl Outcome {
     }
 }
 
-/// Decides about the pod-shaped `pod` found at `base` in the document and
-/// builds the operations. `annotate_skips` is false offline, where a skipped
-/// manifest is printed unchanged.
+/// Decides about the pod found at `base` in the document and builds the
+/// operations. `annotate_skips` is false offline, where a skipped manifest
+/// is printed unchanged.
 pub fn mutate(
-    pod: &Value,
+    pod: &PodFacts<'_>,
     base: &Pointer,
     sidecar: &Sidecar,
     ctx: &Context<'_>,
     annotate_skips: bool,
 ) -> Outcome {
-    let facts = PodFacts::read(pod, &sidecar.name);
-    let decision = decision::decide(&facts, ctx);
+    let decision = decision::decide(pod, &sidecar.name, ctx);
     let mut warnings = Vec::new();
     let ops = match &decision {
         Decision::Inject => {
-            let resources = overrides(&facts, &sidecar.resources, &mut warnings);
+            let resources = overrides(pod, &sidecar.resources, &mut warnings);
             patch::inject(pod, base, sidecar, resources.as_ref(), INJECTED_STATUS)
         }
         Decision::Skip(skip) => {
-            let asked = facts
+            let asked = pod
                 .annotation(INJECT_ANNOTATION)
                 .is_some_and(|v| decision::parse_wish(v) == Wish::Inject);
             if skip.warns() || (asked && matches!(skip, Skip::ProtectedNamespace(_))) {
@@ -121,11 +120,12 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use json_patch::jsonptr::PointerBuf;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn run(pod: Value) -> Outcome {
         let s = Config::default().sidecar.validate(None).unwrap();
-        mutate(&pod, &PointerBuf::root(), &s, &Context::default(), true)
+        let facts = PodFacts::of(&pod);
+        mutate(&facts, &PointerBuf::root(), &s, &Context::default(), true)
     }
 
     fn limits(pod: &Value) -> (Value, Value) {

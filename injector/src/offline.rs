@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::config::Sidecar;
 use crate::decision::{Context, Decision};
 use crate::mutate::mutate;
+use crate::pod::PodFacts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
@@ -122,7 +123,7 @@ fn inject_object(obj: &mut Value, opts: &Options<'_>) -> Result<(), json_patch::
         Ok(base) => base,
         Err(_) => return Ok(()),
     };
-    let outcome = mutate(pod, &base, opts.sidecar, &ctx, false);
+    let outcome = mutate(&PodFacts::of(pod), &base, opts.sidecar, &ctx, false);
     for w in &outcome.warnings {
         tracing::warn!(%kind, %name, "{w}");
     }

@@ -11,6 +11,7 @@ use json_patch::{AddOperation, PatchOperation};
 use serde_json::{json, Map, Value};
 
 use crate::config::{PullPolicy, Resources, SeccompProfile, Sidecar};
+use crate::pod::{ContainerList, PodFacts};
 
 /// Name of the tracer's metrics port; the startup probe refers to it.
 pub const METRICS_PORT_NAME: &str = "linnix-metrics";
@@ -25,31 +26,33 @@ fn child(base: &Pointer, token: &str) -> PointerBuf {
 
 /// Sets `metadata.annotations[key] = value`, creating `metadata` and
 /// `annotations` when missing. No operation when the value is already there.
-pub fn set_annotation(pod: &Value, base: &Pointer, key: &str, value: &str) -> Vec<PatchOperation> {
-    let metadata = pod.get("metadata");
-    let annotations = metadata.and_then(|m| m.get("annotations"));
-    match (metadata, annotations) {
-        (_, Some(Value::Object(a))) if a.get(key).and_then(Value::as_str) == Some(value) => vec![],
-        (_, Some(Value::Object(_))) => {
-            let path = child(&child(&child(base, "metadata"), "annotations"), key);
-            vec![add(path, Value::String(value.to_owned()))]
-        }
-        (Some(Value::Object(_)), _) => {
-            // Missing (or null) annotations: add the whole map at once.
-            let path = child(&child(base, "metadata"), "annotations");
-            vec![add(path, json!({ key: value }))]
-        }
-        _ => vec![add(
+pub fn set_annotation(
+    pod: &PodFacts<'_>,
+    base: &Pointer,
+    key: &str,
+    value: &str,
+) -> Vec<PatchOperation> {
+    if pod.annotation(key) == Some(value) {
+        vec![]
+    } else if pod.has_annotations() {
+        let path = child(&child(&child(base, "metadata"), "annotations"), key);
+        vec![add(path, Value::String(value.to_owned()))]
+    } else if pod.has_metadata() {
+        // Missing (or null) annotations: add the whole map at once.
+        let path = child(&child(base, "metadata"), "annotations");
+        vec![add(path, json!({ key: value }))]
+    } else {
+        vec![add(
             child(base, "metadata"),
             json!({ "annotations": { key: value } }),
-        )],
+        )]
     }
 }
 
 /// All operations that add the tracer to the pod at `base`; `resources`
 /// replaces the configured ones when set.
 pub fn inject(
-    pod: &Value,
+    pod: &PodFacts<'_>,
     base: &Pointer,
     sidecar: &Sidecar,
     resources: Option<&Resources>,
@@ -57,18 +60,10 @@ pub fn inject(
 ) -> Vec<PatchOperation> {
     let mut ops = set_annotation(pod, base, crate::decision::STATUS_ANNOTATION, status);
     let spec_path = child(base, "spec");
-    let spec = match pod.get("spec") {
-        Some(Value::Object(spec)) => Some(spec),
-        _ => {
-            ops.push(add(spec_path.clone(), Value::Object(Map::new())));
-            None
-        }
-    };
-    if spec
-        .and_then(|s| s.get("shareProcessNamespace"))
-        .and_then(Value::as_bool)
-        != Some(true)
-    {
+    if !pod.has_spec() {
+        ops.push(add(spec_path.clone(), Value::Object(Map::new())));
+    }
+    if pod.share_process_namespace() != Some(true) {
         ops.push(add(
             child(&spec_path, "shareProcessNamespace"),
             Value::Bool(true),
@@ -81,14 +76,15 @@ pub fn inject(
     let (list, index) = if sidecar.native_sidecar {
         // First init container: it starts before every other init container
         // and app container, so no exec escapes it.
-        ("initContainers", "0")
+        (ContainerList::InitContainers, "0")
     } else {
-        ("containers", "-")
+        (ContainerList::Containers, "-")
     };
-    let list_path = child(&spec_path, list);
-    match spec.and_then(|s| s.get(list)) {
-        Some(Value::Array(_)) => ops.push(add(child(&list_path, index), container)),
-        _ => ops.push(add(list_path, Value::Array(vec![container]))),
+    let list_path = child(&spec_path, list.key());
+    if pod.has_list(list) {
+        ops.push(add(child(&list_path, index), container));
+    } else {
+        ops.push(add(list_path, Value::Array(vec![container])));
     }
     ops
 }
@@ -194,13 +190,13 @@ mod tests {
     #[test]
     fn annotation_keys_are_escaped_and_maps_created() {
         let root = PointerBuf::root();
-        let ops = set_annotation(&json!({}), &root, "a.io/b~c", "v");
+        let ops = set_annotation(&PodFacts::of(&json!({})), &root, "a.io/b~c", "v");
         assert_eq!(ops.len(), 1);
         let pod = apply(json!({}), &ops);
         assert_eq!(pod, json!({"metadata": {"annotations": {"a.io/b~c": "v"}}}));
 
         let pod = json!({"metadata": {"annotations": {"x": "y"}}});
-        let ops = set_annotation(&pod, &root, "a.io/b~c", "v");
+        let ops = set_annotation(&PodFacts::of(&pod), &root, "a.io/b~c", "v");
         let serialized = serde_json::to_string(&ops).unwrap();
         assert!(
             serialized.contains("/metadata/annotations/a.io~1b~0c"),
@@ -209,7 +205,7 @@ mod tests {
         let pod = apply(pod, &ops);
         assert_eq!(pod["metadata"]["annotations"]["a.io/b~c"], "v");
         assert_eq!(pod["metadata"]["annotations"]["x"], "y");
-        assert!(set_annotation(&pod, &root, "a.io/b~c", "v").is_empty());
+        assert!(set_annotation(&PodFacts::of(&pod), &root, "a.io/b~c", "v").is_empty());
     }
 
     #[test]
@@ -218,7 +214,13 @@ mod tests {
         let pod = json!({"metadata": {"name": "p"}, "spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "app"}], "unknownField": 1}});
         let out = apply(
             pod.clone(),
-            &inject(&pod, &PointerBuf::root(), &s, None, "injected"),
+            &inject(
+                &PodFacts::of(&pod),
+                &PointerBuf::root(),
+                &s,
+                None,
+                "injected",
+            ),
         );
         assert_eq!(out["spec"]["initContainers"][0]["name"], "linnix-tracer");
         assert_eq!(out["spec"]["initContainers"][0]["restartPolicy"], "Always");
@@ -234,7 +236,13 @@ mod tests {
         let pod = json!({"spec": {"containers": [{"name": "app"}]}});
         let out = apply(
             pod.clone(),
-            &inject(&pod, &PointerBuf::root(), &s, None, "injected"),
+            &inject(
+                &PodFacts::of(&pod),
+                &PointerBuf::root(),
+                &s,
+                None,
+                "injected",
+            ),
         );
         assert_eq!(out["spec"]["containers"][1]["name"], "linnix-tracer");
         assert!(out["spec"]["containers"][1].get("restartPolicy").is_none());
@@ -246,7 +254,13 @@ mod tests {
         let s = sidecar(true);
         let doc = json!({"kind": "Deployment", "spec": {"template": {"spec": {"containers": [{"name": "app"}]}}}});
         let base = PointerBuf::parse("/spec/template").unwrap();
-        let ops = inject(&doc["spec"]["template"], &base, &s, None, "injected");
+        let ops = inject(
+            &PodFacts::of(&doc["spec"]["template"]),
+            &base,
+            &s,
+            None,
+            "injected",
+        );
         let out = apply(doc, &ops);
         let t = &out["spec"]["template"];
         assert_eq!(

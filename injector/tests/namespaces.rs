@@ -12,6 +12,7 @@ use linnix_injector::config::Config;
 use linnix_injector::decision::{Context, Decision, NamespaceFacts, Skip, Source};
 use linnix_injector::mutate::mutate;
 use linnix_injector::namespaces::{NamespaceLookup, Reflected};
+use linnix_injector::pod::PodFacts;
 use serde_json::{json, Value};
 
 fn namespace(name: &str, annotations: &[(&str, &str)], labels: &[(&str, &str)]) -> Namespace {
@@ -42,7 +43,13 @@ async fn decide(lookup: &dyn NamespaceLookup, ns: &str, pod: &Value) -> (Decisio
         namespace_facts: facts.as_ref(),
         inject_all: false,
     };
-    let out = mutate(pod, &PointerBuf::root(), &sidecar, &ctx, true);
+    let out = mutate(
+        &PodFacts::of(pod),
+        &PointerBuf::root(),
+        &sidecar,
+        &ctx,
+        true,
+    );
     (out.decision, out.warnings)
 }
 

@@ -1,0 +1,392 @@
+//! The parts of a pod that the decision and the patch read, deserialized
+//! straight from the pod's JSON: the request body, or a `Value` offline.
+//!
+//! A review carries the whole pod; a large one (thousands of env entries) is
+//! mostly data the injector never looks at. serde skips every other field
+//! without allocating, and strings without escapes are borrowed from the
+//! input. Every field is lenient: a value of another JSON type than expected
+//! (a `spec` that is a number, an annotation that is not a string) reads as
+//! absent. The patch treats such a value as absent too (an `add` replaces
+//! it), so odd objects never fail a review.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// What a pod (or a workload's pod template) says about itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PodFacts<'a> {
+    #[serde(borrow)]
+    metadata: Lenient<Metadata<'a>>,
+    #[serde(borrow)]
+    spec: Lenient<Spec<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Metadata<'a> {
+    #[serde(borrow)]
+    name: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    generate_name: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    namespace: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    annotations: Lenient<Annotations<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Spec<'a> {
+    share_process_namespace: Lenient<bool>,
+    host_users: Lenient<bool>,
+    #[serde(borrow)]
+    containers: Lenient<Names<'a>>,
+    #[serde(borrow)]
+    init_containers: Lenient<Names<'a>>,
+}
+
+/// One entry of a container list; only the name is read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Named<'a> {
+    #[serde(borrow)]
+    name: Lenient<Cow<'a, str>>,
+}
+
+/// The annotations, keeping string values only.
+#[derive(Debug, Default)]
+struct Annotations<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+/// The container names of a container list.
+#[derive(Debug, Default)]
+struct Names<'a>(Vec<Cow<'a, str>>);
+
+/// A pod's container lists, as the patch addresses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerList {
+    Containers,
+    InitContainers,
+}
+
+impl ContainerList {
+    /// The field name in the pod spec.
+    pub fn key(self) -> &'static str {
+        match self {
+            ContainerList::Containers => "containers",
+            ContainerList::InitContainers => "initContainers",
+        }
+    }
+}
+
+impl<'a> PodFacts<'a> {
+    /// Reads the facts from any JSON value: anything but an object reads as
+    /// a pod with nothing set.
+    pub fn read<'de: 'a, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Lenient::<Self>::deserialize(d)?.0.unwrap_or_default())
+    }
+
+    /// The facts of a pod-shaped value.
+    pub fn of(pod: &'a Value) -> Self {
+        // Every field is lenient and a `Value` has no duplicate keys, so
+        // reading a `Value` cannot fail.
+        Self::read(pod).unwrap_or_default()
+    }
+
+    fn metadata(&self) -> Option<&Metadata<'a>> {
+        self.metadata.0.as_ref()
+    }
+
+    fn spec(&self) -> Option<&Spec<'a>> {
+        self.spec.0.as_ref()
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.metadata()?.name.0.as_deref()
+    }
+
+    pub fn generate_name(&self) -> Option<&str> {
+        self.metadata()?.generate_name.0.as_deref()
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.metadata()?.namespace.0.as_deref()
+    }
+
+    /// Whether `metadata` is an object.
+    pub fn has_metadata(&self) -> bool {
+        self.metadata().is_some()
+    }
+
+    /// Whether `metadata.annotations` is an object.
+    pub fn has_annotations(&self) -> bool {
+        self.metadata().is_some_and(|m| m.annotations.0.is_some())
+    }
+
+    /// The annotation `key` when it is a string. The last of duplicate keys
+    /// wins, as in a JSON map.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        let annotations = self.metadata()?.annotations.0.as_ref()?;
+        annotations
+            .0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Whether `spec` is an object.
+    pub fn has_spec(&self) -> bool {
+        self.spec().is_some()
+    }
+
+    pub fn share_process_namespace(&self) -> Option<bool> {
+        self.spec()?.share_process_namespace.0
+    }
+
+    pub fn host_users(&self) -> Option<bool> {
+        self.spec()?.host_users.0
+    }
+
+    fn list(&self, list: ContainerList) -> Option<&Names<'a>> {
+        let spec = self.spec()?;
+        match list {
+            ContainerList::Containers => spec.containers.0.as_ref(),
+            ContainerList::InitContainers => spec.init_containers.0.as_ref(),
+        }
+    }
+
+    /// Whether the container list is an array.
+    pub fn has_list(&self, list: ContainerList) -> bool {
+        self.list(list).is_some()
+    }
+
+    /// Whether a container or init container is called `name`.
+    pub fn has_container(&self, name: &str) -> bool {
+        [ContainerList::InitContainers, ContainerList::Containers]
+            .into_iter()
+            .filter_map(|l| self.list(l))
+            .any(|names| names.0.iter().any(|n| n == name))
+    }
+}
+
+/// A value of the JSON type `T` reads from; `None` when absent, null or of
+/// any other type.
+#[derive(Debug)]
+struct Lenient<T>(Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+/// How a type reads from the one JSON type it accepts. The defaults read
+/// (and skip) everything else as absent.
+trait Loose<'de>: Sized {
+    fn from_bool(_: bool) -> Option<Self> {
+        None
+    }
+    fn from_borrowed_str(s: &'de str) -> Option<Self> {
+        Self::from_str(s)
+    }
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+impl<'de, T: Loose<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor(PhantomData))
+    }
+}
+
+struct LenientVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Loose<'de>> Visitor<'de> for LenientVisitor<T> {
+    type Value = Lenient<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Lenient(T::from_bool(v)))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Lenient(T::from_borrowed_str(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Lenient(T::from_str(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Lenient(None))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::from_map(map).map(Lenient)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        T::from_seq(seq).map(Lenient)
+    }
+}
+
+impl<'de> Loose<'de> for bool {
+    fn from_bool(v: bool) -> Option<Self> {
+        Some(v)
+    }
+}
+
+impl<'de: 'a, 'a> Loose<'de> for Cow<'a, str> {
+    fn from_borrowed_str(s: &'de str) -> Option<Self> {
+        Some(Cow::Borrowed(s))
+    }
+    fn from_str(s: &str) -> Option<Self> {
+        Some(Cow::Owned(s.to_owned()))
+    }
+}
+
+/// Objects read with their derived `Deserialize`, from the map only (a
+/// derived struct would also accept an array).
+macro_rules! loose_object {
+    ($($ty:ident),*) => {$(
+        impl<'de: 'a, 'a> Loose<'de> for $ty<'a> {
+            fn from_map<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+                Self::deserialize(MapAccessDeserializer::new(map)).map(Some)
+            }
+        }
+    )*};
+}
+
+loose_object!(PodFacts, Metadata, Spec, Named);
+
+impl<'de: 'a, 'a> Loose<'de> for Annotations<'a> {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(Lenient(key)) = map.next_key::<Lenient<Cow<'a, str>>>()? {
+            let Lenient(value) = map.next_value::<Lenient<Cow<'a, str>>>()?;
+            if let (Some(key), Some(value)) = (key, value) {
+                entries.push((key, value));
+            }
+        }
+        Ok(Some(Annotations(entries)))
+    }
+}
+
+impl<'de: 'a, 'a> Loose<'de> for Names<'a> {
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
+        let mut names = Vec::new();
+        while let Some(Lenient(entry)) = seq.next_element::<Lenient<Named<'a>>>()? {
+            names.extend(entry.and_then(|n| n.name.0));
+        }
+        Ok(Some(Names(names)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::decision::Context;
+    use crate::mutate::mutate;
+    use json_patch::jsonptr::PointerBuf;
+    use serde_json::json;
+
+    fn from_text(text: &str) -> PodFacts<'_> {
+        PodFacts::read(&mut serde_json::Deserializer::from_str(text)).unwrap()
+    }
+
+    /// Reading the JSON text (strings borrowed, or copied when escaped) and
+    /// reading a `Value` give the same operations; odd shapes read as
+    /// absent, and the patch they get applies and is not repeated.
+    #[test]
+    fn text_and_value_give_the_same_patch() {
+        let pods = [
+            json!({"metadata": {"name": "a", "annotations": {"sidecar.linnix.io/inject": "true", "x": "y"}}, "spec": {"containers": [{"name": "app", "image": "i", "env": [{"name": "A", "value": "1"}]}], "volumes": []}}),
+            json!({"metadata": {"generateName": "g-", "annotations": {"sidecar.linnix.io/inject": "true"}}, "spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "app"}], "shareProcessNamespace": true}}),
+            json!({"metadata": {"annotations": {"sidecar.linnix.io/inject": "true"}}, "spec": {"shareProcessNamespace": false}}),
+            json!({"metadata": {"annotations": {"sidecar.linnix.io/inject": "true"}}, "spec": {"hostUsers": false}}),
+            json!({"metadata": {"annotations": {"sidecar.linnix.io/inject": "true"}}, "spec": {"hostUsers": "no", "shareProcessNamespace": 1}}),
+            json!({"metadata": {"annotations": {"sidecar.linnix.io/inject": "true"}}, "spec": null}),
+            json!({"metadata": {"annotations": null}, "spec": {"containers": null}}),
+            json!({"metadata": null}),
+            json!({"metadata": {"annotations": {"sidecar.linnix.io/inject": "maybe \"quoted\"\n"}}, "spec": {}}),
+            json!({"metadata": {"annotations": {"sidecar.linnix.io/inject": 7}}, "spec": {}}),
+            json!({"metadata": {"annotations": {"sidecar.linnix.io/status": "injected (x)"}}}),
+            json!({"metadata": {"annotations": {"sidecar.linnix.io/inject": "true"}}, "spec": {"containers": [{"name": "linnix-tracer"}]}}),
+            json!({"metadata": {"annotations": {"sidecar.linnix.io/inject": "true"}}, "spec": {"containers": {"name": "linnix-tracer"}, "initContainers": [3, {"name": ["x"]}]}}),
+            json!({"metadata": {"annotations": ["sidecar.linnix.io/inject"]}, "spec": []}),
+            json!({"metadata": "odd", "spec": 3}),
+            json!({"spec": {"containers": [{"name": 5}]}}),
+            json!("not an object"),
+            json!({}),
+        ];
+        let sidecar = Config::default().sidecar.validate(None).unwrap();
+        let root = PointerBuf::root();
+        for (pod, inject_all) in pods.iter().flat_map(|p| [(p, false), (p, true)]) {
+            let ctx = Context {
+                inject_all,
+                ..Context::default()
+            };
+            let text = serde_json::to_string(&pod).unwrap();
+            let from_text = mutate(&from_text(&text), &root, &sidecar, &ctx, true);
+            let from_value = mutate(&PodFacts::of(pod), &root, &sidecar, &ctx, true);
+            assert_eq!(from_text.decision, from_value.decision, "{pod}");
+            assert_eq!(from_text.ops, from_value.ops, "{pod}");
+            assert_eq!(from_text.warnings, from_value.warnings, "{pod}");
+            if !pod.is_object() {
+                continue;
+            }
+            let mut patched = pod.clone();
+            json_patch::patch(&mut patched, &from_value.ops)
+                .unwrap_or_else(|e| panic!("{pod}: {e}"));
+            let again = mutate(&PodFacts::of(&patched), &root, &sidecar, &ctx, true);
+            assert!(again.ops.is_empty(), "{pod}: {:?}", again.ops);
+        }
+    }
+
+    #[test]
+    fn identity_and_facts_are_read() {
+        let facts = from_text(r#"{"metadata": {"generateName": "web-", "namespace": "ns"}}"#);
+        assert_eq!(facts.generate_name(), Some("web-"));
+        assert_eq!(facts.namespace(), Some("ns"));
+        let facts = from_text(r#"{"metadata": {"name": "p", "labels": 3}, "spec": "x"}"#);
+        assert_eq!(facts.name(), Some("p"));
+        assert!(!facts.has_spec());
+        let facts = from_text(
+            r#"{"metadata": {"annotations": {"a": "1", "b": 2, "a": "3"}}, "spec": {"initContainers": [{"name": "t\u0072acer"}]}}"#,
+        );
+        assert_eq!(facts.annotation("a"), Some("3"));
+        assert_eq!(facts.annotation("b"), None);
+        assert!(facts.has_container("tracer"));
+        assert!(!facts.has_list(ContainerList::Containers));
+        assert!(from_text("[1, 2]").name().is_none());
+    }
+}
