@@ -46,6 +46,31 @@ pub fn container_id_from_cgroup(name: &str) -> Option<&str> {
     is_container_id(id).then_some(id)
 }
 
+/// Whether a cgroup's kernfs name looks like a pod cgroup: the kubelet's
+/// `pod<uid>` (cgroupfs driver, uid with `-`) or `kubepods[-<qos>]-pod<uid>
+/// .slice` (systemd driver, uid with `_`), podman's pod id directory
+/// (`<64 hex>` under libpod_parent) or `machine-libpod_pod_<id>.slice`.
+pub fn looks_like_pod_cgroup(name: &str) -> bool {
+    let name = name.strip_suffix(".slice").unwrap_or(name);
+    if is_container_id(name) {
+        return true;
+    }
+    if let Some((_, id)) = name.rsplit_once("libpod_pod_") {
+        return is_container_id(id);
+    }
+    let uid = match name.strip_prefix("pod") {
+        Some(uid) => uid,
+        None => match name.rsplit_once("-pod") {
+            Some((_, uid)) => uid,
+            None => return false,
+        },
+    };
+    // A UUID, or the 32 hex digits of a static pod's manifest hash.
+    uid.bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'_')
+        && uid.bytes().filter(u8::is_ascii_hexdigit).count() == 32
+}
+
 fn is_container_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -185,6 +210,38 @@ mod tests {
         assert_eq!(names.get(ID).map(String::as_str), Some("app"));
         assert_eq!(names.get(&other).map(String::as_str), Some("init"));
         assert!(container_names(&Pod::default()).is_empty());
+    }
+
+    #[test]
+    fn pod_cgroup_names_of_kubelet_and_podman() {
+        for name in [
+            "pod5b1f2c3d-0a1b-4c2d-8e3f-0123456789ab",
+            "kubepods-pod5b1f2c3d_0a1b_4c2d_8e3f_0123456789ab.slice",
+            "kubepods-burstable-pod5b1f2c3d_0a1b_4c2d_8e3f_0123456789ab.slice",
+            "kubepods-besteffort-pod5b1f2c3d_0a1b_4c2d_8e3f_0123456789ab.slice",
+            "pod0123456789abcdef0123456789abcdef",
+            ID,
+            &format!("machine-libpod_pod_{ID}.slice"),
+        ] {
+            assert!(looks_like_pod_cgroup(name), "{name}");
+        }
+        for name in [
+            "",
+            "system.slice",
+            "user.slice",
+            "kubepods.slice",
+            "kubepods-burstable.slice",
+            "burstable",
+            "libpod_parent",
+            "pod",
+            "podcast",
+            "pod5b1f2c3d-0a1b",
+            "docker-0123.scope",
+            &format!("libpod-{ID}"),
+            &ID[1..],
+        ] {
+            assert!(!looks_like_pod_cgroup(name), "{name}");
+        }
     }
 
     #[test]

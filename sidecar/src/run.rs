@@ -21,7 +21,7 @@ use crate::cli::{Cli, Command, CommonArgs, TraceArgs};
 use crate::metrics::{self, ContainerCounters, Metrics};
 use crate::names::{ContainerNames, Label};
 use crate::output::{Clock, Detail, Kind, Line, Writer};
-use crate::pod::{Placement, PodIdentity};
+use crate::pod::{looks_like_pod_cgroup, Placement, PodIdentity};
 use crate::pod_events::{OomNotice, PodEvents};
 use crate::procfs::{self, PresentProcess};
 
@@ -115,9 +115,12 @@ async fn start_metrics(addr: Option<SocketAddr>) -> Result<Arc<Metrics>, RunErro
     Ok(metrics)
 }
 
+/// `cgroup` names the target in the log: the pod cgroup's kernfs name, or
+/// the traced directory.
 fn load(
     common: &CommonArgs,
     target: CgroupPosition,
+    cgroup: &str,
     metrics: &Metrics,
 ) -> Result<Tracer, RunError> {
     let tracer = Tracer::load(&TracerConfig {
@@ -128,6 +131,7 @@ fn load(
     metrics.set_attached(TRACER_PROGRAMS);
     release_freed_memory();
     info!(
+        cgroup,
         cgroup_id = target.id,
         level = target.level,
         "programs attached"
@@ -150,13 +154,20 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
     let span = info_span!("pod", name = identity.name.as_deref().unwrap_or("?"));
     async move {
         let metrics = start_metrics(common.metrics_addr_or(Some(DEFAULT_POD_METRICS_ADDR))).await?;
-        let ancestry = linnix_ebpf::own_cgroup_ancestry()?;
+        let ancestors = linnix_ebpf::own_cgroup_ancestors()?;
         // The tracer's container cgroup is the last entry; the pod is its parent.
-        let (target, own) = match ancestry.as_slice() {
-            [.., pod, _] if pod.level == 0 => return Err(RunError::PodCgroupIsRoot),
-            [.., pod, own] => (*pod, *own),
+        let (pod, own) = match ancestors.as_slice() {
+            [.., pod, _] if pod.position.level == 0 => return Err(RunError::PodCgroupIsRoot),
+            [.., pod, own] => (pod, own.position),
             _ => return Err(RunError::NoPodCgroup),
         };
+        if !looks_like_pod_cgroup(&pod.name) {
+            warn!(
+                cgroup = %pod.name,
+                "the parent cgroup does not look like a pod cgroup (kubepods pod<uid>, podman pod id); tracing everything below it"
+            );
+        }
+        let target = pod.position;
         // Without a pod name there is nothing to look up or to report on.
         let client = match identity.name {
             Some(_) => apiserver::connect().await,
@@ -164,7 +175,7 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
         };
         let names = ContainerNames::start(&identity, client.clone()).await;
         let pod_events = client.and_then(|c| PodEvents::start(c, &identity, Arc::clone(&metrics)));
-        let mut tracer = load(common, target, &metrics)?;
+        let mut tracer = load(common, target, &pod.name, &metrics)?;
         let mut reporter = Reporter::new(
             identity.is_known().then_some(identity),
             names,
@@ -185,7 +196,7 @@ async fn trace_cgroup(common: &CommonArgs, dir: &Path) -> Result<u8, RunError> {
     let metrics = start_metrics(common.metrics_addr).await?;
     let mount = cgroup::v2_mount()?;
     let target = cgroup::position_of(dir, &mount)?;
-    let mut tracer = load(common, target, &metrics)?;
+    let mut tracer = load(common, target, &dir.to_string_lossy(), &metrics)?;
     let mut reporter = Reporter::new(None, ContainerNames::disabled(), metrics);
     reporter.present_all(procfs::cgroup_processes(dir))?;
     let stop = shutdown_signal()?;
@@ -220,7 +231,12 @@ async fn trace_in(
     metrics: Arc<Metrics>,
     signals: &mut Signals,
 ) -> Result<u8, RunError> {
-    let mut tracer = load(common, scratch.position(), &metrics)?;
+    let mut tracer = load(
+        common,
+        scratch.position(),
+        &scratch.path().to_string_lossy(),
+        &metrics,
+    )?;
     let mut reporter = Reporter::new(None, ContainerNames::disabled(), metrics);
 
     let mut child = spawn_in_cgroup(program, args, scratch)?;

@@ -15,7 +15,7 @@ const APP_ID: &str = "9e5d0000a11ce000000000000000000000000000000000000000000000
 
 #[test]
 fn pod_processes_numbered_like_the_tracer_are_reported() {
-    let pod = TestCgroup::new("pidns");
+    let pod = TestCgroup::pod("pidns");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let mut t = Tracer::start(&[], OWN_PID_NS, Some(&tracer_cg), &[]);

@@ -33,7 +33,7 @@ fn silent_kubeconfig(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
 
 #[test]
 fn traces_its_pod_and_reports_present_processes() {
-    let pod = TestCgroup::new("pod");
+    let pod = TestCgroup::pod("pod");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let outsider = TestCgroup::new("outsider");
@@ -140,6 +140,37 @@ fn a_parent_at_the_cgroup_root_is_refused() {
     );
     assert!(!r.stderr.contains("programs attached"), "{}", r.stderr);
     assert!(r.events.is_empty(), "{:?}", r.events);
+}
+
+#[test]
+fn a_parent_not_named_like_a_pod_is_traced_with_one_warning() {
+    let pod = TestCgroup::new("slice");
+    let tracer_cg = pod.child("tracer");
+    let app = pod.child(&format!("libpod-{APP_ID}"));
+    let mut t = Tracer::start(&[], &[], Some(&tracer_cg), &[]);
+    t.wait_ready();
+    run_in(&app, &["/bin/echo", "slice-marker"]);
+    let r = t.stop();
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    assert!(of_kind(&r.events, "exec")
+        .iter()
+        .any(|e| e["argv"] == json!(["/bin/echo", "slice-marker"])));
+    let name = pod.path.file_name().and_then(|n| n.to_str()).expect("name");
+    let warnings: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("does not look like a pod cgroup"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", r.stderr);
+    assert!(warnings[0].contains(name), "{}", warnings[0]);
+    // The start-up log names the traced cgroup.
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.contains("programs attached") && l.contains(name)),
+        "{}",
+        r.stderr
+    );
 }
 
 /// A stand-in for the API server, which cannot run here: plain HTTP, and
@@ -268,7 +299,7 @@ impl PodEndpoint {
 #[test]
 fn container_names_come_from_the_pod_status_and_are_refreshed() {
     let late_id = "1a7e".repeat(16);
-    let pod = TestCgroup::new("names");
+    let pod = TestCgroup::pod("names");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let late = pod.child(&format!("libpod-{late_id}"));
@@ -334,7 +365,7 @@ fn container_names_come_from_the_pod_status_and_are_refreshed() {
 
 #[test]
 fn forbidden_pod_read_warns_once_and_keeps_ids() {
-    let pod = TestCgroup::new("forbidden");
+    let pod = TestCgroup::pod("forbidden");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let endpoint = PodEndpoint::start(|_, _| {
@@ -432,7 +463,7 @@ const FAILED: &str = "linnix_kube_events_total{result=\"failed\"}";
 
 #[test]
 fn oom_kill_becomes_a_warning_event_on_the_pod() {
-    let pod = TestCgroup::new("oomevent");
+    let pod = TestCgroup::pod("oomevent");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let limit = MemoryLimit::new(&app, 64 << 20);
@@ -491,7 +522,7 @@ fn oom_kill_becomes_a_warning_event_on_the_pod() {
 
 #[test]
 fn forbidden_events_warn_once_and_tracing_goes_on() {
-    let pod = TestCgroup::new("oomforbidden");
+    let pod = TestCgroup::pod("oomforbidden");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let limit = MemoryLimit::new(&app, 64 << 20);

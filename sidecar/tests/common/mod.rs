@@ -46,6 +46,20 @@ impl TestCgroup {
         TestCgroup { path }
     }
 
+    /// A test cgroup named like a kubelet pod cgroup (`…-pod<uid>.slice`),
+    /// as the tracer expects its parent to be.
+    pub fn pod(test: &str) -> Self {
+        let tag = test
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let uid = format!(
+            "{:08x}_0000_4000_8000_{:012x}",
+            std::process::id(),
+            tag & 0xffff_ffff_ffff
+        );
+        Self::new(&format!("{test}-pod{uid}.slice"))
+    }
+
     pub fn child(&self, name: &str) -> PathBuf {
         let p = self.path.join(name);
         fs::create_dir(&p).expect("create child cgroup");
