@@ -71,12 +71,6 @@ pub struct TraceArgs {
     pub command: Vec<String>,
 }
 
-impl CommonArgs {
-    pub fn metrics_addr_or(&self, default: Option<SocketAddr>) -> Option<SocketAddr> {
-        self.metrics_addr.or(default)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Prometheus metrics (OpenMetrics text) and the health endpoints.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -112,7 +112,6 @@ pub struct Metrics {
     programs_attached: Gauge,
     last_lost: AtomicU64,
     last_rate_limited: AtomicU64,
-    ready: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -185,7 +184,6 @@ impl Metrics {
             programs_attached,
             last_lost: AtomicU64::new(0),
             last_rate_limited: AtomicU64::new(0),
-            ready: AtomicBool::new(false),
         }
     }
 
@@ -246,13 +244,14 @@ impl Metrics {
         );
     }
 
-    pub fn set_attached(&self, programs: i64) {
-        self.programs_attached.set(programs);
-        self.ready.store(programs > 0, Ordering::Release);
+    pub fn set_attached(&self, programs: usize) {
+        self.programs_attached
+            .set(i64::try_from(programs).unwrap_or(i64::MAX));
     }
 
+    /// Ready once the programs are attached: the gauge says so.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.programs_attached.get() > 0
     }
 
     pub fn encode(&self) -> Result<String, std::fmt::Error> {

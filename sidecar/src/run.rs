@@ -27,9 +27,6 @@ use crate::procfs::{self, PresentProcess};
 
 const DEFAULT_POD_METRICS_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9464);
-/// Programs `Tracer::load` attaches (fork, exec, exit, OOM victim); it
-/// attaches all of them or fails.
-const TRACER_PROGRAMS: i64 = 4;
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// After the command exits: how long to wait for the kernel's exit event of
 /// the command's own process before draining what is there.
@@ -128,7 +125,7 @@ fn load(
         trace_threads: common.threads,
         max_events_per_sec: common.max_events_per_sec,
     })?;
-    metrics.set_attached(TRACER_PROGRAMS);
+    metrics.set_attached(tracer.programs_attached());
     release_freed_memory();
     info!(
         cgroup,
@@ -153,7 +150,7 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
     let identity = PodIdentity::from_env();
     let span = info_span!("pod", name = identity.name.as_deref().unwrap_or("?"));
     async move {
-        let metrics = start_metrics(common.metrics_addr_or(Some(DEFAULT_POD_METRICS_ADDR))).await?;
+        let metrics = start_metrics(common.metrics_addr.or(Some(DEFAULT_POD_METRICS_ADDR))).await?;
         let ancestors = linnix_ebpf::own_cgroup_ancestors()?;
         // The tracer's container cgroup is the last entry; the pod is its parent.
         let (pod, own) = match ancestors.as_slice() {
