@@ -32,6 +32,14 @@ pub fn parse_stat(text: &str) -> Option<(String, u32)> {
     Some((comm, ppid))
 }
 
+/// comm and ppid of a process from its `stat` file; `None` once it is gone.
+fn read_stat(proc_pid_dir: &Path) -> Option<(String, u32)> {
+    fs::read_to_string(proc_pid_dir.join("stat"))
+        .ok()
+        .as_deref()
+        .and_then(parse_stat)
+}
+
 /// The cgroup v2 path from `/proc/<pid>/cgroup` (the `0::` line).
 pub fn parse_v2_path(text: &str) -> Option<&str> {
     text.lines().find_map(|l| l.strip_prefix("0::"))
@@ -73,11 +81,7 @@ fn pod_processes_around(proc_root: &Path, own_path: &str) -> std::io::Result<Vec
             None | Some(Placement::OwnContainer) => continue,
             Some(p) => p,
         };
-        let Some((comm, ppid)) = fs::read_to_string(dir.join("stat"))
-            .ok()
-            .as_deref()
-            .and_then(parse_stat)
-        else {
+        let Some((comm, ppid)) = read_stat(&dir) else {
             continue;
         };
         out.push(PresentProcess {
@@ -116,11 +120,7 @@ fn collect_cgroup(
         if pid == own_pid {
             continue;
         }
-        let Some((comm, ppid)) = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .as_deref()
-            .and_then(parse_stat)
-        else {
+        let Some((comm, ppid)) = read_stat(&Path::new("/proc").join(pid.to_string())) else {
             continue;
         };
         out.push(PresentProcess {

@@ -19,16 +19,22 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_linnix-sidecar");
 pub const PYTHON: &str = "/usr/bin/python3";
 
-/// The cgroup v2 mount point, from this process's mountinfo.
-pub fn v2_mount() -> PathBuf {
+/// The first mount of `fs_type` whose super options satisfy `options`,
+/// from this process's mountinfo.
+fn find_mount(fs_type: &str, options: impl Fn(&str) -> bool) -> Option<PathBuf> {
     let text = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    text.lines()
-        .find_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            post.starts_with("cgroup2 ")
-                .then(|| PathBuf::from(pre.split(' ').nth(4).expect("mount point")))
-        })
-        .expect("a cgroup2 mount")
+    text.lines().find_map(|l| {
+        // "<id> <parent> <maj:min> <root> <mount point> ... - <type> <source> <super opts>"
+        let (pre, post) = l.split_once(" - ")?;
+        let mut post = post.split(' ');
+        let matches = post.next() == Some(fs_type) && post.nth(1).is_some_and(&options);
+        matches.then(|| PathBuf::from(pre.split(' ').nth(4).expect("mount point")))
+    })
+}
+
+/// The cgroup v2 mount point.
+pub fn v2_mount() -> PathBuf {
+    find_mount("cgroup2", |_| true).expect("a cgroup2 mount")
 }
 
 /// A cgroup v2 directory owned by a test.
@@ -107,18 +113,7 @@ impl MemoryLimit {
             }
             return MemoryLimit { v1_dir: None };
         }
-        let text = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-        let v1_root = text
-            .lines()
-            .find_map(|l| {
-                let (pre, post) = l.split_once(" - ")?;
-                let mut post = post.split(' ');
-                let is_memory = post.next() == Some("cgroup")
-                    && post
-                        .nth(1)
-                        .is_some_and(|o| o.split(',').any(|o| o == "memory"));
-                is_memory.then(|| PathBuf::from(pre.split(' ').nth(4).expect("mount point")))
-            })
+        let v1_root = find_mount("cgroup", |o| o.split(',').any(|o| o == "memory"))
             .expect("a memory controller, v2 or v1");
         let name = v2_dir
             .strip_prefix(&mount)
