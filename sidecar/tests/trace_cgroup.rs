@@ -106,6 +106,12 @@ fn a_flooding_neighbour_is_invisible() {
         .iter()
         .filter(|e| e["comm"] == "floodmarker")
         .count();
+    // The bound only has to tell a running flood from one that never got
+    // going, while staying well above the quiet cgroup's 10 markers (5x).
+    // The witness sees the flood for the ~1.5 s of markers plus start-up
+    // and shutdown: 800-1500 execs measured on this 2-core machine with
+    // the test suite running, but the window shrinks and the loop slows
+    // when other builds share the cores, which is why it is not higher.
     assert!(
         flood_execs > 50,
         "the flood did not run: {flood_execs} execs"
