@@ -26,6 +26,8 @@ const volatile u64 target_cgroup_id = 0;
 const volatile u32 target_level = 0;
 const volatile u32 trace_threads = 0;
 const volatile u32 max_events_per_sec = 0;
+/* 0: wake the reader for every record; see submit_flags(). */
+const volatile u64 wakeup_interval_ns = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -115,6 +117,32 @@ static __always_inline bool ring_has_room_for_bulk(void)
 }
 
 /*
+ * When to wake the reader. Waking it for every record costs a cross-CPU
+ * interrupt per event (expensive in a VM) and slows a spawning pod down; so
+ * a record wakes the reader only when the last wakeup is wakeup_interval_ns
+ * old or the ring is a quarter full. The reader looks again
+ * wakeup_interval_ns after each batch, so a record left without a wakeup
+ * waits at most about that long. The shared timestamp is updated without
+ * atomics: a lost update costs one extra wakeup at most.
+ */
+u64 last_wakeup_ns = 0;
+
+static __always_inline u64 submit_flags(void)
+{
+	u64 now;
+
+	if (!wakeup_interval_ns)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (now - last_wakeup_ns >= wakeup_interval_ns ||
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= LINNIX_RING_BYTES / 4) {
+		last_wakeup_ns = now;
+		return BPF_RB_FORCE_WAKEUP;
+	}
+	return BPF_RB_NO_WAKEUP;
+}
+
+/*
  * Does the task belong to the pod? If so, also return the container-level
  * cgroup: the ancestor one level below the pod, or the task's own cgroup when
  * it sits in the pod cgroup itself.
@@ -198,7 +226,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	fill_header(&e->hdr, LINNIX_EVENT_FORK, child, container);
 	if (is_thread)
 		e->hdr.flags |= LINNIX_FLAG_THREAD;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, submit_flags());
 	return 0;
 }
 
@@ -256,12 +284,16 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	}
 	e->args_len = len;
 
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, submit_flags());
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(handle_exit, struct task_struct *p)
+/*
+ * Report the exit of p's thread group, once p is known to be its last thread.
+ * With dedupe, the exits_reported map lets only the first of several threads
+ * that all believe so report.
+ */
+static __always_inline int report_exit(struct task_struct *p, bool dedupe)
 {
 	struct linnix_exit_event *e;
 	struct cgroup *container;
@@ -271,18 +303,12 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	u8 reported = 1;
 	u32 status;
 
-	/*
-	 * The tracepoint fires for every thread; do_exit() has already dropped
-	 * this thread from signal->live, so zero means the whole group is gone.
-	 */
-	if (BPF_CORE_READ(signal, live.counter) != 0)
-		return 0;
 	if (!task_in_target(p, &container))
 		return 0;
 	leader = BPF_CORE_READ(p, group_leader);
 	key.tgid = BPF_CORE_READ(p, tgid);
 	key.start_time = BPF_CORE_READ(leader, start_time);
-	if (bpf_map_update_elem(&exits_reported, &key, &reported, BPF_NOEXIST))
+	if (dedupe && bpf_map_update_elem(&exits_reported, &key, &reported, BPF_NOEXIST))
 		return 0;
 	/* Exits are never rate limited: one per process, and the most wanted. */
 
@@ -309,8 +335,34 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	/* The event is about the process: report its tgid, not the last thread. */
 	e->hdr.host_tid = e->hdr.host_pid;
 
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, submit_flags());
 	return 0;
+}
+
+/*
+ * Kernels whose tracepoint says which thread ended the group (6.18 does):
+ * do_exit() computes group_dead with atomic_dec_and_test(), so exactly one
+ * thread per group sees it true and no bookkeeping is needed. The loader
+ * falls back to handle_exit where this argument does not exist.
+ */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit_group_dead, struct task_struct *p, bool group_dead)
+{
+	if (!group_dead)
+		return 0;
+	return report_exit(p, false);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *p)
+{
+	/*
+	 * The tracepoint fires for every thread; do_exit() has already dropped
+	 * this thread from signal->live, so zero means the whole group is gone.
+	 */
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	return report_exit(p, true);
 }
 
 static __always_inline u64 mm_counter_kb(struct mm_struct *mm, u32 member)
@@ -395,6 +447,6 @@ int BPF_PROG(handle_mark_victim, struct task_struct *task)
 	e->memcg_usage_bytes = usage;
 	e->memcg_limit_bytes = limit;
 
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, submit_flags());
 	return 0;
 }

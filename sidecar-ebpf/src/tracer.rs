@@ -1,6 +1,7 @@
 //! Loading, attaching and reading the lifecycle programs (`bpf/linnix.bpf.c`).
 
 use std::io;
+use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
@@ -17,12 +18,18 @@ use crate::{Event, KernelStats, TracerConfig, TracerError};
 
 static LINNIX_BPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linnix.bpf.o"));
 
-/// Program name in the object → BTF tracepoint it attaches to.
-const PROGRAMS: [(&str, &str); 4] = [
-    ("handle_fork", "sched_process_fork"),
-    ("handle_exec", "sched_process_exec"),
-    ("handle_exit", "sched_process_exit"),
-    ("handle_mark_victim", "mark_victim"),
+/// BTF tracepoint → the programs in the object that can serve it, best
+/// first: the first one this kernel's verifier accepts is attached.
+const PROGRAMS: [(&str, &[&str]); 4] = [
+    ("sched_process_fork", &["handle_fork"]),
+    ("sched_process_exec", &["handle_exec"]),
+    // The group_dead argument of the tracepoint is new; older kernels need
+    // the live counter and a dedupe map.
+    (
+        "sched_process_exit",
+        &["handle_exit_group_dead", "handle_exit"],
+    ),
+    ("mark_victim", &["handle_mark_victim"]),
 ];
 
 /// Most records one drain consumes: what a full ring holds of the smallest
@@ -33,9 +40,22 @@ const PROGRAMS: [(&str, &str); 4] = [
 const MAX_RECORDS_PER_DRAIN: usize =
     LINNIX_RING_BYTES as usize / (size_of::<linnix_fork_event>() + 8);
 
+/// The kernel wakes the reader at most this often (`submit_flags()` in
+/// `bpf/linnix.bpf.c`): a wakeup per record costs a cross-CPU interrupt per
+/// event and slows a spawning pod down.
+const WAKEUP_INTERVAL: Duration = Duration::from_micros(500);
+
+/// After a batch, the reader looks again this long later even without a
+/// wakeup, for records submitted without one. Twice the interval: any record
+/// submitted after that look finds the last wakeup old enough to wake us.
+const LOOK_AGAIN_AFTER: Duration = Duration::from_nanos(2 * WAKEUP_INTERVAL.as_nanos() as u64);
+
 /// Loaded and attached programs plus the ring buffer they write to.
 pub struct Tracer {
     ring: AsyncFd<RingBuf<MapData>>,
+    /// The last look found records: look again after LOOK_AGAIN_AFTER even
+    /// if no wakeup comes.
+    look_again: bool,
     stats: PerCpuArray<MapData, u64>,
     attached: usize,
     // Owns the programs and their links: dropping it detaches everything.
@@ -60,8 +80,8 @@ impl Tracer {
         let mut ebpf = load_object(config)?;
         let btf = parse_btf()?;
         let mut attached = 0;
-        for (program, tracepoint) in PROGRAMS {
-            attach(&mut ebpf, &btf, program, tracepoint)?;
+        for (tracepoint, candidates) in PROGRAMS {
+            attach_first(&mut ebpf, &btf, candidates, tracepoint)?;
             attached += 1;
         }
         drop(btf);
@@ -94,6 +114,7 @@ impl Tracer {
         );
         Ok(Tracer {
             ring,
+            look_again: false,
             stats,
             attached,
             _ebpf: ebpf,
@@ -105,17 +126,29 @@ impl Tracer {
     /// next call continues at once with what is left.
     pub async fn next_batch(&mut self, sink: &mut dyn FnMut(Event)) -> io::Result<()> {
         loop {
-            let mut guard = self.ring.readable_mut().await?;
-            if drain_ring(guard.get_inner_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed > 0 {
-                // Readiness stays set, so the next call drains again first.
-                return Ok(());
+            let woken = if self.look_again {
+                tokio::time::timeout(LOOK_AGAIN_AFTER, self.ring.readable_mut())
+                    .await
+                    .ok()
+            } else {
+                Some(self.ring.readable_mut().await)
+            };
+            if let Some(guard) = woken {
+                let mut guard = guard?;
+                if drain_ring(guard.get_inner_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed > 0 {
+                    // Readiness stays set, so the next call drains again first.
+                    self.look_again = true;
+                    return Ok(());
+                }
+                guard.clear_ready();
             }
-            guard.clear_ready();
-            drop(guard);
-            // The kernel wakes the reader only when a record lands in an empty
-            // ring. One submitted between the drain above and clear_ready()
-            // would otherwise wait for a wakeup that never comes.
-            if drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed > 0 {
+            // Look once more: after clear_ready(), because a record submitted
+            // between the drain above and clear_ready() would otherwise wait
+            // for a wakeup that never comes; after LOOK_AGAIN_AFTER, for
+            // records submitted without a wakeup.
+            let consumed = drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed;
+            self.look_again = consumed > 0;
+            if consumed > 0 {
                 return Ok(());
             }
         }
@@ -151,13 +184,34 @@ impl Tracer {
 
 fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
     let trace_threads = u32::from(config.trace_threads);
+    let wakeup_interval_ns = WAKEUP_INTERVAL.as_nanos() as u64;
     EbpfLoader::new()
         .override_global("target_cgroup_id", &config.target.id, true)
         .override_global("target_level", &config.target.level, true)
         .override_global("trace_threads", &trace_threads, true)
         .override_global("max_events_per_sec", &config.max_events_per_sec, true)
+        .override_global("wakeup_interval_ns", &wakeup_interval_ns, true)
         .load(LINNIX_BPF)
         .map_err(|e| classify("create the tracer's BPF maps", &e))
+}
+
+/// Attach the first of `candidates` that loads; the error of the last one
+/// otherwise.
+fn attach_first(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    candidates: &[&str],
+    tracepoint: &str,
+) -> Result<(), TracerError> {
+    let mut result = Err(missing(&format!("a program for {tracepoint}")));
+    for name in candidates {
+        result = attach(ebpf, btf, name, tracepoint);
+        match &result {
+            Ok(()) => break,
+            Err(e) => tracing::debug!(program = name, error = %e, "trying the next program"),
+        }
+    }
+    result
 }
 
 fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str, tracepoint: &str) -> Result<(), TracerError> {

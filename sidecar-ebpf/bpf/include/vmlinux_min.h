@@ -49,6 +49,11 @@ enum {
 };
 
 enum {
+	BPF_RB_NO_WAKEUP = 1,
+	BPF_RB_FORCE_WAKEUP = 2,
+};
+
+enum {
 	BPF_NOEXIST = 1,
 };
 
