@@ -116,6 +116,16 @@ static __always_inline bool ring_has_room_for_bulk(void)
 	return false;
 }
 
+/* A ring-buffer record of size bytes, or NULL with the loss counted. */
+static __always_inline void *reserve_record(u64 size)
+{
+	void *record = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!record)
+		count_stat(LINNIX_STAT_LOST);
+	return record;
+}
+
 /*
  * When to wake the reader. Waking it for every record costs a cross-CPU
  * interrupt per event (expensive in a VM) and slows a spawning pod down; so
@@ -218,11 +228,9 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	if (!rate_limit_allows() || !ring_has_room_for_bulk())
 		return 0;
 
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_stat(LINNIX_STAT_LOST);
+	e = reserve_record(sizeof(*e));
+	if (!e)
 		return 0;
-	}
 	fill_header(&e->hdr, LINNIX_EVENT_FORK, child, container);
 	if (is_thread)
 		e->hdr.flags |= LINNIX_FLAG_THREAD;
@@ -245,11 +253,9 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	if (!rate_limit_allows() || !ring_has_room_for_bulk())
 		return 0;
 
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_stat(LINNIX_STAT_LOST);
+	e = reserve_record(sizeof(*e));
+	if (!e)
 		return 0;
-	}
 	fill_header(&e->hdr, LINNIX_EVENT_EXEC, p, container);
 
 	filename = BPF_CORE_READ(bprm, filename);
@@ -312,11 +318,9 @@ static __always_inline int report_exit(struct task_struct *p, bool dedupe)
 		return 0;
 	/* Exits are never rate limited: one per process, and the most wanted. */
 
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_stat(LINNIX_STAT_LOST);
+	e = reserve_record(sizeof(*e));
+	if (!e)
 		return 0;
-	}
 	fill_header(&e->hdr, LINNIX_EVENT_EXIT, p, container);
 
 	/*
@@ -429,11 +433,9 @@ int BPF_PROG(handle_mark_victim, struct task_struct *task)
 	if (!task_in_target(task, &container))
 		return 0;
 
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_stat(LINNIX_STAT_LOST);
+	e = reserve_record(sizeof(*e));
+	if (!e)
 		return 0;
-	}
 	fill_header(&e->hdr, LINNIX_EVENT_OOM_KILL, task, container);
 	e->hdr.host_tid = e->hdr.host_pid;
 
