@@ -187,6 +187,18 @@ mod tests {
         pod
     }
 
+    /// The pod with the tracer injected, no resource overrides.
+    fn inject_at_root(pod: &Value, sidecar: &Sidecar) -> Value {
+        let ops = inject(
+            &PodFacts::of(pod),
+            &PointerBuf::root(),
+            sidecar,
+            None,
+            "injected",
+        );
+        apply(pod.clone(), &ops)
+    }
+
     #[test]
     fn annotation_keys_are_escaped_and_maps_created() {
         let root = PointerBuf::root();
@@ -212,16 +224,7 @@ mod tests {
     fn native_sidecar_goes_first() {
         let s = sidecar(true);
         let pod = json!({"metadata": {"name": "p"}, "spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "app"}], "unknownField": 1}});
-        let out = apply(
-            pod.clone(),
-            &inject(
-                &PodFacts::of(&pod),
-                &PointerBuf::root(),
-                &s,
-                None,
-                "injected",
-            ),
-        );
+        let out = inject_at_root(&pod, &s);
         assert_eq!(out["spec"]["initContainers"][0]["name"], "linnix-tracer");
         assert_eq!(out["spec"]["initContainers"][0]["restartPolicy"], "Always");
         assert_eq!(out["spec"]["initContainers"][1]["name"], "init");
@@ -234,16 +237,7 @@ mod tests {
     fn regular_container_is_appended() {
         let s = sidecar(false);
         let pod = json!({"spec": {"containers": [{"name": "app"}]}});
-        let out = apply(
-            pod.clone(),
-            &inject(
-                &PodFacts::of(&pod),
-                &PointerBuf::root(),
-                &s,
-                None,
-                "injected",
-            ),
-        );
+        let out = inject_at_root(&pod, &s);
         assert_eq!(out["spec"]["containers"][1]["name"], "linnix-tracer");
         assert!(out["spec"]["containers"][1].get("restartPolicy").is_none());
         assert!(out["spec"].get("initContainers").is_none());
