@@ -313,17 +313,7 @@ fn container_names_come_from_the_pod_status_and_are_refreshed() {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = http_kubeconfig(dir.path(), endpoint.port);
-    let mut t = Tracer::start(
-        &[],
-        &[],
-        Some(&tracer_cg),
-        &[
-            ("POD_NAME", "demo"),
-            ("POD_NAMESPACE", "team-a"),
-            ("KUBECONFIG", kubeconfig.to_str().expect("utf8")),
-        ],
-    );
-    t.wait_ready();
+    let t = start_in_pod(&tracer_cg, &pod_mode_env(&kubeconfig));
     run_in(&app, &["/bin/echo", "app-marker"]);
     // A container the first answer did not know: its id now, a refresh
     // in the background, its name once the refresh is allowed.
@@ -380,17 +370,7 @@ fn forbidden_pod_read_warns_once_and_keeps_ids() {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = http_kubeconfig(dir.path(), endpoint.port);
-    let mut t = Tracer::start(
-        &[],
-        &[],
-        Some(&tracer_cg),
-        &[
-            ("POD_NAME", "demo"),
-            ("POD_NAMESPACE", "team-a"),
-            ("KUBECONFIG", kubeconfig.to_str().expect("utf8")),
-        ],
-    );
-    t.wait_ready();
+    let t = start_in_pod(&tracer_cg, &pod_mode_env(&kubeconfig));
     for i in 0..3 {
         run_in(&app, &["/bin/echo", "forbidden-marker", &i.to_string()]);
     }

@@ -231,6 +231,18 @@ fn rate_limit_drops_in_the_kernel_and_is_counted() {
 const CAP_BPF: u32 = 39;
 const CAP_PERFMON: u32 = 38;
 
+/// `trace --cgroup` on `cg`, run through setpriv holding only `caps`.
+fn trace_with_only(cg: &TestCgroup, caps: &str) -> Tracer {
+    let wrapper = setpriv(caps);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    Tracer::start(
+        &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
+        &wrapper,
+        None,
+        &[],
+    )
+}
+
 fn setpriv(caps: &str) -> Vec<String> {
     [
         "setpriv".to_owned(),
@@ -257,14 +269,7 @@ fn cap_eff(pid: u32) -> u64 {
 #[test]
 fn bpf_and_perfmon_are_enough() {
     let cg = TestCgroup::new("leastpriv");
-    let wrapper = setpriv("+bpf,+perfmon");
-    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let mut t = Tracer::start(
-        &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
-        &wrapper,
-        None,
-        &[],
-    );
+    let mut t = trace_with_only(&cg, "+bpf,+perfmon");
     t.wait_ready();
     assert_eq!(
         cap_eff(t.proc.pid()),
@@ -282,14 +287,7 @@ fn bpf_and_perfmon_are_enough() {
 #[test]
 fn without_cap_bpf_it_fails_with_a_clear_message() {
     let cg = TestCgroup::new("nobpf");
-    let wrapper = setpriv("+perfmon");
-    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let mut t = Tracer::start(
-        &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
-        &wrapper,
-        None,
-        &[],
-    );
+    let mut t = trace_with_only(&cg, "+perfmon");
     let r = t.finish(Duration::from_secs(20));
     assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
     let errors: Vec<&str> = r
