@@ -12,10 +12,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # clang builds the BPF object; libclang feeds bindgen; podman + runc run the
-# end-to-end pods (busybox-static is the example app); bpftrace is the
-# benchmark's peer; python3-venv holds the
-# schema and chart checks.
-APT_PACKAGES=(clang libclang-dev llvm linux-libc-dev podman runc uidmap busybox-static bpftrace python3 python3-venv python3-pip
+# end-to-end pods (catatonit is the pause process `podman kube play` builds
+# its infra image from; busybox-static is the example app); bpftrace is the
+# benchmark's peer; python3-venv holds the schema and chart checks.
+APT_PACKAGES=(clang libclang-dev llvm linux-libc-dev podman runc catatonit uidmap busybox-static bpftrace python3 python3-venv python3-pip
   iproute2 procps util-linux curl ca-certificates openssl git)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
