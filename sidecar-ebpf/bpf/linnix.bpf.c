@@ -26,13 +26,22 @@ const volatile u64 target_cgroup_id = 0;
 const volatile u32 target_level = 0;
 const volatile u32 trace_threads = 0;
 const volatile u32 max_events_per_sec = 0;
-/* 0: wake the reader for every record; see submit_flags(). */
-const volatile u64 wakeup_interval_ns = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, LINNIX_RING_BYTES);
 } events SEC(".maps");
+
+/*
+ * One u32, LINNIX_READER_ASLEEP while the reader blocks until woken, else 0
+ * (it polls the ring on its own timer). See submit_record().
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u32);
+} reader_state SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -127,29 +136,43 @@ static __always_inline void *reserve_record(u64 size)
 }
 
 /*
- * When to wake the reader. Waking it for every record costs a cross-CPU
- * interrupt per event (expensive in a VM) and slows a spawning pod down; so
- * a record wakes the reader only when the last wakeup is wakeup_interval_ns
- * old or the ring is a quarter full. The reader looks again
- * wakeup_interval_ns after each batch, so a record left without a wakeup
- * waits at most about that long. The shared timestamp is updated without
- * atomics: a lost update costs one extra wakeup at most.
+ * Commit a record, waking the reader only when it needs it. A wakeup is a
+ * cross-CPU interrupt taken in the context of the task that emitted the
+ * record: in a VM, tens of microseconds per event off a spawning pod. So a
+ * busy reader is never woken; it polls the ring on its own timer. Only once
+ * the pod has gone quiet does it set reader_state and block, and the first
+ * record after that wakes it. A reader that falls a quarter of the ring
+ * behind is woken whatever it does.
  */
-u64 last_wakeup_ns = 0;
-
-static __always_inline u64 submit_flags(void)
+static __always_inline void submit_record(void *record)
 {
-	u64 now;
+	u32 zero = 0;
+	u32 *asleep;
+	u64 flags = BPF_RB_NO_WAKEUP;
 
-	if (!wakeup_interval_ns)
-		return 0;
-	now = bpf_ktime_get_ns();
-	if (now - last_wakeup_ns >= wakeup_interval_ns ||
-	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= LINNIX_RING_BYTES / 4) {
-		last_wakeup_ns = now;
-		return BPF_RB_FORCE_WAKEUP;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= LINNIX_RING_BYTES / 4)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(record, flags);
+
+	/*
+	 * Read after the commit, which is a full barrier: a reader that set the
+	 * flag later drains after setting it and so finds this record; one that
+	 * set it earlier may have drained before the commit and is woken here.
+	 * The wakeup comes from an empty record, discarded at once: consumers
+	 * skip it. Of several CPUs that race here, the one whose exchange sees
+	 * the flag set wakes the reader.
+	 */
+	asleep = bpf_map_lookup_elem(&reader_state, &zero);
+	if (asleep && *asleep == LINNIX_READER_ASLEEP &&
+	    __sync_lock_test_and_set(asleep, 0) == LINNIX_READER_ASLEEP) {
+		void *nudge = bpf_ringbuf_reserve(&events, 8, 0);
+
+		if (nudge)
+			bpf_ringbuf_discard(nudge, BPF_RB_FORCE_WAKEUP);
+		else
+			/* Ring full: the reader is already due a forced wakeup. */
+			*asleep = LINNIX_READER_ASLEEP;
 	}
-	return BPF_RB_NO_WAKEUP;
 }
 
 /*
@@ -234,7 +257,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	fill_header(&e->hdr, LINNIX_EVENT_FORK, child, container);
 	if (is_thread)
 		e->hdr.flags |= LINNIX_FLAG_THREAD;
-	bpf_ringbuf_submit(e, submit_flags());
+	submit_record(e);
 	return 0;
 }
 
@@ -290,7 +313,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	}
 	e->args_len = len;
 
-	bpf_ringbuf_submit(e, submit_flags());
+	submit_record(e);
 	return 0;
 }
 
@@ -339,7 +362,7 @@ static __always_inline int report_exit(struct task_struct *p, bool dedupe)
 	/* The event is about the process: report its tgid, not the last thread. */
 	e->hdr.host_tid = e->hdr.host_pid;
 
-	bpf_ringbuf_submit(e, submit_flags());
+	submit_record(e);
 	return 0;
 }
 
@@ -449,6 +472,6 @@ int BPF_PROG(handle_mark_victim, struct task_struct *task)
 	e->memcg_usage_bytes = usage;
 	e->memcg_limit_bytes = limit;
 
-	bpf_ringbuf_submit(e, submit_flags());
+	submit_record(e);
 	return 0;
 }

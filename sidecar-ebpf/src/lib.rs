@@ -18,6 +18,7 @@
 mod bindings;
 mod decode;
 mod error;
+mod poll_timer;
 mod self_cgroup;
 mod tracer;
 

@@ -3,17 +3,21 @@
 use std::io;
 use std::time::Duration;
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use std::sync::atomic::{fence, Ordering};
+
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use crate::bindings::{
-    linnix_fork_event, LINNIX_RING_BYTES, LINNIX_STAT_LOST, LINNIX_STAT_RATE_LIMITED,
+    linnix_fork_event, LINNIX_READER_ASLEEP, LINNIX_RING_BYTES, LINNIX_STAT_LOST,
+    LINNIX_STAT_RATE_LIMITED,
 };
 use crate::decode::decode;
 use crate::error::{classify, parse_btf, require_btf_file};
+use crate::poll_timer::PollTimer;
 use crate::{Event, KernelStats, TracerConfig, TracerError};
 
 static LINNIX_BPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linnix.bpf.o"));
@@ -40,22 +44,33 @@ const PROGRAMS: [(&str, &[&str]); 4] = [
 const MAX_RECORDS_PER_DRAIN: usize =
     LINNIX_RING_BYTES as usize / (size_of::<linnix_fork_event>() + 8);
 
-/// The kernel wakes the reader at most this often (`submit_flags()` in
-/// `bpf/linnix.bpf.c`): a wakeup per record costs a cross-CPU interrupt per
-/// event and slows a spawning pod down.
-const WAKEUP_INTERVAL: Duration = Duration::from_micros(500);
+/// While events flow the reader is never woken by the kernel (a wakeup is a
+/// cross-CPU interrupt per event, see `submit_record()` in
+/// `bpf/linnix.bpf.c`): it looks at the ring this often instead. Bounds the
+/// kernel-to-stdout latency.
+const POLL_INTERVAL: Duration = Duration::from_micros(500);
 
-/// After a batch, the reader looks again this long later even without a
-/// wakeup, for records submitted without one. Twice the interval: any record
-/// submitted after that look finds the last wakeup old enough to wake us.
-const LOOK_AGAIN_AFTER: Duration = Duration::from_nanos(2 * WAKEUP_INTERVAL.as_nanos() as u64);
+/// After this many looks in a row find the ring empty, the reader blocks
+/// until the kernel wakes it: an idle pod costs no timer wakeups.
+const EMPTY_POLLS_BEFORE_SLEEP: u32 = 20;
+
+/// How the reader waits for the next records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// Look again after POLL_INTERVAL; this many looks found nothing.
+    Polling { empty: u32 },
+    /// The last look found a full drain's worth: look again at once.
+    Behind,
+    /// Blocked on the ring's descriptor; the kernel wakes it.
+    Asleep,
+}
 
 /// Loaded and attached programs plus the ring buffer they write to.
 pub struct Tracer {
     ring: AsyncFd<RingBuf<MapData>>,
-    /// The last look found records: look again after LOOK_AGAIN_AFTER even
-    /// if no wakeup comes.
-    look_again: bool,
+    reader_state: Array<MapData, u32>,
+    timer: PollTimer,
+    waiting: Waiting,
     stats: PerCpuArray<MapData, u64>,
     attached: usize,
     // Owns the programs and their links: dropping it detaches everything.
@@ -98,6 +113,15 @@ impl Tracer {
             unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
                 TracerError::Other(format!("cannot poll the events ring buffer: {}", e))
             })?;
+        let reader_state = ebpf
+            .take_map("reader_state")
+            .ok_or_else(|| missing("map reader_state"))
+            .and_then(|map| {
+                Array::try_from(map).map_err(|e| classify("open the reader_state map", &e))
+            })?;
+        let timer = PollTimer::new()
+            .and_then(|timer| timer.start(POLL_INTERVAL).map(|()| timer))
+            .map_err(|e| TracerError::Other(format!("cannot create the poll timer: {e}")))?;
         let stats = ebpf
             .take_map("stats")
             .ok_or_else(|| missing("map stats"))
@@ -114,7 +138,9 @@ impl Tracer {
         );
         Ok(Tracer {
             ring,
-            look_again: false,
+            reader_state,
+            timer,
+            waiting: Waiting::Polling { empty: 0 },
             stats,
             attached,
             _ebpf: ebpf,
@@ -124,32 +150,72 @@ impl Tracer {
     /// Wait until the ring buffer has data, then hand its records to `sink`:
     /// at most one ring's worth per call (see [`MAX_RECORDS_PER_DRAIN`]); the
     /// next call continues at once with what is left.
+    ///
+    /// Cancel-safe: every state change happens between two awaits.
     pub async fn next_batch(&mut self, sink: &mut dyn FnMut(Event)) -> io::Result<()> {
         loop {
-            let woken = if self.look_again {
-                tokio::time::timeout(LOOK_AGAIN_AFTER, self.ring.readable_mut())
-                    .await
-                    .ok()
-            } else {
-                Some(self.ring.readable_mut().await)
-            };
-            if let Some(guard) = woken {
-                let mut guard = guard?;
-                if drain_ring(guard.get_inner_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed > 0 {
-                    // Readiness stays set, so the next call drains again first.
-                    self.look_again = true;
-                    return Ok(());
+            match self.waiting {
+                Waiting::Behind => {}
+                Waiting::Polling { .. } => self.timer.tick().await?,
+                Waiting::Asleep => {
+                    // Whatever woke us, records or not, start polling again.
+                    self.ring.readable_mut().await?.clear_ready();
+                    self.set_asleep(false);
+                    self.timer.start(POLL_INTERVAL)?;
                 }
-                guard.clear_ready();
             }
-            // Look once more: after clear_ready(), because a record submitted
-            // between the drain above and clear_ready() would otherwise wait
-            // for a wakeup that never comes; after LOOK_AGAIN_AFTER, for
-            // records submitted without a wakeup.
             let consumed = drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed;
-            self.look_again = consumed > 0;
+            self.waiting = match self.waiting {
+                _ if consumed == MAX_RECORDS_PER_DRAIN => Waiting::Behind,
+                _ if consumed > 0 => Waiting::Polling { empty: 0 },
+                Waiting::Polling { empty } if empty + 1 < EMPTY_POLLS_BEFORE_SLEEP => {
+                    Waiting::Polling { empty: empty + 1 }
+                }
+                _ => self.fall_asleep(sink)?,
+            };
             if consumed > 0 {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Ask the kernel for a wakeup, then look once more: a record committed
+    /// before the kernel saw the request may not have woken us (see
+    /// `submit_record()` in `bpf/linnix.bpf.c`).
+    fn fall_asleep(&mut self, sink: &mut dyn FnMut(Event)) -> io::Result<Waiting> {
+        if !self.set_asleep(true) {
+            // Without the flag no wakeup would come: keep polling.
+            return Ok(Waiting::Polling { empty: 0 });
+        }
+        // Orders the store above before the ring positions read below, as
+        // the kernel side orders its commit before reading the flag.
+        fence(Ordering::SeqCst);
+        Ok(
+            match drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed {
+                0 => {
+                    self.timer.stop()?;
+                    Waiting::Asleep
+                }
+                consumed => {
+                    self.set_asleep(false);
+                    if consumed == MAX_RECORDS_PER_DRAIN {
+                        Waiting::Behind
+                    } else {
+                        Waiting::Polling { empty: 0 }
+                    }
+                }
+            },
+        )
+    }
+
+    /// Whether the flag could be written; if not, the reader keeps polling.
+    fn set_asleep(&mut self, asleep: bool) -> bool {
+        let value = if asleep { LINNIX_READER_ASLEEP } else { 0 };
+        match self.reader_state.set(0, value, 0) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot update the reader state");
+                false
             }
         }
     }
@@ -184,13 +250,11 @@ impl Tracer {
 
 fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
     let trace_threads = u32::from(config.trace_threads);
-    let wakeup_interval_ns = WAKEUP_INTERVAL.as_nanos() as u64;
     EbpfLoader::new()
         .override_global("target_cgroup_id", &config.target.id, true)
         .override_global("target_level", &config.target.level, true)
         .override_global("trace_threads", &trace_threads, true)
         .override_global("max_events_per_sec", &config.max_events_per_sec, true)
-        .override_global("wakeup_interval_ns", &wakeup_interval_ns, true)
         .load(LINNIX_BPF)
         .map_err(|e| classify("create the tracer's BPF maps", &e))
 }

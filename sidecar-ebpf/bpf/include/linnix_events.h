@@ -19,6 +19,8 @@
 #define LINNIX_MAX_ARGS 32
 /* Size of the "events" ring buffer; user space bounds one drain by it. */
 #define LINNIX_RING_BYTES (1 << 20)
+/* Value the reader stores in the "reader_state" map before it blocks. */
+#define LINNIX_READER_ASLEEP 1
 
 enum linnix_event_kind {
 	LINNIX_EVENT_FORK = 1,
