@@ -17,8 +17,13 @@
 #define LINNIX_ARGS_LEN 1024
 /* ... and at most this many arguments. */
 #define LINNIX_MAX_ARGS 32
-/* Size of the "events" ring buffer; user space bounds one drain by it. */
-#define LINNIX_RING_BYTES (1 << 20)
+/*
+ * Size of the "events" ring buffer; user space bounds one drain by it. The
+ * reader empties it at least every poll interval (500 us), so 512 KiB holds
+ * about 350 exec records or 2500 exits arriving within one; the sidecar maps
+ * the data pages twice, so each byte here is two bytes of its RSS.
+ */
+#define LINNIX_RING_BYTES (1 << 19)
 /* Value the reader stores in the "reader_state" map before it blocks. */
 #define LINNIX_READER_ASLEEP 1
 
