@@ -5,8 +5,15 @@ N fork+exec+exit of /bin/true, run in a fresh cgroup v2 directory, timed:
   - with no tracer (baseline),
   - with `linnix-sidecar trace --cgroup DIR` tracing that cgroup,
   - with bpftrace running an equivalent exec/exit script as a peer.
-Configurations alternate over several rounds and the median is kept, which
-matters on a small, noisy machine.
+Every traced storm is bracketed by two baseline storms and compared with
+their mean: on a small VM the speed of the machine itself drifts by 10-20 %
+within seconds, and only a baseline taken just before and just after cancels
+that drift. The figure is the median of those per-round ratios over many
+short rounds, printed with the spread of the rounds (interquartile range).
+
+The tracer measured is the binary the container image ships (glibc
+static-pie, built as scripts/build-images.sh does) unless --binary says
+otherwise.
 
 Figures: overhead ratio against the baseline for both tracers, events lost,
 tracer CPU seconds per 1k events, the tracer's RSS after the storm and its
@@ -167,29 +174,58 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
 
 
+SHIPPED = REPO / "target/x86_64-unknown-linux-gnu/release/linnix-sidecar"
+
+
+def build_shipped() -> None:
+    env = dict(os.environ, RUSTFLAGS=os.environ.get("RUSTFLAGS", "") + " -C target-feature=+crt-static")
+    subprocess.run(["cargo", "build", "--release", "--locked", "--target", "x86_64-unknown-linux-gnu",
+                    "-p", "linnix-sidecar"], cwd=REPO, env=env, check=True)
+
+
+def overhead_line(name: str, ratios: list[float], times: list[float]) -> str:
+    q1, med, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+    return (f"  {name:9s} median {statistics.median(times) * 1000:8.1f} ms   overhead {100 * med:+6.2f} % "
+            f"(rounds' interquartile range {100 * q1:+.1f} .. {100 * q3:+.1f} %)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="spawn-storm benchmark of linnix-sidecar")
-    parser.add_argument("--spawns", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--binary", default=str(REPO / "target/release/linnix-sidecar"))
+    parser.add_argument("--spawns", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--binary", default=str(SHIPPED))
     args = parser.parse_args()
     if not Path(args.binary).exists():
-        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "linnix-sidecar"], cwd=REPO, check=True)
+        if Path(args.binary) != SHIPPED:
+            raise SystemExit(f"{args.binary} does not exist")
+        build_shipped()
 
     cgroup = v2_root() / f"linnix-bench-{os.getpid()}"
     cgroup.mkdir()
     times: dict[str, list[float]] = {"baseline": [], "linnix": [], "bpftrace": []}
+    ratios: dict[str, list[float]] = {"linnix": [], "bpftrace": []}
     attach, latencies, cpu, rss, steady_rss = [], [], [], [], []
     lost, missing, bpftrace_missing = 0.0, 0, 0
     has_bpftrace = shutil.which("bpftrace") is not None
-    try:
-        for _ in range(args.rounds):
-            times["baseline"].append(storm(cgroup, args.spawns))
 
+    def baseline() -> float:
+        times["baseline"].append(storm(cgroup, args.spawns))
+        return times["baseline"][-1]
+
+    def traced(name: str, elapsed: float, before: float) -> float:
+        """Record a traced storm against the baselines around it; returns the one after."""
+        after = baseline()
+        times[name].append(elapsed)
+        ratios[name].append(elapsed / ((before + after) / 2) - 1)
+        return after
+
+    try:
+        before = baseline()
+        for _ in range(args.rounds):
             tracer = Tracer(args.binary, cgroup)
             attach.append(tracer.attach_ms)
             cpu0 = proc_cpu_seconds(tracer.proc.pid)
-            times["linnix"].append(storm(cgroup, args.spawns))
+            elapsed = storm(cgroup, args.spawns)
             time.sleep(0.5)  # let the last events reach stdout
             cpu.append(proc_cpu_seconds(tracer.proc.pid) - cpu0)
             rss.append(proc_status(tracer.proc.pid, "VmHWM"))
@@ -200,14 +236,16 @@ def main() -> int:
             missing += args.spawns - tracer.execs()
             latencies.extend(round_latencies)
             cpu[-1] = cpu[-1] / max(len(round_latencies), 1) * 1000
+            before = traced("linnix", elapsed, before)
 
             if has_bpftrace:
                 peer = Bpftrace(cgroup)
-                times["bpftrace"].append(storm(cgroup, args.spawns))
+                elapsed = storm(cgroup, args.spawns)
                 time.sleep(0.5)
                 peer.stop()
                 bpftrace_lines = len(peer.output.lines())
                 bpftrace_missing += 2 * args.spawns - min(bpftrace_lines, 2 * args.spawns)
+                before = traced("bpftrace", elapsed, before)
     finally:
         cgroup.rmdir()
 
@@ -215,10 +253,10 @@ def main() -> int:
     rate = args.spawns / base
     print(f"spawn storm: {args.spawns} fork+exec+exit of /bin/true x {args.rounds} rounds "
           f"(baseline {rate:.0f} spawns/s, {3 * rate:.0f} events/s)")
-    for name, samples in times.items():
-        if samples:
-            med = statistics.median(samples)
-            print(f"  {name:9s} median {med * 1000:8.1f} ms   overhead {100 * (med / base - 1):+6.2f} %")
+    print(f"  baseline  median {base * 1000:8.1f} ms")
+    for name in ("linnix", "bpftrace"):
+        if ratios[name]:
+            print(overhead_line(name, ratios[name], times[name]))
     print(f"  linnix events lost (ring buffer full): {lost:.0f}; exec events missing from stdout: {missing}")
     if has_bpftrace:
         print(f"  bpftrace lines missing: {bpftrace_missing}")
