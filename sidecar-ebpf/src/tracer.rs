@@ -1,9 +1,8 @@
 //! Loading, attaching and reading the lifecycle programs (`bpf/linnix.bpf.c`).
 
 use std::io;
-use std::time::Duration;
-
 use std::sync::atomic::{fence, Ordering};
+use std::time::Duration;
 
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
@@ -57,7 +56,8 @@ const EMPTY_POLLS_BEFORE_SLEEP: u32 = 20;
 /// How the reader waits for the next records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waiting {
-    /// Look again after POLL_INTERVAL; this many looks found nothing.
+    /// Look again at the next tick of the POLL_INTERVAL timer; this many
+    /// looks in a row found nothing.
     Polling { empty: u32 },
     /// The last look found a full drain's worth: look again at once.
     Behind,
