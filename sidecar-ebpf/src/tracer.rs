@@ -4,7 +4,7 @@ use std::io;
 use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
 
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, Map, MapData, MapError, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader};
 use tokio::io::unix::AsyncFd;
@@ -101,33 +101,18 @@ impl Tracer {
         }
         drop(btf);
 
-        let ring = ebpf
-            .take_map("events")
-            .ok_or_else(|| missing("map events"))
-            .and_then(|map| {
-                RingBuf::try_from(map).map_err(|e| classify("map the events ring buffer", &e))
-            })?;
+        let ring: RingBuf<MapData> = take_map(&mut ebpf, "events")?;
         // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
         // for as long as the AsyncFd that owns the RingBuf.
         let ring =
             unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
                 TracerError::Other(format!("cannot poll the events ring buffer: {}", e))
             })?;
-        let reader_state = ebpf
-            .take_map("reader_state")
-            .ok_or_else(|| missing("map reader_state"))
-            .and_then(|map| {
-                Array::try_from(map).map_err(|e| classify("open the reader_state map", &e))
-            })?;
+        let reader_state = take_map(&mut ebpf, "reader_state")?;
         let timer = PollTimer::new()
             .and_then(|timer| timer.start(POLL_INTERVAL).map(|()| timer))
             .map_err(|e| TracerError::Other(format!("cannot create the poll timer: {e}")))?;
-        let stats = ebpf
-            .take_map("stats")
-            .ok_or_else(|| missing("map stats"))
-            .and_then(|map| {
-                PerCpuArray::try_from(map).map_err(|e| classify("open the stats map", &e))
-            })?;
+        let stats = take_map(&mut ebpf, "stats")?;
 
         tracing::debug!(
             target_id = config.target.id,
@@ -291,6 +276,17 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str, tracepoint: &str) -> Result<()
         .attach()
         .map_err(|e| classify(&format!("attach the BPF program to {tracepoint}"), &e))?;
     Ok(())
+}
+
+/// The object's map `name`, typed (ring buffer, array, ...).
+fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, TracerError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| missing(&format!("map {name}")))?;
+    T::try_from(map).map_err(|e| classify(&format!("open the {name} map"), &e))
 }
 
 fn missing(what: &str) -> TracerError {
