@@ -179,16 +179,22 @@ static __always_inline void submit_record(void *record)
  * Does the task belong to the pod? If so, also return the container-level
  * cgroup: the ancestor one level below the pod, or the task's own cgroup when
  * it sits in the pod cgroup itself.
+ *
+ * This runs for every fork, exec and exit on the node, in every traced pod's
+ * tracer, so what it can read with plain loads it does: the programs' task
+ * arguments are BTF pointers, and the verifier turns loads through them into
+ * fault-safe ones. The ancestors array sits in a union, which the verifier
+ * does not walk, so from there on it takes probe reads.
  */
 static __always_inline bool task_in_target(struct task_struct *task, struct cgroup **container)
 {
-	struct cgroup *cgrp = task_dfl_cgroup(task);
+	struct cgroup *cgrp = task->cgroups->dfl_cgrp;
 	struct cgroup *ancestor;
 	u32 level;
 
 	if (!cgrp)
 		return false;
-	level = BPF_CORE_READ(cgrp, level);
+	level = cgrp->level;
 	if (level < target_level)
 		return false;
 	ancestor = cgroup_ancestor(cgrp, target_level);
