@@ -208,8 +208,10 @@ static __always_inline bool task_in_target(struct task_struct *task, struct cgro
 static __always_inline void fill_header(struct linnix_event_header *hdr, u32 kind,
 					struct task_struct *task, struct cgroup *container)
 {
-	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
-	struct task_struct *parent = BPF_CORE_READ(leader, real_parent);
+	/* task is a BTF pointer (see task_in_target()); the pid chain below is
+	 * indexed by a runtime level, which only probe reads can follow. */
+	struct task_struct *leader = task->group_leader;
+	struct task_struct *parent = leader->real_parent;
 	struct pid *pid = BPF_CORE_READ(leader, thread_pid);
 	/* real_parent may be a thread: its process number is the leader's. */
 	struct pid *ppid = BPF_CORE_READ(parent, group_leader, thread_pid);
@@ -220,9 +222,9 @@ static __always_inline void fill_header(struct linnix_event_header *hdr, u32 kin
 	hdr->kind = kind;
 	hdr->flags = 0;
 	hdr->ts_boot_ns = bpf_ktime_get_boot_ns();
-	hdr->host_pid = BPF_CORE_READ(task, tgid);
-	hdr->host_tid = BPF_CORE_READ(task, pid);
-	hdr->host_ppid = BPF_CORE_READ(parent, tgid);
+	hdr->host_pid = task->tgid;
+	hdr->host_tid = task->pid;
+	hdr->host_ppid = parent->tgid;
 	hdr->_pad0 = 0;
 
 	/* Numbers as the pod sees them: the innermost PID namespace of the task. */
@@ -236,7 +238,7 @@ static __always_inline void fill_header(struct linnix_event_header *hdr, u32 kin
 			hdr->ppid = BPF_CORE_READ(parent_upid, nr);
 	}
 
-	BPF_CORE_READ_STR_INTO(&hdr->comm, leader, comm);
+	bpf_probe_read_kernel_str(hdr->comm, sizeof(hdr->comm), leader->comm);
 	hdr->cgroup_id = container ? cgroup_id(container) : 0;
 	bpf_probe_read_kernel_str(hdr->cgroup_name, sizeof(hdr->cgroup_name),
 				  BPF_CORE_READ(container, kn, name));
@@ -247,7 +249,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
 	struct linnix_fork_event *e;
 	struct cgroup *container;
-	bool is_thread = BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid);
+	bool is_thread = child->pid != child->tgid;
 
 	if (is_thread && !trace_threads)
 		return 0;
