@@ -136,11 +136,9 @@ class Tracer:
         self.proc.wait(timeout=10)
         self.output.join()
 
-    def latencies_us(self) -> list[float]:
-        return [(received - ts_ns(json.loads(line)["ts"])) / 1000 for received, line in self.output.lines()]
-
-    def execs(self) -> int:
-        return sum(json.loads(line)["event"] == "exec" for _, line in self.output.lines())
+    def events(self) -> list[tuple[int, dict]]:
+        """Every line, parsed, with the time it was read."""
+        return [(received, json.loads(line)) for received, line in self.output.lines()]
 
 
 class Bpftrace:
@@ -232,8 +230,9 @@ def main() -> int:
             steady_rss.append(proc_status(tracer.proc.pid, "VmRSS"))
             lost += metric("linnix_events_lost_total")
             tracer.stop()
-            round_latencies = tracer.latencies_us()
-            missing += args.spawns - tracer.execs()
+            events = tracer.events()
+            round_latencies = [(received - ts_ns(event["ts"])) / 1000 for received, event in events]
+            missing += args.spawns - sum(event["event"] == "exec" for _, event in events)
             latencies.extend(round_latencies)
             cpu[-1] = cpu[-1] / max(len(round_latencies), 1) * 1000
             before = traced("linnix", elapsed, before)
