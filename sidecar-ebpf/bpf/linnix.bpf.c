@@ -117,9 +117,8 @@ static __always_inline bool rate_limit_allows(void)
 static __always_inline bool ring_has_room_for_bulk(void)
 {
 	u64 used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	u64 size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
 
-	if (used <= size - size / 4)
+	if (used <= LINNIX_RING_BYTES - LINNIX_RING_BYTES / 4)
 		return true;
 	count_stat(LINNIX_STAT_LOST);
 	return false;
