@@ -135,11 +135,13 @@ pub(crate) fn step(state: State, input: Input) -> Step {
             to(State::Arming, Effect::Arm, false)
         }
         (State::Arming, Input::Looked(Found::Empty)) => to(State::Asleep, Effect::Sleep, false),
-        // Records arrived while the flag went up: keep polling.
+        // Records arrived while the flag went up: they are in the sink, so
+        // the batch ends here, or nothing would flush them until the next
+        // wakeup, which an idle pod may never send.
         (State::Arming, Input::Looked(Found::Some)) => {
-            to(State::Polling { empty: 0 }, Effect::Disarm, false)
+            to(State::Polling { empty: 0 }, Effect::Disarm, true)
         }
-        (State::Arming, Input::Looked(Found::Full)) => to(State::Behind, Effect::Disarm, false),
+        (State::Arming, Input::Looked(Found::Full)) => to(State::Behind, Effect::Disarm, true),
         // Without the flag no wakeup would come: keep polling.
         (State::Arming, Input::FlagRefused) => to(State::Polling { empty: 0 }, Effect::None, false),
         // Whatever woke the reader, records or not, it looks and polls again.
@@ -250,6 +252,18 @@ mod tests {
     }
 
     #[test]
+    fn records_found_while_arming_end_the_batch() {
+        assert_eq!(
+            step(State::Arming, looked(Found::Some)),
+            expect(State::Polling { empty: 0 }, Effect::Disarm, true)
+        );
+        assert_eq!(
+            step(State::Arming, looked(Found::Full)),
+            expect(State::Behind, Effect::Disarm, true)
+        );
+    }
+
+    #[test]
     fn a_refused_flag_keeps_polling() {
         assert_eq!(
             step(State::Arming, Input::FlagRefused),
@@ -306,6 +320,41 @@ mod tests {
         State::Arming,
         State::Asleep,
     ];
+    const INPUTS: [Input; 5] = [
+        Input::Looked(Found::Empty),
+        Input::Looked(Found::Some),
+        Input::Looked(Found::Full),
+        Input::Woken,
+        Input::FlagRefused,
+    ];
+
+    /// Over every state and input: records always end the batch, the flag
+    /// goes up on the way into Arming, a reader blocks only from Arming with
+    /// its timer stopped, and one that leaves Asleep restarts its timer.
+    #[test]
+    fn invariants_hold_for_every_state_and_input() {
+        for state in STATES {
+            for input in INPUTS {
+                let s = step(state, input);
+                let why = format!("{state:?} + {input:?} -> {s:?}");
+                if matches!(input, Input::Looked(Found::Some | Found::Full)) {
+                    assert!(s.end_batch, "{why}");
+                } else {
+                    assert!(!s.end_batch, "{why}");
+                }
+                if s.next == State::Arming {
+                    assert_eq!(s.effect, Effect::Arm, "{why}");
+                }
+                if s.next == State::Asleep && state != State::Asleep {
+                    assert_eq!((state, s.effect), (State::Arming, Effect::Sleep), "{why}");
+                }
+                if state == State::Asleep && s.next != State::Asleep {
+                    assert_eq!(s.effect, Effect::Wake, "{why}");
+                }
+            }
+        }
+    }
+
     /// With the ring always empty, a reader never spins: from any state it
     /// takes at most two looks before it waits on the timer or the
     /// descriptor.
