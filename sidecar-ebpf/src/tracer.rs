@@ -67,9 +67,7 @@ impl Tracer {
     /// buffer is registered with its reactor.
     pub fn load(config: &TracerConfig) -> Result<Tracer, TracerError> {
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(TracerError::Other(
-                "Tracer::load must be called inside a Tokio runtime".into(),
-            ));
+            return Err(TracerError::NoRuntime);
         }
         // Kernel BTF costs tens of MiB parsed. The loader parses and drops its
         // own copy inside load_object(); the attach ids need a second parse,
@@ -87,14 +85,12 @@ impl Tracer {
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "events")?;
         // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
         // for as long as the AsyncFd that owns the RingBuf.
-        let ring =
-            unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
-                TracerError::Other(format!("cannot poll the events ring buffer: {}", e))
-            })?;
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| TracerError::RingBufferPoll(e.into()))?;
         let reader_state = take_map(&mut ebpf, "reader_state")?;
         let timer = PollTimer::new()
             .and_then(|timer| timer.start(POLL_INTERVAL).map(|()| timer))
-            .map_err(|e| TracerError::Other(format!("cannot create the poll timer: {e}")))?;
+            .map_err(TracerError::PollTimer)?;
         let stats = take_map(&mut ebpf, "stats")?;
 
         tracing::debug!(
@@ -187,10 +183,9 @@ impl Tracer {
     }
 
     /// Hand the records already in the ring buffer to `sink` without waiting,
-    /// at most one ring's worth (see [`MAX_RECORDS_PER_DRAIN`]). Returns the
-    /// number of events delivered.
-    pub fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize {
-        drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).delivered
+    /// at most one ring's worth (see [`MAX_RECORDS_PER_DRAIN`]).
+    pub fn drain(&mut self, sink: &mut dyn FnMut(Event)) {
+        drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN);
     }
 
     /// Number of kernel programs attached, for as long as the tracer lives
@@ -284,7 +279,7 @@ where
 }
 
 fn missing(what: &str) -> TracerError {
-    TracerError::Other(format!("{what} is missing from the embedded BPF object"))
+    TracerError::EmbeddedObject(format!("{what} is missing"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
