@@ -224,7 +224,7 @@ async fn exit_of_non_leader_thread_exit_is_reported_once_with_its_code() {
 #[tokio::test]
 async fn nested_cgroups_are_included_and_named_by_container() {
     let _lock = BPF_LOCK.lock().await;
-    let mut cg = TestCgroup::new();
+    let cg = TestCgroup::new();
     let container = cg.child("ctr-a");
     let deeper = cg.child("ctr-a/inner");
     let mut tracer = Tracer::load(&config(cg.position())).expect("load");
@@ -389,9 +389,10 @@ async fn next_batch_wakes_up_for_new_events() {
 #[tokio::test]
 async fn oom_kill_reports_the_victim() {
     let _lock = BPF_LOCK.lock().await;
-    let mut cg = TestCgroup::new();
+    let cg = TestCgroup::new();
     let limit = 64 << 20;
-    let dirs = cg.limit_memory(limit);
+    let memory = MemoryLimit::new(&cg.path, limit);
+    let dirs = limited_dirs(&cg, &memory);
     let mut tracer = Tracer::load(&config(cg.position())).expect("load");
 
     let mut child = spawn_in(&dirs, &[PYTHON, "-c", "b = b'x' * (256 << 20)"]);
@@ -513,7 +514,7 @@ fn in_cgroup(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test]
 async fn own_cgroup_ancestry_matches_directory_inodes() {
     let _lock = BPF_LOCK.lock().await;
-    let mut cg = TestCgroup::new();
+    let cg = TestCgroup::new();
     cg.child("a");
     let nested = cg.child("a/b");
 
@@ -527,13 +528,14 @@ async fn own_cgroup_ancestry_matches_directory_inodes() {
 
     let mut expected = vec![position_of(&nested)];
     let mut dir = nested.clone();
-    while dir != v2_root() {
+    while dir != v2_mount() {
         dir = dir.parent().expect("parent").to_path_buf();
-        if dir != v2_root() {
+        if dir != v2_mount() {
             expected.push(position_of(&dir));
         }
     }
-    let root_id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(v2_root()).expect("root"));
+    let root_id =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(v2_mount()).expect("root"));
     expected.push(linnix_ebpf::CgroupPosition {
         id: root_id,
         level: 0,
@@ -558,7 +560,7 @@ async fn own_cgroup_ancestry_matches_directory_inodes() {
 #[tokio::test]
 async fn own_cgroup_ancestors_are_named_inside_a_private_cgroup_namespace() {
     let _lock = BPF_LOCK.lock().await;
-    let mut cg = TestCgroup::new();
+    let cg = TestCgroup::new();
     let container = cg.child("ctr");
 
     // As in a pod: the container's cgroup becomes the namespace root, so
@@ -583,7 +585,7 @@ async fn own_cgroup_ancestors_are_named_inside_a_private_cgroup_namespace() {
 #[tokio::test]
 async fn own_cgroup_ancestry_at_the_v2_root_means_no_cgroup_v2() {
     let _lock = BPF_LOCK.lock().await;
-    let wrapper = in_cgroup(&v2_root());
+    let wrapper = in_cgroup(&v2_mount());
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let probe = run_probe(&wrapper);
     assert_eq!(probe.ancestry, "ANCESTRY-ERR NoCgroupV2");
