@@ -18,6 +18,7 @@
 mod bindings;
 mod decode;
 mod error;
+mod load;
 mod poll_timer;
 mod reader;
 mod self_cgroup;
