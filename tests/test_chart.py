@@ -275,8 +275,7 @@ def kinds(objects: list[dict]) -> list[str]:
 CORE_KINDS = [
     "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
     "MutatingWebhookConfiguration", "PodDisruptionBudget", "Service", "ServiceAccount",
-    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionPolicyBinding", "ValidatingAdmissionPolicyBinding",
+    *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 3,
 ]
 
 

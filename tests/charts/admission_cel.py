@@ -114,11 +114,14 @@ class Request:
     version: str = "v1"
     kind: str = "Pod"
     username: str = "system:serviceaccount:team-a:deployer"
+    # The name of the object the request is about, when the object itself
+    # does not carry it (CONNECT: the object is PodExecOptions).
+    object_name: str = ""
 
     @property
     def name(self) -> str:
         obj = self.object or self.old_object or {}
-        return obj.get("metadata", {}).get("name", "")
+        return obj.get("metadata", {}).get("name", "") or self.object_name
 
     def as_cel(self) -> dict:
         """The `request` variable (admission.k8s.io/v1 AdmissionRequest)."""

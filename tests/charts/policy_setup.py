@@ -135,6 +135,20 @@ class Installed:
             Request("UPDATE", new, pod, namespace=namespace, subresource="ephemeralcontainers")
         )
 
+    def connect(self, pod_name: str, container: str | None, subresource: str = "exec",
+                namespace: str = TEAM_NS) -> Verdict:
+        """`kubectl exec` (or attach) into a container: a CONNECT whose object
+        is the PodExecOptions (PodAttachOptions)."""
+        kind = "PodExecOptions" if subresource == "exec" else "PodAttachOptions"
+        options = {"kind": kind, "apiVersion": "v1", "stdin": True, "stdout": True, "tty": True}
+        if subresource == "exec":
+            options["command"] = ["/linnix-sidecar", "trace", "--", "/bin/sh"]
+        if container is not None:
+            options["container"] = container
+        req = Request("CONNECT", options, namespace=namespace, subresource=subresource, kind=kind)
+        req.object_name = pod_name
+        return self.admission.review(req)
+
     def inject(self, *pods: dict) -> list[dict]:
         return inject(self.config_text, list(pods))
 

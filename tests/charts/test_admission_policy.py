@@ -55,8 +55,8 @@ def check_of(message: str) -> str:
 def test_policies_and_bindings_are_valid_kubernetes(form, version):
     objects = setup.render(FORMS[form])
     kinds = [o["kind"] for o in objects]
-    assert kinds.count("ValidatingAdmissionPolicy") == 2
-    assert kinds.count("ValidatingAdmissionPolicyBinding") == 2
+    assert kinds.count("ValidatingAdmissionPolicy") == 3
+    assert kinds.count("ValidatingAdmissionPolicyBinding") == 3
     for obj in objects:
         if obj["kind"].startswith("ValidatingAdmissionPolicy") or obj["kind"] == "ConfigMap":
             kubernetes_validate.validate(obj, version, strict=True)
@@ -81,7 +81,8 @@ def test_binding_denies_takes_parameters_from_the_release_and_selects_the_guard(
     objects = setup.render()
     policy = {o["metadata"]["name"]: o for o in setup.of_kind(objects, "ValidatingAdmissionPolicy")}
     (binding,) = [
-        b for b in setup.of_kind(objects, "ValidatingAdmissionPolicyBinding") if b["spec"].get("paramRef")
+        b for b in setup.of_kind(objects, "ValidatingAdmissionPolicyBinding")
+        if b["spec"]["policyName"].endswith("-pod-baseline")
     ]
     pod_policy = policy[binding["spec"]["policyName"]]
     config_map = setup.only(objects, "ConfigMap")
@@ -516,3 +517,25 @@ def test_damaged_parameters_fail_closed(injected):
     verdict = install.create(injected["native-sidecar"])
     assert not verdict.allowed
     assert "resulted in error" in verdict.messages[0]
+
+
+# --------------------------------------------------------------------------
+# kubectl exec and attach
+
+
+@pytest.mark.parametrize("subresource", ["exec", "attach"])
+def test_no_exec_or_attach_into_the_tracer(subresource, installs):
+    for install in installs.values():
+        verdict = install.connect("web", install.tracer_name, subresource)
+        assert not verdict.allowed
+        assert "takes no exec or attach" in verdict.messages[0]
+        assert install.connect("web", "web", subresource).allowed
+        assert install.connect("web", None, subresource).allowed
+        # Outside guarded namespaces this is RBAC's business alone.
+        assert install.connect("web", install.tracer_name, subresource, namespace=setup.OPEN_NS).allowed
+
+
+def test_exec_follows_the_tracers_configured_name():
+    install = setup.Installed(PARAMETER_VALUES["custom"])
+    assert not install.connect("web", "tracer").allowed
+    assert install.connect("web", "linnix-tracer").allowed

@@ -128,3 +128,7 @@ back the list.
 {{- define "linnix-injector.guardPolicyName" -}}
 {{- printf "%s-guard-label" (include "linnix-injector.webhookConfigName" .) | trunc 253 | trimSuffix "-" }}
 {{- end }}
+
+{{- define "linnix-injector.execPolicyName" -}}
+{{- printf "%s-tracer-exec" (include "linnix-injector.webhookConfigName" .) | trunc 253 | trimSuffix "-" }}
+{{- end }}
