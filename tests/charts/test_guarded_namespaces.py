@@ -152,3 +152,56 @@ def test_removing_linnix_labels_never_gives_more_than_pod_security_allows(instal
                 finally:
                     del install.cluster.namespaces["team-b"]
     assert tried == (2 ** len(keys) - 1) * 4
+
+
+def documented_label_commands(text: str) -> list[dict[str, str | None]]:
+    """The `kubectl label namespace …` commands of a document (continuation
+    lines joined), each as label -> value (None for `key-`)."""
+    text = text.replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("kubectl label namespace"):
+            continue
+        labels: dict[str, str | None] = {}
+        for word in line.split()[4:]:
+            if word.startswith("-") or word.startswith("#"):
+                continue
+            if "=" in word:
+                key, value = word.split("=", 1)
+                labels[key] = value
+            elif word.endswith("-"):
+                labels[word[:-1]] = None
+        commands.append(labels)
+    return commands
+
+
+def test_the_documented_commands_guard_and_unguard(install):
+    docs = [
+        setup.ROOT / "README.md",
+        setup.ROOT / "charts" / "linnix-injector" / "README.md",
+        setup.NAMESPACE_CHART / "README.md",
+        setup.NAMESPACE_CHART / "templates" / "NOTES.txt",
+        setup.INJECTOR_CHART / "templates" / "NOTES.txt",
+    ]
+    guards = lifts = 0
+    for doc in docs:
+        for labels in documented_label_commands(doc.read_text()):
+            if labels.get(GUARD) == "baseline":
+                guards += 1
+                assert labels == setup.GUARDED_LABELS, doc
+                # The one command is one update, admitted from a plain namespace.
+                plain = setup.namespace("team-e", {})
+                new = copy.deepcopy(plain)
+                new["metadata"]["labels"].update(labels)
+                assert update_namespace(install, plain, new).allowed
+            elif GUARD in labels and labels[GUARD] is None:
+                lifts += 1
+                new = guarded()
+                for key, value in labels.items():
+                    if value is None:
+                        new["metadata"]["labels"].pop(key)
+                    else:
+                        new["metadata"]["labels"][key] = value
+                assert update_namespace(install, guarded(), new).allowed, doc
+    assert guards >= 4 and lifts >= 1
