@@ -163,7 +163,7 @@ def _match_resources(match: dict | None, req: Request, namespaces: dict[str, dic
         ns_labels = namespaces[req.namespace]["metadata"].get("labels", {})
         if not selector_matches(match.get("namespaceSelector"), ns_labels):
             return False
-    elif req.resource == "namespaces" and not req.subresource:
+    elif req.resource == "namespaces":
         # For a Namespace the namespaceSelector applies to the object itself.
         obj = req.object or req.old_object
         if not selector_matches(match.get("namespaceSelector"), obj["metadata"].get("labels", {})):

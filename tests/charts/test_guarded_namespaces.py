@@ -40,9 +40,10 @@ def guarded(name: str = "team-b") -> dict:
     return setup.namespace(name, setup.GUARDED_LABELS, {"sidecar.linnix.io/inject": "true"})
 
 
-def update_namespace(install: setup.Installed, old: dict, new: dict):
+def update_namespace(install: setup.Installed, old: dict, new: dict, subresource: str = ""):
     return install.admission.review(
-        Request("UPDATE", new, old, resource="namespaces", kind="Namespace", username="kubernetes-admin")
+        Request("UPDATE", new, old, resource="namespaces", subresource=subresource, kind="Namespace",
+                username="kubernetes-admin")
     )
 
 
@@ -81,6 +82,17 @@ def test_removing_the_guard_alone_is_refused(install):
     assert "may only be removed together with" in verdict.messages[0]
     verdict = update_namespace(install, old, with_labels(old, **{GUARD: None, ENFORCE: None}))
     assert not verdict.allowed
+
+
+@pytest.mark.parametrize("subresource", ["status", "finalize"])
+def test_nor_through_a_subresource(install, subresource):
+    old = guarded()
+    assert not update_namespace(install, old, with_labels(old, **{GUARD: None}), subresource).allowed
+    # The namespace controller's own finalize and status updates change no label.
+    finalized = copy.deepcopy(old)
+    finalized["spec"] = {"finalizers": []}
+    finalized["status"] = {"phase": "Terminating"}
+    assert update_namespace(install, old, finalized, subresource).allowed
 
 
 def test_the_guard_goes_with_a_stricter_enforce_level(install):
