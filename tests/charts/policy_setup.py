@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -79,6 +80,17 @@ NAMESPACES = [
 
 # --------------------------------------------------------------------------
 # The chart
+
+# The two forms of the tracer the chart can configure.
+FORMS = {"native-sidecar": {}, "regular-container": {"sidecar": {"nativeSidecar": False}}}
+
+
+def check_of(message: str) -> str:
+    """'Pod Security baseline, seccomp: …' -> 'seccomp'."""
+    match = re.match(r"Pod Security baseline, ([^:]+):", message)
+    assert match, f"not a baseline check's message: {message}"
+    return match.group(1)
+
 
 
 def render(values: dict | None = None) -> list[dict]:
