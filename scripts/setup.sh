@@ -52,8 +52,8 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo (Rust >= 1.95) is required and
 
 # Python tools for the Kubernetes schema and Helm chart checks.
 VENV=tests/.venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import kubernetes_validate, helm_python, pytest, yaml' 2>/dev/null; then
-  log "python venv $VENV (kubernetes-validate, helm-python-sdk, pytest)"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import kubernetes_validate, helm_python, pytest, yaml, cel_expr_python' 2>/dev/null; then
+  log "python venv $VENV (kubernetes-validate, helm-python-sdk, cel-expr-python, pytest)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
 fi

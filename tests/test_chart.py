@@ -31,7 +31,7 @@ RELEASE_NS = "observability"
 TEAM_NS = "team-a"
 
 # The chart's minimum (Chart.yaml kubeVersion) and the newest schemas shipped.
-KUBE_VERSIONS = ["1.25.0", kubernetes_validate.latest_version()]
+KUBE_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
@@ -275,6 +275,7 @@ def kinds(objects: list[dict]) -> list[str]:
 CORE_KINDS = [
     "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment",
     "MutatingWebhookConfiguration", "PodDisruptionBudget", "Service", "ServiceAccount",
+    *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 3,
 ]
 
 
@@ -306,7 +307,10 @@ def test_every_object_carries_the_standard_labels(injector_chart, namespace_char
 
 
 def test_namespaced_objects_are_in_the_release_namespace(injector_chart):
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
+    cluster_scoped = {
+        "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+    }
     for obj in render(injector_chart, MODES["certManager"]):
         if obj["kind"] in cluster_scoped:
             assert "namespace" not in obj["metadata"]

@@ -14,6 +14,11 @@ pub const STATUS_ANNOTATION: &str = "sidecar.linnix.io/status";
 pub const CPU_ANNOTATION: &str = "sidecar.linnix.io/cpu";
 pub const MEMORY_ANNOTATION: &str = "sidecar.linnix.io/memory";
 pub const POD_SECURITY_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
+/// Namespace label the injector chart's admission policy selects: every
+/// container but the exact tracer is then held to Pod Security baseline.
+pub const GUARD_LABEL: &str = "sidecar.linnix.io/guard";
+/// The one value of [`GUARD_LABEL`] (the policy refuses any other).
+pub const GUARD_VALUE: &str = "baseline";
 
 /// Namespaces never touched: the control plane's own, and the injector's.
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
@@ -36,6 +41,14 @@ pub const INJECTED_STATUS: &str = concat!(
     ")"
 );
 
+/// Status annotation value of a pod this build injected in a guarded namespace.
+pub const GUARDED_STATUS: &str = concat!(
+    injected_prefix!(),
+    " (linnix-injector ",
+    env!("CARGO_PKG_VERSION"),
+    "), namespace guarded: every other container is held to Pod Security baseline"
+);
+
 /// Whether the tracer called `tracer` is already in the pod, or the pod
 /// says it was injected.
 fn already_injected(pod: &PodFacts<'_>, tracer: &str) -> bool {
@@ -50,6 +63,8 @@ fn already_injected(pod: &PodFacts<'_>, tracer: &str) -> bool {
 pub struct NamespaceFacts {
     pub inject: Option<String>,
     pub pod_security_enforce: Option<String>,
+    /// The namespace carries `sidecar.linnix.io/guard=baseline`.
+    pub guarded: bool,
 }
 
 /// Everything besides the pod itself that the decision depends on.
@@ -131,7 +146,7 @@ impl Skip {
                 source.as_str()
             ),
             Skip::PodSecurity { level } => format!(
-                "namespace enforces Pod Security level {level:?}, which forbids the CAP_BPF and CAP_PERFMON the tracer needs: the pod would be rejected after mutation"
+                "namespace enforces Pod Security level {level:?}, which forbids the CAP_BPF and CAP_PERFMON the tracer needs: the pod would be rejected after mutation; to trace here without allowing privileged pods, guard the namespace (enforce privileged, warn and audit baseline, label {GUARD_LABEL}={GUARD_VALUE}: see charts/linnix-namespace)"
             ),
             Skip::ShareProcessNamespaceDisabled => {
                 "spec.shareProcessNamespace is explicitly false; the tracer needs the shared process namespace".into()
@@ -195,6 +210,16 @@ pub fn parse_wish(value: &str) -> Wish {
 /// namespaces and the injector's own (`own`).
 pub fn is_protected(namespace: &str, own: Option<&str>) -> bool {
     SYSTEM_NAMESPACES.contains(&namespace) || own == Some(namespace)
+}
+
+/// The status annotation of a pod that [`decide`] injects: whether its
+/// namespace is guarded is part of it.
+pub fn injected_status(ctx: &Context<'_>) -> &'static str {
+    if ctx.namespace_facts.is_some_and(|n| n.guarded) {
+        GUARDED_STATUS
+    } else {
+        INJECTED_STATUS
+    }
 }
 
 /// The decision for `pod`, whose tracer container would be called `tracer`.
@@ -350,6 +375,43 @@ mod tests {
                 "{level}"
             );
         }
+    }
+
+    #[test]
+    fn guarded_namespaces() {
+        for (level, guarded, injects) in [
+            (Some("privileged"), true, true),
+            (None, true, true),
+            (Some("privileged"), false, true),
+            (Some("baseline"), true, false),
+            (Some("restricted"), true, false),
+        ] {
+            let ns = NamespaceFacts {
+                pod_security_enforce: level.map(Into::into),
+                guarded,
+                ..Default::default()
+            };
+            let ctx = Context {
+                namespace: Some("apps"),
+                namespace_facts: Some(&ns),
+                ..Default::default()
+            };
+            let pod = annotated("true");
+            let d = decide(&PodFacts::of(&pod), "linnix-tracer", &ctx);
+            if injects {
+                assert_eq!(d, Decision::Inject, "{level:?} {guarded}");
+                let status = injected_status(&ctx);
+                assert!(status.starts_with(INJECTED_PREFIX), "{status}");
+                assert_eq!(status.contains("namespace guarded"), guarded, "{status}");
+            } else {
+                let Decision::Skip(skip) = d else {
+                    panic!("{level:?} {guarded} injected");
+                };
+                assert_eq!(skip.reason(), "pod-security");
+                assert!(skip.message().contains(GUARD_LABEL), "{}", skip.message());
+            }
+        }
+        assert_eq!(injected_status(&Context::default()), INJECTED_STATUS);
     }
 
     #[test]

@@ -6,8 +6,8 @@ use json_patch::PatchOperation;
 
 use crate::config::{Resources, Sidecar};
 use crate::decision::{
-    self, shorten, Context, Decision, Skip, Wish, CPU_ANNOTATION, INJECTED_STATUS,
-    INJECT_ANNOTATION, MEMORY_ANNOTATION, STATUS_ANNOTATION,
+    self, shorten, Context, Decision, Skip, Wish, CPU_ANNOTATION, INJECT_ANNOTATION,
+    MEMORY_ANNOTATION, STATUS_ANNOTATION,
 };
 use crate::patch;
 use crate::pod::PodFacts;
@@ -46,7 +46,8 @@ pub fn mutate(
     let ops = match &decision {
         Decision::Inject => {
             let resources = overrides(pod, &sidecar.resources, &mut warnings);
-            patch::inject(pod, base, sidecar, resources.as_ref(), INJECTED_STATUS)
+            let status = decision::injected_status(ctx);
+            patch::inject(pod, base, sidecar, resources.as_ref(), status)
         }
         Decision::Skip(skip) => {
             let asked = pod

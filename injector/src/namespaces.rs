@@ -1,4 +1,4 @@
-//! Namespace facts (opt-in annotation, Pod Security level) for the decision.
+//! Namespace facts (opt-in annotation, Pod Security level, guard) for the decision.
 //!
 //! The webhook must answer within the API server's timeout, so namespaces come
 //! from a reflector cache; a direct GET covers a namespace created after the
@@ -14,7 +14,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 
-use crate::decision::{NamespaceFacts, INJECT_ANNOTATION, POD_SECURITY_ENFORCE_LABEL};
+use crate::decision::{
+    NamespaceFacts, GUARD_LABEL, GUARD_VALUE, INJECT_ANNOTATION, POD_SECURITY_ENFORCE_LABEL,
+};
 
 /// Bound on the cache-miss GET: well inside the API server's webhook
 /// timeout, so a slow API server yields a warning instead of a silently
@@ -94,6 +96,7 @@ pub fn facts_of(ns: &Namespace) -> NamespaceFacts {
     NamespaceFacts {
         inject: get(&ns.metadata.annotations, INJECT_ANNOTATION),
         pod_security_enforce: get(&ns.metadata.labels, POD_SECURITY_ENFORCE_LABEL),
+        guarded: get(&ns.metadata.labels, GUARD_LABEL).as_deref() == Some(GUARD_VALUE),
     }
 }
 

@@ -9,7 +9,10 @@ use kube::api::ObjectMeta;
 use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use linnix_injector::config::Config;
-use linnix_injector::decision::{Context, Decision, NamespaceFacts, Skip, Source};
+use linnix_injector::decision::{
+    Context, Decision, NamespaceFacts, Skip, Source, GUARDED_STATUS, INJECTED_STATUS,
+    STATUS_ANNOTATION,
+};
 use linnix_injector::mutate::mutate;
 use linnix_injector::namespaces::{NamespaceLookup, Reflected};
 use linnix_injector::pod::PodFacts;
@@ -35,6 +38,16 @@ fn namespace(name: &str, annotations: &[(&str, &str)], labels: &[(&str, &str)]) 
 }
 
 async fn decide(lookup: &dyn NamespaceLookup, ns: &str, pod: &Value) -> (Decision, Vec<String>) {
+    let (decision, warnings, _) = decide_and_patch(lookup, ns, pod).await;
+    (decision, warnings)
+}
+
+/// The decision, the warnings and the pod as the patch leaves it.
+async fn decide_and_patch(
+    lookup: &dyn NamespaceLookup,
+    ns: &str,
+    pod: &Value,
+) -> (Decision, Vec<String>, Value) {
     let facts = lookup.lookup(ns).await.unwrap();
     let sidecar = Config::default().sidecar.validate(None).unwrap();
     let ctx = Context {
@@ -50,7 +63,9 @@ async fn decide(lookup: &dyn NamespaceLookup, ns: &str, pod: &Value) -> (Decisio
         &ctx,
         true,
     );
-    (out.decision, out.warnings)
+    let mut patched = pod.clone();
+    json_patch::patch(&mut patched, &out.ops).unwrap();
+    (out.decision, out.warnings, patched)
 }
 
 #[tokio::test]
@@ -89,7 +104,8 @@ async fn namespace_annotation_and_pod_security_from_the_cache() {
         lookup.lookup("team-a").await.unwrap(),
         Some(NamespaceFacts {
             inject: Some("true".into()),
-            pod_security_enforce: None
+            pod_security_enforce: None,
+            guarded: false,
         })
     );
     assert_eq!(decide(&lookup, "team-a", &silent).await.0, Decision::Inject);
@@ -136,4 +152,68 @@ async fn namespace_annotation_and_pod_security_from_the_cache() {
     );
     writer.apply_watcher_event(&Event::Delete(namespace("team-a", &[], &[])));
     assert_eq!(lookup.lookup("team-a").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn guarded_namespaces_are_injected_and_say_so() {
+    let (store, mut writer) = reflector::store::<Namespace>();
+    writer.apply_watcher_event(&Event::Init);
+    let guarded_labels = [
+        ("pod-security.kubernetes.io/enforce", "privileged"),
+        ("pod-security.kubernetes.io/warn", "baseline"),
+        ("pod-security.kubernetes.io/audit", "baseline"),
+        ("sidecar.linnix.io/guard", "baseline"),
+    ];
+    let opted_in = [("sidecar.linnix.io/inject", "true")];
+    writer.apply_watcher_event(&Event::InitApply(namespace(
+        "guarded",
+        &opted_in,
+        &guarded_labels,
+    )));
+    writer.apply_watcher_event(&Event::InitApply(namespace(
+        "open",
+        &opted_in,
+        &[("pod-security.kubernetes.io/enforce", "privileged")],
+    )));
+    writer.apply_watcher_event(&Event::InitApply(namespace(
+        "typo",
+        &opted_in,
+        &[("sidecar.linnix.io/guard", "true")],
+    )));
+    writer.apply_watcher_event(&Event::InitApply(namespace(
+        "strict",
+        &opted_in,
+        &[
+            ("pod-security.kubernetes.io/enforce", "baseline"),
+            ("sidecar.linnix.io/guard", "baseline"),
+        ],
+    )));
+    writer.apply_watcher_event(&Event::InitDone);
+    let lookup = Reflected::new(store, None);
+    let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app"}]}});
+    let status = |p: &Value| p["metadata"]["annotations"][STATUS_ANNOTATION].clone();
+
+    assert!(lookup.lookup("guarded").await.unwrap().unwrap().guarded);
+    let (d, w, patched) = decide_and_patch(&lookup, "guarded", &pod).await;
+    assert_eq!(d, Decision::Inject);
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(status(&patched), GUARDED_STATUS);
+    assert!(GUARDED_STATUS.starts_with("injected (linnix-injector "));
+
+    for unguarded in ["open", "typo"] {
+        let (d, _, patched) = decide_and_patch(&lookup, unguarded, &pod).await;
+        assert_eq!(d, Decision::Inject, "{unguarded}");
+        assert_eq!(status(&patched), INJECTED_STATUS, "{unguarded}");
+    }
+
+    // Baseline still refuses the tracer, guard or not; the warning names
+    // the guarded set-up as the way forward.
+    let (d, w, patched) = decide_and_patch(&lookup, "strict", &pod).await;
+    assert!(
+        matches!(d, Decision::Skip(Skip::PodSecurity { .. })),
+        "{d:?}"
+    );
+    assert!(w[0].contains("sidecar.linnix.io/guard=baseline"), "{w:?}");
+    assert!(w[0].contains("warn and audit baseline"), "{w:?}");
+    assert!(status(&patched).as_str().unwrap().starts_with("skipped: "));
 }

@@ -103,3 +103,32 @@ part of its name so the same release name in two namespaces does not collide.
 -}}
 {{- dict "sidecar" $sidecar | toYaml }}
 {{- end }}
+
+{{/*
+The tracer's args exactly as the injector writes them (patch.rs):
+--metrics-addr=0.0.0.0:<metricsPort> first unless sidecar.args sets
+--metrics-addr, then sidecar.args. One per line: values.schema.json refuses
+line breaks inside an argument, so the admission policy's split('\n') gives
+back the list.
+*/}}
+{{- define "linnix-injector.tracerArgs" -}}
+{{- $s := .Values.sidecar -}}
+{{- $args := list -}}
+{{- $metrics := false -}}
+{{- range $s.args }}{{ if hasPrefix "--metrics-addr" . }}{{ $metrics = true }}{{ end }}{{ end -}}
+{{- if not $metrics }}{{ $args = append $args (printf "--metrics-addr=0.0.0.0:%d" (int $s.metricsPort)) }}{{ end -}}
+{{- concat $args $s.args | join "\n" -}}
+{{- end }}
+
+{{/* Cluster-scoped policy objects, named like the webhook configuration. */}}
+{{- define "linnix-injector.podPolicyName" -}}
+{{- printf "%s-pod-baseline" (include "linnix-injector.webhookConfigName" .) | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "linnix-injector.guardPolicyName" -}}
+{{- printf "%s-guard-label" (include "linnix-injector.webhookConfigName" .) | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "linnix-injector.execPolicyName" -}}
+{{- printf "%s-tracer-exec" (include "linnix-injector.webhookConfigName" .) | trunc 253 | trimSuffix "-" }}
+{{- end }}

@@ -1,0 +1,266 @@
+"""The tracer exactly as the injector writes it is the one exception, and nothing else is.
+
+A pod injected by the real `linnix-injector` with the chart's config (both
+tracer forms, service account token mounted as the API server does) is
+admitted on pod CREATE, UPDATE and pods/ephemeralcontainers; every way of
+changing the tracer, copying it, or giving its privileges to another
+container is refused on each of those ways in, with a message that says why.
+kubectl exec and attach into the tracer are refused. The policies are the
+ones Helm renders, evaluated with Google's CEL runtime (admission_cel).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+try:
+    from . import policy_setup as setup
+except ImportError:
+    import policy_setup as setup
+
+FORMS = setup.FORMS
+check_of = setup.check_of
+
+
+@pytest.fixture(scope="module")
+def installs() -> dict[str, setup.Installed]:
+    return {form: setup.Installed(values) for form, values in FORMS.items()}
+
+
+# --------------------------------------------------------------------------
+# The tracer exactly as the injector writes it, and nothing else
+
+
+@pytest.fixture(scope="module")
+def injected(installs) -> dict[str, dict]:
+    """APP_POD injected in each form, with the service account token mounted."""
+    return {form: setup.with_service_account_token(i.inject(setup.APP_POD)[0]) for form, i in installs.items()}
+
+
+def test_the_injected_pod_is_admitted_in_every_way(installs, injected):
+    for form, install in installs.items():
+        pod = injected[form]
+        assert install.create(pod).allowed, form
+        changed = copy.deepcopy(pod)
+        changed["spec"]["containers"][0]["image"] = "registry.local/web:2"
+        assert install.update(pod, changed).allowed, form
+        relabelled = copy.deepcopy(pod)
+        relabelled["metadata"]["labels"] = {"app": "web"}
+        assert install.update(pod, relabelled).allowed
+        debug = {"name": "debugger-x8d2", "image": "registry.local/busybox:1", "stdin": True, "tty": True,
+                 "targetContainerName": "web"}
+        assert install.add_ephemeral(pod, debug).allowed, form
+
+
+def _tracer(pod, name):
+    return setup.tracer_of(pod, name)
+
+
+def _sc(pod, name):
+    return _tracer(pod, name)["securityContext"]
+
+
+def _add_volume(pod, volume):
+    pod["spec"].setdefault("volumes", []).append(volume)
+
+
+def mount_scratch(pod, name):
+    _add_volume(pod, {"name": "scratch", "emptyDir": {}})
+    _tracer(pod, name)["volumeMounts"].append({"name": "scratch", "mountPath": "/scratch"})
+
+
+def token_from_a_secret(pod, name):
+    _add_volume(pod, {"name": "other-token", "secret": {"secretName": "ci-deployer-token"}})
+    _tracer(pod, name)["volumeMounts"] = [
+        {"name": "other-token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True}
+    ]
+
+
+def writable_token(pod, name):
+    _tracer(pod, name)["volumeMounts"][0]["readOnly"] = False
+
+
+def volume_device(pod, name):
+    _add_volume(pod, {"name": "disk", "persistentVolumeClaim": {"claimName": "disk"}})
+    _tracer(pod, name)["volumeDevices"] = [{"name": "disk", "devicePath": "/dev/xvdb"}]
+
+
+def copy_under_another_name(pod, name):
+    twin = copy.deepcopy(_tracer(pod, name))
+    twin["name"] = "linnix-tracer-2"
+    twin.pop("restartPolicy", None)
+    twin.pop("startupProbe", None)
+    pod["spec"]["containers"].append(twin)
+
+
+def app_adds_bpf(pod, name):
+    pod["spec"]["containers"][0]["securityContext"]["capabilities"] = {"add": ["BPF"]}
+
+
+def app_copies_the_tracers_security_context(pod, name):
+    pod["spec"]["containers"][0]["securityContext"] = copy.deepcopy(_sc(pod, name))
+
+
+def plain_init_container(pod, name):
+    tracer = _tracer(pod, name)
+    for key in ("initContainers", "containers"):
+        if tracer in pod["spec"].get(key, []):
+            pod["spec"][key].remove(tracer)
+    tracer.pop("restartPolicy", None)
+    tracer.pop("startupProbe", None)
+    pod["spec"].setdefault("initContainers", []).insert(0, tracer)
+
+
+TAMPERS = {
+    "other-image": lambda p, n: _tracer(p, n).update(image="registry.evil/linnix-sidecar:0.1.0"),
+    "same-image-by-digest": lambda p, n: _tracer(p, n).update(image=_tracer(p, n)["image"] + "@sha256:" + "0" * 64),
+    "trace-command-args": lambda p, n: _tracer(p, n).update(args=["trace", "--", "/bin/sh", "-c", "id"]),
+    "extra-arg": lambda p, n: _tracer(p, n)["args"].append("--max-events-per-sec=0"),
+    "no-args": lambda p, n: _tracer(p, n).pop("args"),
+    "command": lambda p, n: _tracer(p, n).update(command=["/linnix-sidecar"]),
+    "extra-volume-mount": mount_scratch,
+    "token-path-from-a-secret": token_from_a_secret,
+    "writable-token-mount": writable_token,
+    "volume-device": volume_device,
+    "env-from": lambda p, n: _tracer(p, n).update(envFrom=[{"configMapRef": {"name": "settings"}}]),
+    "extra-env": lambda p, n: _tracer(p, n)["env"].append({"name": "RUST_LOG", "value": "trace"}),
+    "env-from-a-secret": lambda p, n: _tracer(p, n)["env"][0].update(
+        valueFrom={"secretKeyRef": {"name": "db", "key": "password"}}),
+    "env-with-a-second-source": lambda p, n: _tracer(p, n)["env"][0]["valueFrom"].update(
+        secretKeyRef={"name": "db", "key": "password"}),
+    "another-capability": lambda p, n: _sc(p, n)["capabilities"]["add"].append("SYS_ADMIN"),
+    "other-capabilities": lambda p, n: _sc(p, n)["capabilities"].update(add=["BPF", "SYS_ADMIN"]),
+    "capabilities-kept": lambda p, n: _sc(p, n)["capabilities"].update(drop=[]),
+    "privileged": lambda p, n: _sc(p, n).update(privileged=True),
+    "privilege-escalation": lambda p, n: _sc(p, n).update(allowPrivilegeEscalation=True),
+    "writable-root": lambda p, n: _sc(p, n).update(readOnlyRootFilesystem=False),
+    "other-seccomp-profile": lambda p, n: _sc(p, n).update(
+        seccompProfile={"type": "Localhost", "localhostProfile": "profiles/anything.json"}),
+    "lifecycle-exec": lambda p, n: _tracer(p, n).update(
+        lifecycle={"postStart": {"exec": {"command": ["/linnix-sidecar", "trace", "--", "/x"]}}}),
+    "exec-startup-probe": lambda p, n: _tracer(p, n).update(
+        startupProbe={"exec": {"command": ["/linnix-sidecar"]}}),
+    "liveness-probe": lambda p, n: _tracer(p, n).update(livenessProbe={"exec": {"command": ["/linnix-sidecar"]}}),
+    "copy-under-another-name": copy_under_another_name,
+    "app-adds-bpf": app_adds_bpf,
+    "app-copies-the-tracers-security-context": app_copies_the_tracers_security_context,
+    "plain-init-container": plain_init_container,
+}
+
+
+@pytest.mark.parametrize("way", ["CREATE", "UPDATE"])
+@pytest.mark.parametrize("tamper", list(TAMPERS))
+@pytest.mark.parametrize("form", list(FORMS))
+def test_tampered_tracers_are_rejected(form, tamper, way, installs, injected):
+    install, good = installs[form], injected[form]
+    bad = copy.deepcopy(good)
+    TAMPERS[tamper](bad, install.tracer_name)
+    assert bad != good
+    verdict = install.create(bad) if way == "CREATE" else install.update(good, bad)
+    assert not verdict.allowed
+    checks = {check_of(m) for m in verdict.messages}
+    assert checks & {"capabilities", "privileged", "seccomp"}, verdict.messages
+    # Outside a guarded namespace the same pod is only up to the namespace's
+    # own Pod Security level (privileged): the policy does not apply there.
+    assert install.create(bad, namespace=setup.OPEN_NS).allowed
+
+
+@pytest.mark.parametrize("tamper", ["other-image", "trace-command-args", "command", "extra-volume-mount",
+                                    "another-capability", "privileged", "env-from", "lifecycle-exec"])
+def test_the_message_says_why_the_tracer_lost_its_exception(tamper, installs, injected):
+    install = installs["native-sidecar"]
+    bad = copy.deepcopy(injected["native-sidecar"])
+    TAMPERS[tamper](bad, install.tracer_name)
+    messages = install.create(bad).messages
+    capabilities = [m for m in messages if check_of(m) == "capabilities"]
+    assert capabilities, messages
+    assert "container linnix-tracer must not add" in capabilities[0]
+    assert "is not the tracer as the injector writes it" in capabilities[0]
+
+
+def test_a_tracer_moved_into_ephemeral_containers_is_rejected(installs, injected):
+    for form, install in installs.items():
+        pod = injected[form]
+        without = copy.deepcopy(pod)
+        tracer = _tracer(without, install.tracer_name)
+        for key in ("initContainers", "containers"):
+            if tracer in without["spec"].get(key, []):
+                without["spec"][key].remove(tracer)
+        ephemeral = {k: v for k, v in tracer.items() if k not in ("restartPolicy", "startupProbe", "ports", "resources")}
+        verdict = install.add_ephemeral(without, ephemeral)
+        assert not verdict.allowed
+        assert {"capabilities", "seccomp"} <= {check_of(m) for m in verdict.messages}
+
+
+@pytest.mark.parametrize(
+    "container",
+    [
+        {"name": "debugger", "image": "registry.local/busybox:1", "securityContext": {"privileged": True}},
+        {"name": "debugger", "image": "registry.local/busybox:1",
+         "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}}},
+        {"name": "debugger", "image": "registry.local/busybox:1",
+         "securityContext": {"seccompProfile": {"type": "Unconfined"}}},
+    ],
+    ids=["privileged", "sys-ptrace", "unconfined"],
+)
+def test_kubectl_debug_containers_are_held_to_baseline(container, installs, injected):
+    for form, install in installs.items():
+        assert not install.add_ephemeral(injected[form], container).allowed
+
+
+def test_a_copy_of_the_tracer_as_a_debug_container_is_rejected(installs, injected):
+    for form, install in installs.items():
+        pod = injected[form]
+        twin = {k: v for k, v in _tracer(pod, install.tracer_name).items()
+                if k not in ("restartPolicy", "startupProbe", "ports", "resources")}
+        twin["name"] = "debugger"
+        verdict = install.add_ephemeral(pod, twin)
+        assert not verdict.allowed
+        assert any("container debugger must not add BPF, PERFMON" in m for m in verdict.messages)
+
+
+def test_updates_that_change_nothing_baseline_checks_are_not_evaluated(installs):
+    """A privileged pod from before the namespace was guarded keeps its label
+    and finalizer updates; any change of its spec, or of an AppArmor
+    annotation, is evaluated."""
+    install = installs["native-sidecar"]
+    legacy = setup.load(setup.FIXTURES / "fail" / "privileged0.yaml")
+    relabelled = copy.deepcopy(legacy)
+    relabelled["metadata"]["labels"] = {"app": "legacy"}
+    relabelled["metadata"]["finalizers"] = ["example.com/cleanup"]
+    verdict = install.update(legacy, relabelled)
+    assert verdict.allowed and verdict.evaluated == []
+    reimaged = copy.deepcopy(legacy)
+    reimaged["spec"]["containers"][0]["image"] = "registry.k8s.io/pause:3.10"
+    assert not install.update(legacy, reimaged).allowed
+    unconfined = copy.deepcopy(relabelled)
+    unconfined["metadata"]["annotations"] = {"container.apparmor.security.beta.kubernetes.io/container1": "unconfined"}
+    assert not install.update(relabelled, unconfined).allowed
+    compliant = setup.load(setup.FIXTURES / "pass" / "apparmorprofile0.yaml")
+    dropped = copy.deepcopy(compliant)
+    del dropped["metadata"]["annotations"]
+    assert install.update(compliant, dropped).evaluated
+
+
+# --------------------------------------------------------------------------
+# kubectl exec and attach
+
+
+@pytest.mark.parametrize("subresource", ["exec", "attach"])
+def test_no_exec_or_attach_into_the_tracer(subresource, installs):
+    for install in installs.values():
+        verdict = install.connect("web", install.tracer_name, subresource)
+        assert not verdict.allowed
+        assert "takes no exec or attach" in verdict.messages[0]
+        assert install.connect("web", "web", subresource).allowed
+        assert install.connect("web", None, subresource).allowed
+        # Outside guarded namespaces this is RBAC's business alone.
+        assert install.connect("web", install.tracer_name, subresource, namespace=setup.OPEN_NS).allowed
+
+
+def test_exec_follows_the_tracers_configured_name():
+    install = setup.Installed({"sidecar": {"name": "tracer"}})
+    assert not install.connect("web", "tracer").allowed
+    assert install.connect("web", "linnix-tracer").allowed
