@@ -214,6 +214,20 @@ def inject(config_text: str, pods: list[dict]) -> list[dict]:
     return out["items"]
 
 
+def exec_target(pod: dict, container: str | None) -> str | None:
+    """The container a CONNECT on pods/exec or pods/attach lands in, as the
+    API server picks it after admission (validateContainer in
+    pkg/registry/core/pod/strategy.go): the named one, else the pod's only
+    app container; None when the request fails."""
+    spec = pod["spec"]
+    names = [c["name"] for key in ("initContainers", "containers", "ephemeralContainers")
+             for c in spec.get(key, [])]
+    if container:
+        return container if container in names else None
+    regular = spec.get("containers", [])
+    return regular[0]["name"] if len(regular) == 1 else None
+
+
 def tracer_of(pod: dict, name: str) -> dict:
     spec = pod["spec"]
     (found,) = [c for c in spec.get("initContainers", []) + spec.get("containers", []) if c["name"] == name]

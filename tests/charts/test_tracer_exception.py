@@ -255,9 +255,30 @@ def test_no_exec_or_attach_into_the_tracer(subresource, installs):
         assert not verdict.allowed
         assert "takes no exec or attach" in verdict.messages[0]
         assert install.connect("web", "web", subresource).allowed
-        assert install.connect("web", None, subresource).allowed
         # Outside guarded namespaces this is RBAC's business alone.
         assert install.connect("web", install.tracer_name, subresource, namespace=setup.OPEN_NS).allowed
+
+
+@pytest.mark.parametrize("subresource", ["exec", "attach"])
+def test_exec_and_attach_must_name_the_container(subresource, installs):
+    """Without a container name the API server picks the pod's only app
+    container, after admission: in a regular-container release, a pod whose
+    only app container is the exact tracer would take the exec in the
+    tracer. kubectl always sends the name."""
+    install = installs["regular-container"]
+    (tracer,) = [c for c in install.inject(setup.APP_POD)[0]["spec"]["containers"]
+                 if c["name"] == install.tracer_name]
+    lone = setup.with_service_account_token({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lone"},
+        "spec": {"shareProcessNamespace": True, "containers": [tracer]},
+    })
+    assert install.create(lone).allowed, "the exact tracer alone is still the exact tracer"
+    assert setup.exec_target(lone, None) == install.tracer_name
+    for install in installs.values():
+        verdict = install.connect("lone", None, subresource)
+        assert not verdict.allowed
+        assert "must name the container" in verdict.messages[0]
+        assert install.connect("lone", None, subresource, namespace=setup.OPEN_NS).allowed
 
 
 def test_exec_follows_the_tracers_configured_name():
