@@ -250,11 +250,15 @@ def load(path: pathlib.Path) -> dict:
 
 
 def with_service_account_token(pod: dict) -> dict:
-    """What the ServiceAccount admission plugin adds before validating
-    admission runs: a projected token volume, mounted read-only into every
-    init and app container."""
+    """What the API server adds before validating admission runs: the
+    ServiceAccount admission plugin's projected token volume, mounted
+    read-only into every init and app container, and the default of the one
+    defaulted container field the policy pins (terminationMessagePath)."""
     pod = copy.deepcopy(pod)
     spec = pod["spec"]
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        for container in spec.get(key, []):
+            container.setdefault("terminationMessagePath", "/dev/termination-log")
     volume = "kube-api-access-x7k2p"
     spec.setdefault("volumes", []).append(
         {

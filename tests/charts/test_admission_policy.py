@@ -240,6 +240,8 @@ def test_parameters_agree_with_what_the_injector_writes(values):
     assert data["tracer.name"] == yaml.safe_load(data["config.yaml"])["sidecar"]["name"]
     assert data["tracer.image"] == tracer["image"]
     assert data["tracer.args"].split("\n") == tracer["args"]
+    native = tracer in pod["spec"].get("initContainers", [])
+    assert data["tracer.nativeSidecar"] == ("true" if native else "false")
     profile = tracer["securityContext"]["seccompProfile"]
     assert data["tracer.seccompProfile.type"] == profile["type"]
     assert data["tracer.seccompProfile.localhostProfile"] == profile.get("localhostProfile", "")

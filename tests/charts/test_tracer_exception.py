@@ -54,6 +54,17 @@ def test_the_injected_pod_is_admitted_in_every_way(installs, injected):
         assert install.add_ephemeral(pod, debug).allowed, form
 
 
+def test_the_token_volume_may_carry_more_certificates(installs, injected):
+    """OpenShift adds its service CA to the token volume: still the exact
+    tracer, since nothing in that volume is executable."""
+    for form, install in installs.items():
+        pod = copy.deepcopy(injected[form])
+        _token_volume(pod, install.tracer_name)["projected"]["sources"].append(
+            {"configMap": {"name": "openshift-service-ca.crt",
+                           "items": [{"key": "service-ca.crt", "path": "service-ca.crt"}]}})
+        assert install.create(pod).allowed, form
+
+
 def _tracer(pod, name):
     return setup.tracer_of(pod, name)
 
@@ -103,6 +114,43 @@ def app_copies_the_tracers_security_context(pod, name):
     pod["spec"]["containers"][0]["securityContext"] = copy.deepcopy(_sc(pod, name))
 
 
+def _token_volume(pod, name):
+    (mount,) = _tracer(pod, name)["volumeMounts"]
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+    return volume
+
+
+def executable_in_the_token_volume(pod, name):
+    """A team's own ConfigMap projected beside the token as an executable
+    file: anything exec'd in the tracer would run it with CAP_BPF and
+    CAP_PERFMON."""
+    _token_volume(pod, name)["projected"]["sources"].append(
+        {"configMap": {"name": "tools", "items": [{"key": "busybox", "path": "busybox", "mode": 0o755}]}})
+
+
+def executable_token_volume_by_default(pod, name):
+    _token_volume(pod, name)["projected"]["defaultMode"] = 0o755
+
+
+def other_form(pod, name):
+    """The tracer in the other list than the configured form puts it: a
+    regular container of a native-sidecar release (then the only app
+    container of a pod, it is where an exec without a container name lands),
+    or a native sidecar of a regular-container release."""
+    tracer = _tracer(pod, name)
+    spec = pod["spec"]
+    if tracer in spec.get("initContainers", []):
+        spec["initContainers"].remove(tracer)
+        if not spec["initContainers"]:
+            del spec["initContainers"]
+        del tracer["restartPolicy"]
+        spec["containers"].append(tracer)
+    else:
+        spec["containers"].remove(tracer)
+        tracer["restartPolicy"] = "Always"
+        spec.setdefault("initContainers", []).insert(0, tracer)
+
+
 def plain_init_container(pod, name):
     tracer = _tracer(pod, name)
     for key in ("initContainers", "containers"):
@@ -147,6 +195,13 @@ TAMPERS = {
     "app-adds-bpf": app_adds_bpf,
     "app-copies-the-tracers-security-context": app_copies_the_tracers_security_context,
     "plain-init-container": plain_init_container,
+    "other-form": other_form,
+    "executable-in-the-token-volume": executable_in_the_token_volume,
+    "executable-token-volume-by-default": executable_token_volume_by_default,
+    "working-dir": lambda p, n: _tracer(p, n).update(workingDir="/proc/1/root"),
+    "stdin": lambda p, n: _tracer(p, n).update(stdin=True, stdinOnce=True),
+    "tty": lambda p, n: _tracer(p, n).update(tty=True),
+    "termination-message-path": lambda p, n: _tracer(p, n).update(terminationMessagePath="/linnix-sidecar"),
 }
 
 
