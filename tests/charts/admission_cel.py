@@ -7,7 +7,8 @@ and object selectors), parameters (`paramKind`/`paramRef`, including
 `matchConditions`, `variables`, `validations` with `message`,
 `messageExpression` and `reason`, `failurePolicy` and `validationActions`,
 following the order and rules of k8s.io/apiserver's validating admission
-policy plugin. Expressions run on `cel-expr-python` (the C++ CEL runtime)
+policy plugin (a request about a Namespace carries the namespace's own name,
+and is cluster-scoped). Expressions run on `cel-expr-python` (the C++ CEL runtime)
 with the optional-types and strings extensions, the subset of CEL that
 Kubernetes also has. Kubernetes compiles `object`, `oldObject` and `params` as
 `dyn`; so does this module, and a policy that uses a Kubernetes-only function
@@ -118,6 +119,13 @@ class Request:
     # does not carry it (CONNECT: the object is PodExecOptions).
     object_name: str = ""
 
+    def __post_init__(self):
+        # For requests about a Namespace itself the API server sets the
+        # request's namespace to the namespace's own name (see the scope
+        # rule in k8s.io/apiserver's admission rule matcher).
+        if self.resource == "namespaces" and not self.namespace:
+            self.namespace = self.name
+
     @property
     def name(self) -> str:
         obj = self.object or self.old_object or {}
@@ -144,10 +152,11 @@ class Request:
 
 
 def _rule_matches(rule: dict, req: Request) -> bool:
+    # A Namespace is cluster-scoped although its requests carry a namespace.
     scope = rule.get("scope", "*")
-    if scope == "Namespaced" and not req.namespace:
+    if scope == "Namespaced" and (req.resource == "namespaces" or not req.namespace):
         return False
-    if scope == "Cluster" and req.namespace:
+    if scope == "Cluster" and req.resource != "namespaces" and req.namespace:
         return False
     return (
         _wildcard(rule.get("operations") or [], req.operation)
@@ -159,14 +168,16 @@ def _rule_matches(rule: dict, req: Request) -> bool:
 
 def _match_resources(match: dict | None, req: Request, namespaces: dict[str, dict], *, rules_required: bool) -> bool:
     match = match or {}
-    if req.namespace:
-        ns_labels = namespaces[req.namespace]["metadata"].get("labels", {})
+    # Other cluster-scoped objects are never excluded by a namespaceSelector,
+    # and an empty one matches without a look-up.
+    if req.namespace and (match.get("namespaceSelector") or {}):
+        if req.resource == "namespaces" and not req.subresource and req.operation in ("CREATE", "UPDATE"):
+            # A Namespace being created or updated: its new labels, since the
+            # API server's namespace cache does not have them yet.
+            ns_labels = req.object["metadata"].get("labels", {})
+        else:
+            ns_labels = namespaces[req.namespace]["metadata"].get("labels", {})
         if not selector_matches(match.get("namespaceSelector"), ns_labels):
-            return False
-    elif req.resource == "namespaces":
-        # For a Namespace the namespaceSelector applies to the object itself.
-        obj = req.object or req.old_object
-        if not selector_matches(match.get("namespaceSelector"), obj["metadata"].get("labels", {})):
             return False
     if "objectSelector" in match:
         candidates = [o for o in (req.object, req.old_object) if o is not None]
@@ -338,7 +349,7 @@ class Admission:
             assert b["spec"]["policyName"] in self.policies, b["spec"]["policyName"]
 
     def review(self, req: Request) -> Verdict:
-        if req.namespace:
+        if req.namespace and req.resource != "namespaces":
             assert req.namespace in self.cluster.namespaces, f"namespace {req.namespace} does not exist"
         failures: list[Failure] = []
         warnings: list[str] = []

@@ -172,3 +172,29 @@ def test_kubernetes_only_functions_do_not_compile_here():
         compile_expression("quantity('1Gi').isGreaterThan(quantity('1Mi'))")
     with pytest.raises(CelError):
         compile_expression("authorizer.group('').resource('pods').check('get').allowed()")
+
+
+def test_requests_about_a_namespace_carry_its_name_and_are_cluster_scoped():
+    """As in k8s.io/apiserver's rule matcher: a Namespace request's namespace
+    is the namespace's own name, yet it matches scope Cluster, not
+    Namespaced; a namespaceSelector sees the new labels on CREATE and
+    UPDATE, and the stored ones on its subresources."""
+    def rules(scope):
+        return {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                                   "resources": ["namespaces", "namespaces/status"], "scope": scope}]}
+
+    deny = {"validations": [{"expression": "request.namespace != 'a'", "message": "seen"}]}
+    stored = NAMESPACES[0]
+    relabelled = {**stored, "metadata": {"name": "a", "labels": {"team": "x"}}}
+    update = Request("UPDATE", relabelled, stored, resource="namespaces", kind="Namespace")
+    assert update.namespace == "a"
+    assert admit(policy({"matchConstraints": rules("Cluster"), **deny}), req=update).messages == ["seen"]
+    assert admit(policy({"matchConstraints": rules("Namespaced"), **deny}), req=update).evaluated == []
+    selected = binding({"matchResources": {"namespaceSelector": {"matchLabels": {"team": "a"}}}})
+    p = policy({"matchConstraints": rules("*"), **deny})
+    assert admit(p, selected, req=update).evaluated == []
+    status = Request("UPDATE", relabelled, stored, resource="namespaces", subresource="status", kind="Namespace")
+    assert admit(p, selected, req=status).messages == ["seen"]
+    new = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "c", "labels": {"team": "a"}}}
+    create = Request("CREATE", new, resource="namespaces", kind="Namespace")
+    assert admit(p, selected, req=create).evaluated == ["p"]
