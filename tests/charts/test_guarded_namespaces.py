@@ -104,6 +104,7 @@ def test_the_guard_goes_with_a_stricter_enforce_level(install):
 def test_the_guard_has_one_value(install):
     old = guarded()
     assert not update_namespace(install, old, with_labels(old, **{GUARD: "off"})).allowed
+    assert not update_namespace(install, old, with_labels(old, **{GUARD: "Baseline"})).allowed
     typo = setup.namespace("team-c", {ENFORCE: "privileged", GUARD: "true"})
     verdict = create_namespace(install, typo)
     assert not verdict.allowed and "one value, baseline" in verdict.messages[0]

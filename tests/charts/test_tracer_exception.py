@@ -202,6 +202,14 @@ TAMPERS = {
     "stdin": lambda p, n: _tracer(p, n).update(stdin=True, stdinOnce=True),
     "tty": lambda p, n: _tracer(p, n).update(tty=True),
     "termination-message-path": lambda p, n: _tracer(p, n).update(terminationMessagePath="/linnix-sidecar"),
+    # The runtimes accept these spellings (containerd and CRI-O upper-case
+    # and prefix CAP_); the policy, like Pod Security, knows only the exact
+    # names, so they are other capabilities: refused, never exempt.
+    "cap-prefixed-capabilities": lambda p, n: _sc(p, n)["capabilities"].update(add=["CAP_BPF", "CAP_PERFMON"]),
+    "lower-case-capabilities": lambda p, n: _sc(p, n)["capabilities"].update(add=["bpf", "perfmon"]),
+    "duplicate-capability": lambda p, n: _sc(p, n)["capabilities"].update(add=["BPF", "BPF"]),
+    "add-all": lambda p, n: _sc(p, n)["capabilities"].update(add=["BPF", "PERFMON", "all"]),
+    "lower-case-drop-all": lambda p, n: _sc(p, n)["capabilities"].update(drop=["all"]),
 }
 
 
@@ -220,6 +228,62 @@ def test_tampered_tracers_are_rejected(form, tamper, way, installs, injected):
     # Outside a guarded namespace the same pod is only up to the namespace's
     # own Pod Security level (privileged): the policy does not apply there.
     assert install.create(bad, namespace=setup.OPEN_NS).allowed
+
+
+def test_the_order_of_the_tracers_capabilities_does_not_matter(installs, injected):
+    for form, install in installs.items():
+        pod = copy.deepcopy(injected[form])
+        _sc(pod, install.tracer_name)["capabilities"]["add"] = ["PERFMON", "BPF"]
+        assert install.create(pod).allowed, form
+
+
+# What baseline refuses to any container is refused to the exact tracer too,
+# and the message names that check alone: the tracer keeps its exception.
+BASELINE_FOR_THE_TRACER = {
+    "host port": ("host ports", lambda p, n: _tracer(p, n)["ports"][0].update(hostPort=9464)),
+    "unmasked /proc": ("/proc mount type", lambda p, n: _sc(p, n).update(procMount="Unmasked")),
+    "SELinux spc_t": ("SELinux", lambda p, n: _sc(p, n).update(seLinuxOptions={"type": "spc_t"})),
+    "SELinux user": ("SELinux", lambda p, n: _sc(p, n).update(seLinuxOptions={"user": "system_u"})),
+    "AppArmor field": ("AppArmor", lambda p, n: _sc(p, n).update(appArmorProfile={"type": "Unconfined"})),
+    "AppArmor annotation": ("AppArmor", lambda p, n: p["metadata"].setdefault("annotations", {}).update(
+        {f"container.apparmor.security.beta.kubernetes.io/{n}": "unconfined"})),
+    "Windows HostProcess": ("Windows HostProcess", lambda p, n: _sc(p, n).update(
+        windowsOptions={"hostProcess": True})),
+    "startup probe host": ("host probes and lifecycle hooks", lambda p, n: _tracer(p, n).setdefault(
+        "startupProbe", {"httpGet": {"port": 9464}})["httpGet"].update(host="169.254.169.254")),
+    # Pod-level settings that every container, the tracer's neighbours
+    # included, would inherit.
+    "pod seccomp Unconfined": ("seccomp", lambda p, n: p["spec"].setdefault("securityContext", {}).update(
+        seccompProfile={"type": "Unconfined"})),
+    "pod AppArmor Unconfined": ("AppArmor", lambda p, n: p["spec"].setdefault("securityContext", {}).update(
+        appArmorProfile={"type": "Unconfined"})),
+    "pod sysctl": ("sysctls", lambda p, n: p["spec"].setdefault("securityContext", {}).update(
+        sysctls=[{"name": "kernel.core_pattern", "value": "|/tmp/x"}])),
+    "host PID": ("host namespaces", lambda p, n: p["spec"].update(hostPID=True)),
+}
+
+
+@pytest.mark.parametrize("case", list(BASELINE_FOR_THE_TRACER))
+@pytest.mark.parametrize("form", list(FORMS))
+def test_baseline_holds_for_the_tracer_too(form, case, installs, injected):
+    install = installs[form]
+    check, change = BASELINE_FOR_THE_TRACER[case]
+    pod = copy.deepcopy(injected[form])
+    change(pod, install.tracer_name)
+    verdict = install.create(pod)
+    assert not verdict.allowed
+    assert {check_of(m) for m in verdict.messages} == {check}, verdict.messages
+
+
+@pytest.mark.parametrize("add", [["BPF"], ["bpf"], ["CAP_BPF"], ["PERFMON"], ["SYS_ADMIN"], ["CAP_SYS_ADMIN"],
+                                 ["all"], ["ALL"], ["SYS_PTRACE"], ["NET_RAW"]])
+def test_app_containers_get_no_capability_beyond_baselines_in_any_spelling(add, installs, injected):
+    for form, install in installs.items():
+        pod = copy.deepcopy(injected[form])
+        pod["spec"]["containers"][0]["securityContext"]["capabilities"] = {"add": add}
+        verdict = install.create(pod)
+        assert not verdict.allowed
+        assert {check_of(m) for m in verdict.messages} == {"capabilities"}
 
 
 @pytest.mark.parametrize("tamper", ["other-image", "trace-command-args", "command", "extra-volume-mount",
