@@ -164,6 +164,9 @@ def plain_init_container(pod, name):
 TAMPERS = {
     "other-image": lambda p, n: _tracer(p, n).update(image="registry.evil/linnix-sidecar:0.1.0"),
     "same-image-by-digest": lambda p, n: _tracer(p, n).update(image=_tracer(p, n)["image"] + "@sha256:" + "0" * 64),
+    # The same image to a runtime, another string to the policy: refused
+    # rather than guessed at.
+    "same-image-with-its-registry": lambda p, n: _tracer(p, n).update(image="docker.io/" + _tracer(p, n)["image"]),
     "trace-command-args": lambda p, n: _tracer(p, n).update(args=["trace", "--", "/bin/sh", "-c", "id"]),
     "extra-arg": lambda p, n: _tracer(p, n)["args"].append("--max-events-per-sec=0"),
     "no-args": lambda p, n: _tracer(p, n).pop("args"),
@@ -171,6 +174,9 @@ TAMPERS = {
     "extra-volume-mount": mount_scratch,
     "token-path-from-a-secret": token_from_a_secret,
     "writable-token-mount": writable_token,
+    "token-mount-sub-path": lambda p, n: _tracer(p, n)["volumeMounts"][0].update(subPath="token"),
+    "token-mount-propagation": lambda p, n: _tracer(p, n)["volumeMounts"][0].update(
+        mountPropagation="HostToContainer"),
     "volume-device": volume_device,
     "env-from": lambda p, n: _tracer(p, n).update(envFrom=[{"configMapRef": {"name": "settings"}}]),
     "extra-env": lambda p, n: _tracer(p, n)["env"].append({"name": "RUST_LOG", "value": "trace"}),
