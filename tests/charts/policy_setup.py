@@ -11,11 +11,9 @@ service account token mount.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import tempfile
 
@@ -169,29 +167,18 @@ class Installed:
 # The injector
 
 
-def cargo() -> str:
-    found = shutil.which("cargo") or str(pathlib.Path.home() / ".cargo" / "bin" / "cargo")
-    assert pathlib.Path(found).exists(), "cargo not found"
-    return found
-
-
 _BINARY: pathlib.Path | None = None
 
 
 def injector_binary() -> pathlib.Path:
-    """Builds `linnix-injector` from this workspace (a no-op when up to date)."""
+    """The `linnix-injector` binary that scripts/test.sh built and named in
+    LINNIX_INJECTOR_BIN (see tests/conftest.py): never built here."""
     global _BINARY
     if _BINARY is None:
-        subprocess.run(
-            [cargo(), "build", "--quiet", "--locked", "-p", "linnix-injector", "--bin", "linnix-injector"],
-            cwd=ROOT, check=True,
-        )
-        meta = subprocess.run(
-            [cargo(), "metadata", "--format-version", "1", "--no-deps"],
-            cwd=ROOT, check=True, capture_output=True, text=True,
-        )
-        binary = pathlib.Path(json.loads(meta.stdout)["target_directory"]) / "debug" / "linnix-injector"
-        assert binary.is_file(), binary
+        given = os.environ.get("LINNIX_INJECTOR_BIN")
+        assert given, "no injector binary: run `./scripts/test.sh charts` or set LINNIX_INJECTOR_BIN"
+        binary = pathlib.Path(given).resolve()
+        assert binary.is_file() and os.access(binary, os.X_OK), f"{binary} is not an executable file"
         _BINARY = binary
     return _BINARY
 
