@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use linnix_ebpf::CgroupPosition;
 use tracing::{debug, warn};
 
+use crate::scratch_owner;
+
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// How long leftovers get to die after SIGKILL before rmdir is attempted.
@@ -39,7 +41,7 @@ pub enum CgroupError {
     },
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
+pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
     let path = path.to_owned();
     move |source| CgroupError::Io {
         action,
@@ -106,7 +108,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
         .collect()
 }
 
-fn mounts() -> Result<Vec<MountEntry>, CgroupError> {
+pub(crate) fn mounts() -> Result<Vec<MountEntry>, CgroupError> {
     let text = fs::read_to_string(MOUNTINFO).map_err(io_err("read", Path::new(MOUNTINFO)))?;
     Ok(parse_mountinfo(&text))
 }
@@ -194,12 +196,17 @@ fn memory_home(v2: &Path, mounts: &[MountEntry]) -> Result<MemoryHome, CgroupErr
 
 /// A cgroup made for one traced command. `remove` kills its processes and
 /// removes its directories off the runtime thread; dropping it without
-/// `remove` (unwinding, or outside a runtime) does the same, blocking.
+/// `remove` (unwinding, or outside a runtime) does the same, blocking. A
+/// tracer killed with SIGKILL does neither: its lock on the directory goes,
+/// and the next `trace` removes what it left (see [`crate::scratch_owner`]).
 #[derive(Debug)]
 pub struct ScratchCgroup {
     dirs: ScratchDirs,
     position: CgroupPosition,
     removed: bool,
+    /// Held until the directories are gone: it tells a live tracer's
+    /// cgroup from a dead one's.
+    _owner: Option<File>,
 }
 
 #[derive(Debug, Clone)]
@@ -255,7 +262,9 @@ impl ScratchCgroup {
                 v1_memory_dir: None,
             },
             removed: false,
+            _owner: None,
         };
+        cg._owner = Some(scratch_owner::own(&cg.dirs.v2_dir)?);
         cg.position = position_of(&cg.dirs.v2_dir, &v2)?;
 
         if let (Some(limit), Some(home)) = (memory_limit, home) {
@@ -411,7 +420,7 @@ pub fn kill_cgroup(dir: &Path) -> Result<(), CgroupError> {
     }
 }
 
-fn collect_pids_recursive(dir: &Path) -> Result<Vec<i32>, CgroupError> {
+pub(crate) fn collect_pids_recursive(dir: &Path) -> Result<Vec<i32>, CgroupError> {
     let mut pids = read_pids(dir)?;
     for child in subdirs(dir) {
         pids.extend(collect_pids_recursive(&child)?);
@@ -432,7 +441,7 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
 
 /// rmdir a cgroup, children first. A just-emptied cgroup can report EBUSY
 /// for a moment while the last task is released, so retry briefly.
-fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
+pub(crate) fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
     for child in subdirs(dir) {
         remove_dir(&child)?;
     }

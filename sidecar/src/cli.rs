@@ -52,7 +52,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 #[command(group(
-    clap::ArgGroup::new("target").required(true).args(["cgroup", "command"])
+    clap::ArgGroup::new("target").required(true).args(["cgroup", "command", "cleanup"])
 ))]
 pub struct TraceArgs {
     /// A cgroup v2 directory (e.g. /sys/fs/cgroup/unified/my.slice): it and
@@ -66,9 +66,16 @@ pub struct TraceArgs {
     pub memory_limit: Option<u64>,
 
     /// The command to run (after `--`). Its stdout is sent to stderr so that
-    /// stdout carries only events.
+    /// stdout carries only events. When it exits, whatever it left running
+    /// in its cgroup is killed with SIGKILL.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+
+    /// Remove the cgroups that tracers killed with SIGKILL left behind (and
+    /// kill what still runs in them), then exit. `trace -- CMD` does the same
+    /// when it starts. Only the tracer's own are touched.
+    #[arg(long, conflicts_with_all = ["cgroup", "command", "memory_limit"])]
+    pub cleanup: bool,
 }
 
 #[cfg(test)]
@@ -106,6 +113,17 @@ mod tests {
         assert_eq!(t.command, ["sh", "-c", "exit 3"]);
         assert_eq!(t.memory_limit, Some(64 << 20));
         assert!(cli.common.threads);
+    }
+
+    #[test]
+    fn cleanup_stands_alone() {
+        let cli = parse(&["trace", "--cleanup"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Trace(TraceArgs { cleanup: true, .. }))
+        ));
+        assert!(parse(&["trace", "--cleanup", "--", "true"]).is_err());
+        assert!(parse(&["trace", "--cleanup", "--cgroup", "/x"]).is_err());
     }
 
     #[test]

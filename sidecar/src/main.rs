@@ -14,6 +14,7 @@ mod pod;
 mod pod_events;
 mod procfs;
 mod run;
+mod scratch_owner;
 mod size;
 
 use std::io::IsTerminal;

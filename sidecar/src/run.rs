@@ -24,6 +24,7 @@ use crate::names::ContainerNames;
 use crate::pod::{looks_like_pod_cgroup, PodIdentity};
 use crate::pod_events::PodEvents;
 use crate::procfs;
+use crate::scratch_owner;
 
 const DEFAULT_POD_METRICS_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9464);
@@ -86,6 +87,7 @@ impl RunError {
 pub async fn run(cli: Cli) -> Result<u8, RunError> {
     match cli.command {
         None => run_in_pod(&cli.common).await,
+        Some(Command::Trace(TraceArgs { cleanup: true, .. })) => cleanup().await,
         Some(Command::Trace(TraceArgs {
             cgroup: Some(dir), ..
         })) => trace_cgroup(&cli.common, &dir).await,
@@ -191,6 +193,20 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
     .await
 }
 
+/// `trace --cleanup`: remove the scratch cgroups of killed tracers.
+async fn cleanup() -> Result<u8, RunError> {
+    let swept = tokio::task::spawn_blocking(scratch_owner::sweep)
+        .await
+        .map_err(|e| CgroupError::Io {
+            action: "sweep",
+            path: "scratch cgroups".into(),
+            source: io::Error::other(e),
+        })??;
+    scratch_owner::report(&swept);
+    info!(removed = swept.len(), "cleanup done");
+    Ok(0)
+}
+
 async fn trace_cgroup(common: &CommonArgs, dir: &Path) -> Result<u8, RunError> {
     let metrics = start_metrics(common.metrics_addr).await?;
     let mount = cgroup::v2_mount()?;
@@ -214,6 +230,10 @@ async fn trace_command(
     // Handled from here on, so that an early Ctrl-C cannot end the process
     // before the scratch cgroup is cleaned up; it reaches the command later.
     let mut signals = Signals::new()?;
+    // What tracers killed with SIGKILL left behind goes first.
+    if let Err(e) = tokio::task::spawn_blocking(scratch_owner::sweep_and_report).await {
+        warn!(error = %e, "cannot look for scratch cgroups that killed tracers left behind");
+    }
     let scratch = ScratchCgroup::create(memory_limit)?;
     let result = trace_in(common, program, args, &scratch, metrics, &mut signals).await;
     // On every way out: kill what is left in it and remove it.
