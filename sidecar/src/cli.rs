@@ -38,6 +38,13 @@ pub struct CommonArgs {
     #[arg(long, global = true, default_value_t = 10_000, value_name = "N")]
     pub max_events_per_sec: u32,
 
+    /// How long the metric series of a container whose cgroup was removed
+    /// stay, so that scrapes see their last values (an OOM kill that ended
+    /// the container included); then they are dropped. Only series labelled
+    /// with a container id: those labelled with a name stay.
+    #[arg(long, global = true, default_value_t = 300, value_name = "SECONDS")]
+    pub removed_series_ttl: u64,
+
     /// Diagnostics filter (tracing EnvFilter syntax); RUST_LOG wins when set.
     #[arg(long, global = true, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
@@ -91,6 +98,7 @@ mod tests {
         let cli = parse(&[]).expect("parses");
         assert!(cli.command.is_none());
         assert_eq!(cli.common.max_events_per_sec, 10_000);
+        assert_eq!(cli.common.removed_series_ttl, 300);
         assert!(!cli.common.threads);
     }
 

@@ -148,13 +148,39 @@ impl From<&OomKillEvent> for OomDetail {
 }
 
 impl<'a> Detail<'a> {
-    pub fn of(event: &'a Event) -> (&'a Task, Detail<'a>) {
+    /// The task and the line's own fields; `None` for records that are not
+    /// about a task (lost events, removed cgroups).
+    pub fn of(event: &'a Event) -> Option<(&'a Task, Detail<'a>)> {
         match event {
-            Event::Fork(f) => (&f.task, Detail::Fork(ForkDetail { thread: f.thread })),
-            Event::Exec(e) => (&e.task, Detail::Exec(e.into())),
-            Event::Exit(e) => (&e.task, Detail::Exit(e.into())),
-            Event::OomKill(o) => (&o.task, Detail::OomKill(o.into())),
+            Event::Fork(f) => Some((&f.task, Detail::Fork(ForkDetail { thread: f.thread }))),
+            Event::Exec(e) => Some((&e.task, Detail::Exec(e.into()))),
+            Event::Exit(e) => Some((&e.task, Detail::Exit(e.into()))),
+            Event::OomKill(o) => Some((&o.task, Detail::OomKill(o.into()))),
+            Event::Lost(_) | Event::CgroupRemoved(_) => None,
         }
+    }
+}
+
+/// The line that marks a hole in the stream: how many events the kernel
+/// dropped since the previous `lost` line (or the start).
+#[derive(Debug, Serialize)]
+pub struct LostLine<'a> {
+    pub event: LostKind,
+    pub ts: Rfc3339,
+    /// The ring buffer was full (fork and exec: three quarters full).
+    pub lost: u64,
+    /// Dropped by the per-pod rate limit (`--max-events-per-sec`).
+    pub rate_limited: u64,
+    pub pod: Option<&'a PodIdentity>,
+}
+
+/// The `event` of a [`LostLine`]: always `"lost"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostKind;
+
+impl Serialize for LostKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("lost")
     }
 }
 
@@ -250,7 +276,7 @@ impl<W: Write> Writer<W> {
         }
     }
 
-    pub fn write(&mut self, line: &Line<'_>) -> io::Result<()> {
+    pub fn write(&mut self, line: &impl Serialize) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, line)?;
         self.out.write_all(b"\n")
     }
@@ -279,7 +305,7 @@ mod tests {
         }
     }
 
-    fn to_value(l: &Line<'_>) -> Value {
+    fn to_value(l: &impl Serialize) -> Value {
         let mut w = Writer::new(Vec::new());
         w.write(l).expect("write");
         w.flush().expect("flush");
@@ -418,6 +444,28 @@ mod tests {
         assert_eq!(v["event"], "oom_kill");
         assert_eq!(v["rss_kb"], 65016);
         assert!(v["memcg_limit_bytes"].is_null());
+    }
+
+    #[test]
+    fn lost_line() {
+        let pod = PodIdentity {
+            name: Some("web".into()),
+            namespace: None,
+            uid: None,
+            node: None,
+        };
+        let v = to_value(&LostLine {
+            event: LostKind,
+            ts: Rfc3339(5),
+            lost: 313,
+            rate_limited: 0,
+            pod: Some(&pod),
+        });
+        assert_eq!(
+            v,
+            json!({"event": "lost", "ts": "1970-01-01T00:00:00.000000005Z",
+                   "lost": 313, "rate_limited": 0, "pod": {"name": "web", "namespace": null, "uid": null}})
+        );
     }
 
     #[test]

@@ -138,6 +138,10 @@ fn load(
     Ok(tracer)
 }
 
+fn removed_series_ttl(common: &CommonArgs) -> Duration {
+    Duration::from_secs(common.removed_series_ttl)
+}
+
 /// Loading parses the kernel's whole BTF (tens of MiB at peak); hand the
 /// freed heap back to the kernel so the sidecar's RSS reflects what it keeps.
 fn release_freed_memory() {
@@ -183,6 +187,7 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
                 skip_cgroup: Some(own.id),
                 pod_events,
                 watch_exit: None,
+                removed_series_ttl: removed_series_ttl(common),
             },
         );
         writer.present_all(procfs::pod_processes(Path::new("/proc")))?;
@@ -212,7 +217,13 @@ async fn trace_cgroup(common: &CommonArgs, dir: &Path) -> Result<u8, RunError> {
     let mount = cgroup::v2_mount()?;
     let target = cgroup::position_of(dir, &mount)?;
     let mut tracer = load(common, target, &dir.to_string_lossy(), &metrics)?;
-    let mut writer = EventWriter::new(metrics, Settings::default());
+    let mut writer = EventWriter::new(
+        metrics,
+        Settings {
+            removed_series_ttl: removed_series_ttl(common),
+            ..Settings::default()
+        },
+    );
     writer.present_all(procfs::cgroup_processes(dir))?;
     pump(&mut tracer, &mut writer, shutdown_signal()?).await?;
     Ok(0)
@@ -265,6 +276,7 @@ async fn trace_in(
         metrics,
         Settings {
             watch_exit: child_pid.map(|pid| WatchExit { pid, seen }),
+            removed_series_ttl: removed_series_ttl(common),
             ..Settings::default()
         },
     );
@@ -308,13 +320,12 @@ async fn pump<T>(
                 r.map_err(RunError::RingBuffer)?;
                 writer.flush()?;
             }
-            _ = stats.tick() => writer.kernel_stats(tracer),
+            _ = stats.tick() => writer.tick(tracer),
             stopped = &mut stop => break stopped?,
         }
     };
     tracer.drain(&mut |ev| writer.event(ev));
-    writer.kernel_stats(tracer);
-    writer.flush()?;
+    writer.finish(tracer)?;
     Ok(stopped)
 }
 
