@@ -362,6 +362,21 @@ mod tests {
             Some(&pod),
         ));
         expect_keys(&v, &["filename", "argv", "argv_truncated"]);
+        // filename_truncated appears only when true, as the README says.
+        let cut = to_value(&line(
+            Detail::Exec(ExecDetail {
+                filename: "/very/long",
+                argv: &argv,
+                argv_truncated: false,
+                filename_truncated: true,
+            }),
+            None,
+        ));
+        expect_keys(
+            &cut,
+            &["filename", "argv", "argv_truncated", "filename_truncated"],
+        );
+        assert_eq!(cut["filename_truncated"], true);
         assert_eq!(v["event"], "exec");
         assert_eq!(v["ts"], "2026-11-22T10:15:02.123456789Z");
         assert_eq!(v["argv"], json!(["uname", "-a"]));
