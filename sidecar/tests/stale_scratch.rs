@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{trace_command, v2_mount, Proc, BIN};
+use common::{trace_command, Proc, BIN};
+use linnix_test_support::v2_mount;
 
 /// `trace -- sleep 1000`, once its command runs in its scratch cgroup:
 /// the tracer, the cgroup, and the command's pid.
