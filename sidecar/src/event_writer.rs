@@ -14,11 +14,12 @@ use tracing::{debug, info, warn};
 use crate::losses::{self, Drops, LossWatch};
 use crate::metrics::{ContainerCounters, Metrics};
 use crate::names::{ContainerNames, Label};
-use crate::output::{Clock, Detail, Kind, Line, LostKind, LostLine, Writer};
+use crate::output::{Detail, Kind, Line, LostKind, LostLine, Writer};
 use crate::pod::{container_id_from_cgroup, Placement, PodIdentity};
 use crate::pod_events::{OomNotice, PodEvents};
 use crate::procfs::PresentProcess;
 use crate::run::RunError;
+use crate::timestamp::Clock;
 
 /// What an [`EventWriter`] is told when it is built.
 pub struct Settings {

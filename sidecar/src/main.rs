@@ -15,8 +15,10 @@ mod pod;
 mod pod_events;
 mod procfs;
 mod run;
+mod scratch;
 mod scratch_owner;
 mod size;
+mod timestamp;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

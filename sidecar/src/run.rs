@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::apiserver;
-use crate::cgroup::{self, CgroupError, ScratchCgroup};
+use crate::cgroup::{self, CgroupError};
 use crate::cli::{Cli, Command, CommonArgs, TraceArgs};
 use crate::command::{
     exit_status_code, shutdown_signal, spawn_in_cgroup, wait_forwarding_signals, Signals,
@@ -24,6 +24,7 @@ use crate::names::ContainerNames;
 use crate::pod::{looks_like_pod_cgroup, PodIdentity};
 use crate::pod_events::PodEvents;
 use crate::procfs;
+use crate::scratch::ScratchCgroup;
 use crate::scratch_owner;
 
 const DEFAULT_POD_METRICS_ADDR: SocketAddr =
