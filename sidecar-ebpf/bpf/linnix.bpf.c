@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Process lifecycle of one pod: fork, exec, exit and OOM kill.
+ * Process lifecycle of one pod: fork, exec, exit and OOM kill, and the removal
+ * of its container cgroups.
  *
- * Every program decides in the kernel whether its subject task belongs to the
- * pod (the cgroup v2 subtree rooted at target_cgroup_id, which sits at
- * target_level): nothing about other pods ever reaches the ring buffer.
+ * Every program decides in the kernel whether its subject task (or cgroup)
+ * belongs to the pod (the cgroup v2 subtree rooted at target_cgroup_id, which
+ * sits at target_level): nothing about other pods ever reaches the ring
+ * buffer.
  *
  * Each program has a file of its own in lifecycle/, the part they share is
  * lifecycle/common.h. They are compiled as this one translation unit, so
@@ -21,3 +23,4 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "lifecycle/exec.c"
 #include "lifecycle/exit.c"
 #include "lifecycle/oom.c"
+#include "lifecycle/cgroup_rmdir.c"

@@ -4,12 +4,16 @@
 use zerocopy::{FromBytes, Immutable, KnownLayout};
 
 use crate::bindings::{
-    linnix_event_header, linnix_exec_event, linnix_exit_event, linnix_fork_event, linnix_oom_event,
-    LINNIX_ARGS_LEN, LINNIX_EVENT_EXEC, LINNIX_EVENT_EXIT, LINNIX_EVENT_FORK,
-    LINNIX_EVENT_OOM_KILL, LINNIX_FLAG_ARGV_TRUNCATED, LINNIX_FLAG_FILENAME_TRUNCATED,
-    LINNIX_FLAG_MEMCG_KNOWN, LINNIX_FLAG_THREAD, LINNIX_MAX_ARGS,
+    linnix_cgroup_event, linnix_event_header, linnix_exec_event, linnix_exit_event,
+    linnix_fork_event, linnix_lost_event, linnix_oom_event, LINNIX_ARGS_LEN,
+    LINNIX_EVENT_CGROUP_RMDIR, LINNIX_EVENT_EXEC, LINNIX_EVENT_EXIT, LINNIX_EVENT_FORK,
+    LINNIX_EVENT_LOST, LINNIX_EVENT_OOM_KILL, LINNIX_FLAG_ARGV_TRUNCATED,
+    LINNIX_FLAG_FILENAME_TRUNCATED, LINNIX_FLAG_MEMCG_KNOWN, LINNIX_FLAG_THREAD, LINNIX_MAX_ARGS,
 };
-use crate::{DecodeError, Event, ExecEvent, ExitEvent, ForkEvent, MemcgUsage, OomKillEvent, Task};
+use crate::{
+    CgroupRemovedEvent, DecodeError, Event, ExecEvent, ExitEvent, ForkEvent, LostEvent, MemcgUsage,
+    OomKillEvent, Task,
+};
 
 /// Parse one ring-buffer record.
 ///
@@ -48,6 +52,20 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 rss_file_kb: e.rss_file_kb,
                 rss_shmem_kb: e.rss_shmem_kb,
                 memcg,
+            })
+        }),
+        LINNIX_EVENT_LOST => with(record, |e: &linnix_lost_event| {
+            Event::Lost(LostEvent {
+                ts_boot_ns: e.hdr.ts_boot_ns,
+                lost: e.lost,
+                rate_limited: e.rate_limited,
+            })
+        }),
+        LINNIX_EVENT_CGROUP_RMDIR => with(record, |e: &linnix_cgroup_event| {
+            Event::CgroupRemoved(CgroupRemovedEvent {
+                ts_boot_ns: e.hdr.ts_boot_ns,
+                cgroup_id: e.hdr.cgroup_id,
+                cgroup_name: c_string(&e.hdr.cgroup_name),
             })
         }),
         other => Err(DecodeError::UnknownKind(other)),
@@ -275,6 +293,51 @@ mod tests {
         assert!(
             matches!(decode(oom.as_bytes()), Ok(Event::OomKill(o)) if o.memcg == Some(MemcgUsage { usage_bytes: 2, limit_bytes: 0 }))
         );
+    }
+
+    #[test]
+    fn lost_and_cgroup_removed_records() {
+        let lost = linnix_lost_event {
+            hdr: linnix_event_header {
+                kind: LINNIX_EVENT_LOST,
+                ts_boot_ns: 11,
+                ..Default::default()
+            },
+            lost: 313,
+            rate_limited: 2,
+        };
+        assert_eq!(
+            decode(lost.as_bytes()).expect("lost"),
+            Event::Lost(LostEvent {
+                ts_boot_ns: 11,
+                lost: 313,
+                rate_limited: 2
+            })
+        );
+        let mut removed = linnix_cgroup_event {
+            hdr: header(LINNIX_EVENT_CGROUP_RMDIR, 0),
+        };
+        for (dst, src) in removed.hdr.cgroup_name.iter_mut().zip(b"libpod-ab12.scope") {
+            *dst = *src as std::ffi::c_char;
+        }
+        let Ok(Event::CgroupRemoved(r)) = decode(removed.as_bytes()) else {
+            panic!("not a cgroup record");
+        };
+        assert_eq!(
+            (r.cgroup_id, r.cgroup_name.as_str()),
+            (99, "libpod-ab12.scope")
+        );
+        // Cut short, both are refused like every other kind.
+        let bytes = lost.as_bytes();
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::TooShort(_))
+        ));
+        let bytes = removed.as_bytes();
+        assert!(matches!(
+            decode(&bytes[..size_of::<linnix_event_header>() - 1]),
+            Err(DecodeError::TooShort(_))
+        ));
     }
 
     #[test]

@@ -133,12 +133,36 @@ pub struct OomKillEvent {
     pub memcg: Option<MemcgUsage>,
 }
 
+/// Events the kernel dropped since the previous `LostEvent`: the hole in the
+/// stream lies between that record and this one. The kernel writes one
+/// before the first record that fits after a drop, at most one per 100 ms;
+/// drops after the last record stay in [`KernelStats`] only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostEvent {
+    pub ts_boot_ns: u64,
+    /// The ring buffer was full (fork and exec: three quarters full).
+    pub lost: u64,
+    /// Dropped by the per-pod rate limit.
+    pub rate_limited: u64,
+}
+
+/// A container-level cgroup of the target (one level below it) was removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupRemovedEvent {
+    pub ts_boot_ns: u64,
+    pub cgroup_id: u64,
+    /// kernfs name of the cgroup (carries the container id).
+    pub cgroup_name: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Fork(ForkEvent),
     Exec(ExecEvent),
     Exit(ExitEvent),
     OomKill(OomKillEvent),
+    Lost(LostEvent),
+    CgroupRemoved(CgroupRemovedEvent),
 }
 
 /// Counters kept in the kernel, summed over CPUs.

@@ -12,7 +12,7 @@ static LINNIX_BPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 /// BTF tracepoint → the programs in the object that can serve it, best
 /// first: the first one this kernel's verifier accepts is attached.
-pub(crate) const PROGRAMS: [(&str, &[&str]); 4] = [
+pub(crate) const PROGRAMS: [(&str, &[&str]); 5] = [
     ("sched_process_fork", &["handle_fork"]),
     ("sched_process_exec", &["handle_exec"]),
     // The group_dead argument of the tracepoint is new; older kernels need
@@ -22,6 +22,7 @@ pub(crate) const PROGRAMS: [(&str, &[&str]); 4] = [
         &["handle_exit_group_dead", "handle_exit"],
     ),
     ("mark_victim", &["handle_mark_victim"]),
+    ("cgroup_rmdir", &["handle_cgroup_rmdir"]),
 ];
 
 pub(crate) fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {

@@ -21,12 +21,14 @@ fn own_cgroup_ancestry() -> Result<Vec<CgroupPosition>, TracerError> {
         .collect())
 }
 
-fn task_of(event: &Event) -> &Task {
+/// `None` for records that are not about a task (lost, cgroup removed).
+fn task_of(event: &Event) -> Option<&Task> {
     match event {
-        Event::Fork(e) => &e.task,
-        Event::Exec(e) => &e.task,
-        Event::Exit(e) => &e.task,
-        Event::OomKill(e) => &e.task,
+        Event::Fork(e) => Some(&e.task),
+        Event::Exec(e) => Some(&e.task),
+        Event::Exit(e) => Some(&e.task),
+        Event::OomKill(e) => Some(&e.task),
+        Event::Lost(_) | Event::CgroupRemoved(_) => None,
     }
 }
 
@@ -310,7 +312,7 @@ async fn neighbour_cgroup_flood_produces_no_events() {
     assert!(
         events
             .iter()
-            .all(|e| task_of(e).cgroup_id == target.position().id),
+            .all(|e| task_of(e).is_some_and(|t| t.cgroup_id == target.position().id)),
         "{events:#?}"
     );
     assert!(exits_of(&events, flood).is_empty());
@@ -356,6 +358,55 @@ async fn rate_limit_drops_forks_and_execs_but_not_exits() {
     assert_eq!(exits_of(&events, pid).len(), 1);
     let stats = tracer.kernel_stats().expect("stats");
     assert!(stats.rate_limited >= 30, "{stats:?}");
+    // The drops are in the stream too, as lost records before the exits that
+    // passed: never more than the totals, and never nothing.
+    let reported: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Lost(l) => Some(l.rate_limited + l.lost),
+            _ => None,
+        })
+        .sum();
+    assert!(reported > 0, "no lost record: {events:#?}");
+    assert!(
+        reported <= stats.rate_limited + stats.lost,
+        "{reported} > {stats:?}"
+    );
+    let first_lost = events.iter().position(|e| matches!(e, Event::Lost(_)));
+    assert!(
+        first_lost.is_some_and(|i| events[i + 1..].iter().any(|e| matches!(e, Event::Exit(_)))),
+        "the lost record comes before the exits that passed"
+    );
+}
+
+#[tokio::test]
+async fn removing_a_container_cgroup_of_the_target_is_reported() {
+    let _lock = BPF_LOCK.lock().await;
+    let cg = TestCgroup::new();
+    let container = cg.child("ctr-gone");
+    cg.child("ctr-stays");
+    let deeper = cg.child("ctr-stays/inner");
+    let outside = TestCgroup::new();
+    let mut tracer = Tracer::load(&config(cg.position())).expect("load");
+
+    let id = position_of(&container).id;
+    std::fs::remove_dir(&container).expect("rmdir container cgroup");
+    // Neither a deeper cgroup nor one outside the target is reported.
+    std::fs::remove_dir(&deeper).expect("rmdir deeper cgroup");
+    drop(outside);
+    let events = collect(&mut tracer);
+
+    let removed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CgroupRemoved(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed.len(), 1, "{events:#?}");
+    assert_eq!(removed[0].cgroup_id, id);
+    assert_eq!(removed[0].cgroup_name, "ctr-gone");
+    assert!(removed[0].ts_boot_ns > 0);
 }
 
 /// The reader polls while records flow and blocks once the pod is quiet
@@ -789,8 +840,8 @@ async fn programs_attached_counts_the_kernel_links() {
     let cg = TestCgroup::new();
     let before = open_bpf_links();
     let tracer = Tracer::load(&config(cg.position())).expect("load");
-    // fork, exec, exit, mark_victim
-    assert_eq!(tracer.programs_attached(), 4);
+    // fork, exec, exit, mark_victim, cgroup_rmdir
+    assert_eq!(tracer.programs_attached(), 5);
     assert_eq!(open_bpf_links() - before, tracer.programs_attached());
     drop(tracer);
     assert_eq!(open_bpf_links(), before, "dropping detaches");

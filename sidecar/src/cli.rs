@@ -38,6 +38,13 @@ pub struct CommonArgs {
     #[arg(long, global = true, default_value_t = 10_000, value_name = "N")]
     pub max_events_per_sec: u32,
 
+    /// How long the metric series of a container whose cgroup was removed
+    /// stay, so that scrapes see their last values (an OOM kill that ended
+    /// the container included); then they are dropped. Only series labelled
+    /// with a container id: those labelled with a name stay.
+    #[arg(long, global = true, default_value_t = 300, value_name = "SECONDS")]
+    pub removed_series_ttl: u64,
+
     /// Diagnostics filter (tracing EnvFilter syntax); RUST_LOG wins when set.
     #[arg(long, global = true, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
@@ -52,7 +59,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 #[command(group(
-    clap::ArgGroup::new("target").required(true).args(["cgroup", "command"])
+    clap::ArgGroup::new("target").required(true).args(["cgroup", "command", "cleanup"])
 ))]
 pub struct TraceArgs {
     /// A cgroup v2 directory (e.g. /sys/fs/cgroup/unified/my.slice): it and
@@ -66,9 +73,16 @@ pub struct TraceArgs {
     pub memory_limit: Option<u64>,
 
     /// The command to run (after `--`). Its stdout is sent to stderr so that
-    /// stdout carries only events.
+    /// stdout carries only events. When it exits, whatever it left running
+    /// in its cgroup is killed with SIGKILL.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+
+    /// Remove the cgroups that tracers killed with SIGKILL left behind (and
+    /// kill what still runs in them), then exit. `trace -- CMD` does the same
+    /// when it starts. Only the tracer's own are touched.
+    #[arg(long, conflicts_with_all = ["cgroup", "command", "memory_limit"])]
+    pub cleanup: bool,
 }
 
 #[cfg(test)]
@@ -84,6 +98,7 @@ mod tests {
         let cli = parse(&[]).expect("parses");
         assert!(cli.command.is_none());
         assert_eq!(cli.common.max_events_per_sec, 10_000);
+        assert_eq!(cli.common.removed_series_ttl, 300);
         assert!(!cli.common.threads);
     }
 
@@ -106,6 +121,17 @@ mod tests {
         assert_eq!(t.command, ["sh", "-c", "exit 3"]);
         assert_eq!(t.memory_limit, Some(64 << 20));
         assert!(cli.common.threads);
+    }
+
+    #[test]
+    fn cleanup_stands_alone() {
+        let cli = parse(&["trace", "--cleanup"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Trace(TraceArgs { cleanup: true, .. }))
+        ));
+        assert!(parse(&["trace", "--cleanup", "--", "true"]).is_err());
+        assert!(parse(&["trace", "--cleanup", "--cgroup", "/x"]).is_err());
     }
 
     #[test]

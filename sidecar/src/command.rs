@@ -11,8 +11,8 @@ use tokio::process::Child;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{debug, info};
 
-use crate::cgroup::ScratchCgroup;
 use crate::run::RunError;
+use crate::scratch::ScratchCgroup;
 
 /// The shell's convention: the exit code, or 128 + the signal that killed it.
 pub fn exit_status_code(status: ExitStatus) -> u8 {

@@ -1,21 +1,25 @@
 //! Turns kernel events into lines on stdout, metrics and, in a pod with an
 //! API server, Kubernetes events for OOM kills.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, StdoutLock};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use linnix_ebpf::{Event, Tracer};
+use linnix_ebpf::{CgroupRemovedEvent, Event, KernelStats, LostEvent, Task, Tracer};
+use serde::Serialize;
 use tokio::sync::oneshot;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use crate::losses::{self, Drops, LossWatch};
 use crate::metrics::{ContainerCounters, Metrics};
 use crate::names::{ContainerNames, Label};
-use crate::output::{Clock, Detail, Kind, Line, Writer};
-use crate::pod::{Placement, PodIdentity};
+use crate::output::{Detail, Kind, Line, LostKind, LostLine, Writer};
+use crate::pod::{container_id_from_cgroup, Placement, PodIdentity};
 use crate::pod_events::{OomNotice, PodEvents};
 use crate::procfs::PresentProcess;
 use crate::run::RunError;
+use crate::timestamp::Clock;
 
 /// What an [`EventWriter`] is told when it is built.
 pub struct Settings {
@@ -30,6 +34,8 @@ pub struct Settings {
     pub pod_events: Option<PodEvents>,
     /// `trace -- CMD`: told when the command's own exit event is written.
     pub watch_exit: Option<WatchExit>,
+    /// How long the series of a removed container cgroup stay.
+    pub removed_series_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -40,6 +46,7 @@ impl Default for Settings {
             skip_cgroup: None,
             pod_events: None,
             watch_exit: None,
+            removed_series_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -66,6 +73,12 @@ pub struct EventWriter {
     out: Writer<StdoutLock<'static>>,
     /// First write error; once stdout is gone nothing more is written.
     write_error: Option<io::Error>,
+    /// Event lines written (`lost` lines aside), for the summary.
+    written: u64,
+    losses: LossWatch,
+    /// Container ids whose cgroup is gone, and when their series go too;
+    /// in that order, since the delay is the same for all.
+    retiring: VecDeque<(String, Instant)>,
 }
 
 /// What the writer remembers of one container cgroup.
@@ -78,6 +91,9 @@ struct Container {
 /// cache starts over rather than grow without bound.
 const MAX_CACHED_CONTAINERS: usize = 256;
 
+/// How often at most stderr is told about events dropped in the kernel.
+const LOSS_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
 impl EventWriter {
     pub fn new(metrics: Arc<Metrics>, settings: Settings) -> Self {
         EventWriter {
@@ -87,11 +103,25 @@ impl EventWriter {
             containers: HashMap::new(),
             out: Writer::new(io::stdout().lock()),
             write_error: None,
+            written: 0,
+            losses: LossWatch::new(LOSS_WARNING_INTERVAL),
+            retiring: VecDeque::new(),
         }
     }
 
     pub fn event(&mut self, event: Event) {
-        let (task, detail) = Detail::of(&event);
+        match &event {
+            Event::Lost(lost) => self.lost(lost),
+            Event::CgroupRemoved(removed) => self.cgroup_removed(removed),
+            _ => {
+                if let Some((task, detail)) = Detail::of(&event) {
+                    self.task_event(task, detail);
+                }
+            }
+        }
+    }
+
+    fn task_event(&mut self, task: &Task, detail: Detail<'_>) {
         if self.settings.skip_cgroup == Some(task.cgroup_id) {
             return;
         }
@@ -145,7 +175,9 @@ impl EventWriter {
             pod: self.settings.pod.as_ref(),
             detail,
         };
-        write_line(&mut self.out, &mut self.write_error, &line);
+        if write_line(&mut self.out, &mut self.write_error, &line) {
+            self.written += 1;
+        }
         if exit_of_watched {
             if let Some(watch) = self.settings.watch_exit.take() {
                 // The waiter may be gone already: nothing to tell then.
@@ -191,7 +223,60 @@ impl EventWriter {
             pod: self.settings.pod.as_ref(),
             detail: Detail::Present {},
         };
+        if write_line(&mut self.out, &mut self.write_error, &line) {
+            self.written += 1;
+        }
+    }
+
+    /// The kernel's lost record: a `lost` line where the hole is.
+    fn lost(&mut self, lost: &LostEvent) {
+        let drops = Drops {
+            lost: lost.lost,
+            rate_limited: lost.rate_limited,
+        };
+        self.write_lost(lost.ts_boot_ns, drops);
+    }
+
+    fn write_lost(&mut self, ts_boot_ns: u64, drops: Drops) {
+        self.losses.reported_in_stream(drops);
+        let line = LostLine {
+            event: LostKind,
+            ts: self.clock.rfc3339(ts_boot_ns),
+            lost: drops.lost,
+            rate_limited: drops.rate_limited,
+            pod: self.settings.pod.as_ref(),
+        };
         write_line(&mut self.out, &mut self.write_error, &line);
+    }
+
+    /// A container cgroup is gone: forget it, and after
+    /// `removed_series_ttl` drop the metric series labelled with its id (a
+    /// scrape in between still sees their last values). Series labelled with
+    /// a container name stay: the next container of that name counts on in
+    /// them.
+    fn cgroup_removed(&mut self, removed: &CgroupRemovedEvent) {
+        self.containers.remove(&removed.cgroup_id);
+        if let Some(id) = container_id_from_cgroup(&removed.cgroup_name) {
+            let due = Instant::now() + self.settings.removed_series_ttl;
+            self.retiring.push_back((id.to_owned(), due));
+        }
+    }
+
+    /// Drop the series of removed containers that are due.
+    fn retire_series(&mut self, now: Instant) {
+        while let Some((id, _)) = self.retiring.front().filter(|(_, due)| *due <= now) {
+            if self.metrics.remove_container(id) {
+                debug!(container = %id, "the series of a removed container are gone");
+            }
+            self.retiring.pop_front();
+        }
+    }
+
+    /// Once per stats interval: the kernel's counters, and series that are
+    /// due to go.
+    pub fn tick(&mut self, tracer: &Tracer) {
+        self.kernel_stats(tracer);
+        self.retire_series(Instant::now());
     }
 
     pub fn flush(&mut self) -> Result<(), RunError> {
@@ -201,32 +286,66 @@ impl EventWriter {
         self.out.flush().map_err(RunError::Output)
     }
 
-    pub fn kernel_stats(&self, tracer: &Tracer) {
+    /// The kernel's running totals: into the metrics, and onto stderr when
+    /// it has dropped events (see [`crate::losses`]).
+    fn kernel_stats(&mut self, tracer: &Tracer) -> Option<KernelStats> {
         match tracer.kernel_stats() {
             Ok(stats) => {
-                if stats.lost > 0 || stats.rate_limited > 0 {
-                    debug!(
-                        lost = stats.lost,
-                        rate_limited = stats.rate_limited,
-                        "kernel drops"
+                self.metrics.kernel_stats(stats);
+                if let Some(drops) = self.losses.observe(Instant::now(), stats) {
+                    warn!(
+                        lost = drops.lost,
+                        rate_limited = drops.rate_limited,
+                        "{}",
+                        losses::warning(drops)
                     );
                 }
-                self.metrics.kernel_stats(stats);
+                Some(stats)
             }
-            Err(e) => debug!(error = %e, "cannot read kernel stats"),
+            Err(e) => {
+                debug!(error = %e, "cannot read kernel stats");
+                None
+            }
         }
+    }
+
+    /// After the last drain: a `lost` line for drops that no lost record
+    /// carried (they came after the last record), the summary on stderr,
+    /// and a flush.
+    pub fn finish(&mut self, tracer: &Tracer) -> Result<(), RunError> {
+        if let Some(totals) = self.kernel_stats(tracer) {
+            let unreported = self.losses.unreported_in_stream(totals);
+            if unreported.any() {
+                self.write_lost(self.clock.boot_ns(), unreported);
+            }
+            let totals = Drops::from(totals);
+            let summary = losses::summary(self.written, totals);
+            if totals.any() {
+                warn!(
+                    lost = totals.lost,
+                    rate_limited = totals.rate_limited,
+                    "{summary}"
+                );
+            } else {
+                info!("{summary}");
+            }
+        }
+        self.flush()
     }
 }
 
 /// Once stdout is gone nothing more is written; the error surfaces at flush.
+/// Whether the line was written.
 fn write_line(
     out: &mut Writer<StdoutLock<'static>>,
     error: &mut Option<io::Error>,
-    line: &Line<'_>,
-) {
+    line: &impl Serialize,
+) -> bool {
     if error.is_none() {
-        if let Err(e) = out.write(line) {
-            *error = Some(e);
+        match out.write(line) {
+            Ok(()) => return true,
+            Err(e) => *error = Some(e),
         }
     }
+    false
 }

@@ -7,6 +7,7 @@ mod cgroup;
 mod cli;
 mod command;
 mod event_writer;
+mod losses;
 mod metrics;
 mod names;
 mod output;
@@ -14,7 +15,10 @@ mod pod;
 mod pod_events;
 mod procfs;
 mod run;
+mod scratch;
+mod scratch_owner;
 mod size;
+mod timestamp;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

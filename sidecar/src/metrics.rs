@@ -1,8 +1,11 @@
 //! Prometheus metrics (OpenMetrics text) and the health endpoints.
+//!
+//! Longer than 400 lines because of its tests, which check the exposition
+//! text series by series; the code itself is under 400.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -112,6 +115,10 @@ pub struct Metrics {
     programs_attached: Gauge,
     last_lost: AtomicU64,
     last_rate_limited: AtomicU64,
+    /// Per container label: the exit series created for it, so that
+    /// [`Metrics::remove_container`] finds them (a `Family` cannot be
+    /// listed).
+    exit_series: Mutex<HashMap<String, HashSet<ExitKey>>>,
 }
 
 impl Default for Metrics {
@@ -184,6 +191,7 @@ impl Metrics {
             programs_attached,
             last_lost: AtomicU64::new(0),
             last_rate_limited: AtomicU64::new(0),
+            exit_series: Mutex::new(HashMap::new()),
         }
     }
 
@@ -213,13 +221,39 @@ impl Metrics {
     }
 
     fn exit_counter(&self, container: &str, key: ExitKey) -> Counter {
+        if let Ok(mut series) = self.exit_series.lock() {
+            series.entry(container.to_owned()).or_default().insert(key);
+        }
         self.exits
-            .get_or_create(&ExitLabels {
-                container: container.to_owned(),
-                code: key.0.map(|c| c.to_string()).unwrap_or_default(),
-                signal: key.1.map(signal_name).unwrap_or_default(),
-            })
+            .get_or_create(&exit_labels(container, key))
             .clone()
+    }
+
+    /// Drop every series of one container label: its cgroup is gone, and a
+    /// label that is a container id never comes back. Returns whether there
+    /// were any. Handles still held count on unseen, which is harmless: the
+    /// container runs no more processes.
+    pub fn remove_container(&self, container: &str) -> bool {
+        let mut removed = false;
+        for kind in Kind::ALL {
+            removed |= self.events.remove(&EventLabels {
+                kind: kind.as_str(),
+                container: container.to_owned(),
+            });
+        }
+        removed |= self.oom_kills.remove(&ContainerLabels {
+            container: container.to_owned(),
+        });
+        let exits = self
+            .exit_series
+            .lock()
+            .ok()
+            .and_then(|mut series| series.remove(container))
+            .unwrap_or_default();
+        for key in exits {
+            removed |= self.exits.remove(&exit_labels(container, key));
+        }
+        removed
     }
 
     pub fn kube_event(&self, result: Publish) {
@@ -258,6 +292,14 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+fn exit_labels(container: &str, key: ExitKey) -> ExitLabels {
+    ExitLabels {
+        container: container.to_owned(),
+        code: key.0.map(|c| c.to_string()).unwrap_or_default(),
+        signal: key.1.map(signal_name).unwrap_or_default(),
     }
 }
 
@@ -406,5 +448,42 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_removed_container_takes_all_its_series_along() {
+        let m = Metrics::new();
+        let id = "f".repeat(64);
+        let mut gone = m.container(Some(&id));
+        gone.event(Kind::Fork);
+        gone.oom_kill();
+        let killed = ExitDetail {
+            exit_code: None,
+            signal: Some(9),
+            core_dumped: false,
+            lifetime_ms: 1,
+        };
+        gone.exit(&m, &killed);
+        gone.exit(
+            &m,
+            &ExitDetail {
+                exit_code: Some(0),
+                signal: None,
+                ..killed
+            },
+        );
+        let mut stays = m.container(Some("app"));
+        stays.exit(&m, &killed);
+        assert!(m.encode().expect("encode").contains(&id));
+
+        assert!(m.remove_container(&id));
+        let text = m.encode().expect("encode");
+        assert!(!text.contains(&id), "series of {id} left:\n{text}");
+        assert!(
+            text.contains("linnix_exits_total{container=\"app\",code=\"\",signal=\"SIGKILL\"} 1")
+        );
+        assert!(text.contains("linnix_events_total{kind=\"fork\",container=\"app\"} 0"));
+        // Nothing left to remove the second time.
+        assert!(!m.remove_container(&id));
     }
 }

@@ -6,6 +6,7 @@ use linnix_ebpf::{Event, ExecEvent, ExitEvent, OomKillEvent, Task};
 use serde::Serialize;
 
 use crate::pod::PodIdentity;
+use crate::timestamp::Rfc3339;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -148,93 +149,39 @@ impl From<&OomKillEvent> for OomDetail {
 }
 
 impl<'a> Detail<'a> {
-    pub fn of(event: &'a Event) -> (&'a Task, Detail<'a>) {
+    /// The task and the line's own fields; `None` for records that are not
+    /// about a task (lost events, removed cgroups).
+    pub fn of(event: &'a Event) -> Option<(&'a Task, Detail<'a>)> {
         match event {
-            Event::Fork(f) => (&f.task, Detail::Fork(ForkDetail { thread: f.thread })),
-            Event::Exec(e) => (&e.task, Detail::Exec(e.into())),
-            Event::Exit(e) => (&e.task, Detail::Exit(e.into())),
-            Event::OomKill(o) => (&o.task, Detail::OomKill(o.into())),
+            Event::Fork(f) => Some((&f.task, Detail::Fork(ForkDetail { thread: f.thread }))),
+            Event::Exec(e) => Some((&e.task, Detail::Exec(e.into()))),
+            Event::Exit(e) => Some((&e.task, Detail::Exit(e.into()))),
+            Event::OomKill(o) => Some((&o.task, Detail::OomKill(o.into()))),
+            Event::Lost(_) | Event::CgroupRemoved(_) => None,
         }
     }
 }
 
-/// Kernel boot-time nanoseconds to wall-clock RFC 3339.
-///
-/// The offset between CLOCK_REALTIME and CLOCK_BOOTTIME is taken once at
-/// start: events then keep their kernel order even if the wall clock is
-/// stepped later.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    offset_ns: i128,
+/// The line that marks a hole in the stream: how many events the kernel
+/// dropped since the previous `lost` line (or the start).
+#[derive(Debug, Serialize)]
+pub struct LostLine<'a> {
+    pub event: LostKind,
+    pub ts: Rfc3339,
+    /// The ring buffer was full (fork and exec: three quarters full).
+    pub lost: u64,
+    /// Dropped by the per-pod rate limit (`--max-events-per-sec`).
+    pub rate_limited: u64,
+    pub pod: Option<&'a PodIdentity>,
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only into `ts`; both clocks always exist on Linux.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
-}
-
-impl Clock {
-    pub fn new() -> Self {
-        let boot = clock_ns(libc::CLOCK_BOOTTIME);
-        let real = clock_ns(libc::CLOCK_REALTIME);
-        Clock {
-            offset_ns: real - boot,
-        }
-    }
-
-    #[cfg(test)]
-    fn with_offset(offset_ns: i128) -> Self {
-        Clock { offset_ns }
-    }
-
-    pub fn boot_ns(&self) -> u64 {
-        u64::try_from(clock_ns(libc::CLOCK_BOOTTIME)).unwrap_or(0)
-    }
-
-    pub fn rfc3339(&self, boot_ns: u64) -> Rfc3339 {
-        Rfc3339(i128::from(boot_ns) + self.offset_ns)
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Unix nanoseconds, shown as RFC 3339 with always nine fraction digits,
-/// UTC, `Z`; serialized straight into the output, without a String.
+/// The `event` of a [`LostLine`]: always `"lost"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rfc3339(pub i128);
+pub struct LostKind;
 
-impl std::fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match time::OffsetDateTime::from_unix_timestamp_nanos(self.0) {
-            Ok(t) => write!(
-                f,
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second(),
-                t.nanosecond()
-            ),
-            // Out of range only for a corrupt timestamp; keep the line valid.
-            Err(_) => f.write_str("1970-01-01T00:00:00.000000000Z"),
-        }
-    }
-}
-
-impl Serialize for Rfc3339 {
+impl Serialize for LostKind {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str("lost")
     }
 }
 
@@ -250,7 +197,7 @@ impl<W: Write> Writer<W> {
         }
     }
 
-    pub fn write(&mut self, line: &Line<'_>) -> io::Result<()> {
+    pub fn write(&mut self, line: &impl Serialize) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, line)?;
         self.out.write_all(b"\n")
     }
@@ -279,7 +226,7 @@ mod tests {
         }
     }
 
-    fn to_value(l: &Line<'_>) -> Value {
+    fn to_value(l: &impl Serialize) -> Value {
         let mut w = Writer::new(Vec::new());
         w.write(l).expect("write");
         w.flush().expect("flush");
@@ -336,6 +283,21 @@ mod tests {
             Some(&pod),
         ));
         expect_keys(&v, &["filename", "argv", "argv_truncated"]);
+        // filename_truncated appears only when true, as the README says.
+        let cut = to_value(&line(
+            Detail::Exec(ExecDetail {
+                filename: "/very/long",
+                argv: &argv,
+                argv_truncated: false,
+                filename_truncated: true,
+            }),
+            None,
+        ));
+        expect_keys(
+            &cut,
+            &["filename", "argv", "argv_truncated", "filename_truncated"],
+        );
+        assert_eq!(cut["filename_truncated"], true);
         assert_eq!(v["event"], "exec");
         assert_eq!(v["ts"], "2026-11-22T10:15:02.123456789Z");
         assert_eq!(v["argv"], json!(["uname", "-a"]));
@@ -419,28 +381,24 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_have_nanoseconds() {
-        assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00.000000000Z");
+    fn lost_line() {
+        let pod = PodIdentity {
+            name: Some("web".into()),
+            namespace: None,
+            uid: None,
+            node: None,
+        };
+        let v = to_value(&LostLine {
+            event: LostKind,
+            ts: Rfc3339(5),
+            lost: 313,
+            rate_limited: 0,
+            pod: Some(&pod),
+        });
         assert_eq!(
-            Rfc3339(1_795_342_502_123_456_789).to_string(),
-            "2026-11-22T10:15:02.123456789Z"
+            v,
+            json!({"event": "lost", "ts": "1970-01-01T00:00:00.000000005Z",
+                   "lost": 313, "rate_limited": 0, "pod": {"name": "web", "namespace": null, "uid": null}})
         );
-        assert_eq!(
-            Rfc3339(i128::MAX).to_string(),
-            "1970-01-01T00:00:00.000000000Z"
-        );
-        assert_eq!(
-            Clock::with_offset(1_000_000_000).rfc3339(5).to_string(),
-            "1970-01-01T00:00:01.000000005Z"
-        );
-        assert_eq!(
-            serde_json::to_string(&Rfc3339(5)).expect("json"),
-            "\"1970-01-01T00:00:00.000000005Z\""
-        );
-        // Now, via the real clocks, is within a minute of the system time.
-        let c = Clock::new();
-        let now = c.rfc3339(c.boot_ns()).to_string();
-        let sys = time::OffsetDateTime::now_utc();
-        assert!(now.starts_with(&format!("{:04}-", sys.year())), "{now}");
     }
 }

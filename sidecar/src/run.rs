@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::apiserver;
-use crate::cgroup::{self, CgroupError, ScratchCgroup};
+use crate::cgroup::{self, CgroupError};
 use crate::cli::{Cli, Command, CommonArgs, TraceArgs};
 use crate::command::{
     exit_status_code, shutdown_signal, spawn_in_cgroup, wait_forwarding_signals, Signals,
@@ -24,6 +24,8 @@ use crate::names::ContainerNames;
 use crate::pod::{looks_like_pod_cgroup, PodIdentity};
 use crate::pod_events::PodEvents;
 use crate::procfs;
+use crate::scratch::ScratchCgroup;
+use crate::scratch_owner;
 
 const DEFAULT_POD_METRICS_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9464);
@@ -91,6 +93,7 @@ impl RunError {
 pub async fn run(cli: Cli) -> Result<u8, RunError> {
     match cli.command {
         None => run_in_pod(&cli.common).await,
+        Some(Command::Trace(TraceArgs { cleanup: true, .. })) => cleanup().await,
         Some(Command::Trace(TraceArgs {
             cgroup: Some(dir), ..
         })) => trace_cgroup(&cli.common, &dir).await,
@@ -141,6 +144,10 @@ fn load(
     Ok(tracer)
 }
 
+fn removed_series_ttl(common: &CommonArgs) -> Duration {
+    Duration::from_secs(common.removed_series_ttl)
+}
+
 /// Loading parses the kernel's whole BTF (tens of MiB at peak); hand the
 /// freed heap back to the kernel so the sidecar's RSS reflects what it keeps.
 fn release_freed_memory() {
@@ -186,6 +193,7 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
                 skip_cgroup: Some(own.id),
                 pod_events,
                 watch_exit: None,
+                removed_series_ttl: removed_series_ttl(common),
             },
         );
         writer.present_all(procfs::pod_processes(Path::new("/proc")))?;
@@ -196,12 +204,32 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
     .await
 }
 
+/// `trace --cleanup`: remove the scratch cgroups of killed tracers.
+async fn cleanup() -> Result<u8, RunError> {
+    let swept = tokio::task::spawn_blocking(scratch_owner::sweep)
+        .await
+        .map_err(|e| CgroupError::Io {
+            action: "sweep",
+            path: "scratch cgroups".into(),
+            source: io::Error::other(e),
+        })??;
+    scratch_owner::report(&swept);
+    info!(removed = swept.len(), "cleanup done");
+    Ok(0)
+}
+
 async fn trace_cgroup(common: &CommonArgs, dir: &Path) -> Result<u8, RunError> {
     let metrics = start_metrics(common.metrics_addr).await?;
     let mount = cgroup::v2_mount()?;
     let target = cgroup::position_of(dir, &mount)?;
     let mut tracer = load(common, target, &dir.to_string_lossy(), &metrics)?;
-    let mut writer = EventWriter::new(metrics, Settings::default());
+    let mut writer = EventWriter::new(
+        metrics,
+        Settings {
+            removed_series_ttl: removed_series_ttl(common),
+            ..Settings::default()
+        },
+    );
     writer.present_all(procfs::cgroup_processes(dir))?;
     pump(&mut tracer, &mut writer, shutdown_signal()?).await?;
     Ok(0)
@@ -219,6 +247,10 @@ async fn trace_command(
     // Handled from here on, so that an early Ctrl-C cannot end the process
     // before the scratch cgroup is cleaned up; it reaches the command later.
     let mut signals = Signals::new()?;
+    // What tracers killed with SIGKILL left behind goes first.
+    if let Err(e) = tokio::task::spawn_blocking(scratch_owner::sweep_and_report).await {
+        warn!(error = %e, "cannot look for scratch cgroups that killed tracers left behind");
+    }
     let scratch = ScratchCgroup::create(memory_limit)?;
     let result = trace_in(common, program, args, &scratch, metrics, &mut signals).await;
     // On every way out: kill what is left in it and remove it.
@@ -250,6 +282,7 @@ async fn trace_in(
         metrics,
         Settings {
             watch_exit: child_pid.map(|pid| WatchExit { pid, seen }),
+            removed_series_ttl: removed_series_ttl(common),
             ..Settings::default()
         },
     );
@@ -293,13 +326,12 @@ async fn pump<T>(
                 r.map_err(RunError::RingBuffer)?;
                 writer.flush()?;
             }
-            _ = stats.tick() => writer.kernel_stats(tracer),
+            _ = stats.tick() => writer.tick(tracer),
             stopped = &mut stop => break stopped?,
         }
     };
     tracer.drain(&mut |ev| writer.event(ev));
-    writer.kernel_stats(tracer);
-    writer.flush()?;
+    writer.finish(tracer)?;
     Ok(stopped)
 }
 

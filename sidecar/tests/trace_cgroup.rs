@@ -166,7 +166,7 @@ fn readiness_health_and_metrics_over_http() {
     for want in [
         "linnix_exits_total{container=\"\",code=\"4\",signal=\"\"} 1",
         "linnix_exits_total{container=\"\",code=\"\",signal=\"SIGKILL\"} 1",
-        "linnix_programs_attached 4",
+        "linnix_programs_attached 5",
         "linnix_events_lost_total 0",
         "linnix_events_rate_limited_total 0",
         "# EOF",
@@ -222,11 +222,98 @@ fn rate_limit_drops_in_the_kernel_and_is_counted() {
     let r = t.stop();
     assert!(limited > 0, "nothing counted as rate limited");
     // 10 × (fork, exec, exit) plus the shell's own would be over 30.
+    let passed = r.events.iter().filter(|e| e["event"] != "lost").count();
+    assert!(passed < 30, "{passed} events passed a cap of 5/s");
+    // The stream says so, and so does stderr.
+    let in_stream: u64 = of_kind(&r.events, "lost")
+        .iter()
+        .map(|l| l["rate_limited"].as_u64().expect("rate_limited"))
+        .sum();
     assert!(
-        r.events.len() < 30,
-        "{} events passed a cap of 5/s",
-        r.events.len()
+        in_stream >= limited,
+        "{in_stream} < {limited}: {:?}",
+        of_kind(&r.events, "lost")
     );
+    assert!(
+        r.stderr.contains("dropped by the rate limit"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Without pod-read permission containers are labelled by id, and every
+/// restart is a new id: the series of a container whose cgroup is removed
+/// go too, once `--removed-series-ttl` has passed (scrapes until then see
+/// the last values); those of the others stay.
+#[test]
+fn series_of_a_removed_container_cgroup_are_dropped_after_their_ttl() {
+    let cg = TestCgroup::named("rmdir");
+    let (gone_id, stays_id) = ("ab".repeat(32), "cd".repeat(32));
+    let gone = cg.child(&format!("cri-containerd-{gone_id}.scope"));
+    let stays = cg.child(&format!("cri-containerd-{stays_id}.scope"));
+    let ttl = Duration::from_secs(3);
+    let mut t = Tracer::start(
+        &[
+            "--removed-series-ttl",
+            &ttl.as_secs().to_string(),
+            "trace",
+            "--cgroup",
+            cg.path.to_str().expect("utf8"),
+        ],
+        &[],
+        None,
+        &[],
+    );
+    let addr = t.metrics.expect("addr");
+    t.wait_ready();
+    run_in(&gone, &["/bin/sh", "-c", "exit 5"]);
+    run_in(&stays, &["/bin/sh", "-c", "kill -9 $$"]);
+    let scrape = || http_get(addr, "/metrics").expect("metrics").1;
+    let wait_for = |what: &str, cond: &dyn Fn(&str) -> bool| -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let body = scrape();
+            if cond(&body) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "{what}:\n{body}");
+            thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let before = wait_for("exits of both containers", &|b| {
+        b.contains(&format!("container=\"{gone_id}\",code=\"5\""))
+            && b.contains(&format!(
+                "container=\"{stays_id}\",code=\"\",signal=\"SIGKILL\""
+            ))
+    });
+    assert!(before.contains(&format!(
+        "linnix_oom_kills_total{{container=\"{gone_id}\"}} 0"
+    )));
+
+    std::fs::remove_dir(&gone).expect("rmdir the container cgroup");
+    let removed = Instant::now();
+    thread::sleep(Duration::from_millis(300));
+    let within_ttl = scrape();
+    assert!(
+        removed.elapsed() < ttl
+            && within_ttl.contains(&format!("container=\"{gone_id}\",code=\"5\"")),
+        "gone before its TTL:\n{within_ttl}"
+    );
+    let after = wait_for("the removed container's series", &|b| !b.contains(&gone_id));
+    assert!(
+        removed.elapsed() >= ttl,
+        "gone after {:?}",
+        removed.elapsed()
+    );
+    for series in [
+        format!("linnix_exits_total{{container=\"{stays_id}\",code=\"\",signal=\"SIGKILL\"}} 1"),
+        format!("linnix_events_total{{kind=\"exec\",container=\"{stays_id}\"}} 1"),
+        format!("linnix_oom_kills_total{{container=\"{stays_id}\"}} 0"),
+    ] {
+        assert!(after.contains(&series), "{series} missing:\n{after}");
+    }
+    let r = t.stop();
+    assert!(r.status.success(), "{}", r.stderr);
 }
 
 const CAP_BPF: u32 = 39;

@@ -32,6 +32,13 @@ enum linnix_event_kind {
 	LINNIX_EVENT_EXEC = 2,
 	LINNIX_EVENT_EXIT = 3,
 	LINNIX_EVENT_OOM_KILL = 4,
+	/*
+	 * Records about the stream or the pod's cgroups rather than about a
+	 * task: numbered from 32 on. Their header carries kind and ts_boot_ns
+	 * only, and for a cgroup the cgroup_id and cgroup_name.
+	 */
+	LINNIX_EVENT_LOST = 32,
+	LINNIX_EVENT_CGROUP_RMDIR = 33,
 };
 
 /* Bits of linnix_event_header.flags. */
@@ -96,6 +103,27 @@ struct linnix_oom_event {
 	__u64 rss_shmem_kb;
 	__u64 memcg_usage_bytes;
 	__u64 memcg_limit_bytes;
+};
+
+/*
+ * Events dropped since the previous lost record. It is written before the
+ * first record that makes it into the ring after a drop (at most one per
+ * LINNIX_LOST_REPORT_NS), so the dropped events happened between the
+ * previous lost record and this one.
+ */
+struct linnix_lost_event {
+	struct linnix_event_header hdr;
+	__u64 lost;            /* the ring buffer was full (fork/exec: three quarters full) */
+	__u64 rate_limited;    /* dropped by the per-pod rate limit */
+};
+#define LINNIX_LOST_REPORT_NS 100000000ULL
+
+/*
+ * A container-level cgroup of the pod (one level below it) was removed:
+ * hdr.cgroup_id and hdr.cgroup_name name it. Nothing runs in it any more.
+ */
+struct linnix_cgroup_event {
+	struct linnix_event_header hdr;
 };
 
 /*

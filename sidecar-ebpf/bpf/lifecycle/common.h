@@ -52,6 +52,14 @@ struct {
 u64 rl_window_start = 0;
 u64 rl_window_count = 0;
 
+/*
+ * Drops not yet reported in a lost record (see report_losses()), and when
+ * the last lost record was written.
+ */
+u64 unreported_lost = 0;
+u64 unreported_rate_limited = 0;
+u64 lost_reported_ns = 0;
+
 static __always_inline void count_stat(u32 index)
 {
 	u64 *value = bpf_map_lookup_elem(&stats, &index);
@@ -59,6 +67,55 @@ static __always_inline void count_stat(u32 index)
 	/* per-CPU slot: no other writer, a plain add is enough */
 	if (value)
 		*value += 1;
+}
+
+/* An event dropped: counted for the metrics and for the next lost record. */
+static __always_inline void count_drop(u32 index)
+{
+	count_stat(index);
+	if (index == LINNIX_STAT_RATE_LIMITED)
+		__sync_fetch_and_add(&unreported_rate_limited, 1);
+	else
+		__sync_fetch_and_add(&unreported_lost, 1);
+}
+
+/*
+ * Put a lost record in the ring before the record about to be reserved, if
+ * events were dropped since the last one: a reader of the stream then sees
+ * where the hole is. At most one per LINNIX_LOST_REPORT_NS, so that a long
+ * flood, where exits keep passing while forks and execs are dropped, does not
+ * put one before every exit. If the ring has no room either, the counts wait
+ * for the next record.
+ */
+static __always_inline void report_losses(void)
+{
+	struct linnix_lost_event *m;
+	u64 now, lost, limited;
+
+	/* Plain loads: on the usual path nothing was dropped. */
+	if (!unreported_lost && !unreported_rate_limited)
+		return;
+	now = bpf_ktime_get_boot_ns();
+	if (now - lost_reported_ns < LINNIX_LOST_REPORT_NS)
+		return;
+	m = bpf_ringbuf_reserve(&events, sizeof(*m), 0);
+	if (!m)
+		return;
+	/* Of CPUs racing here, the exchanges give each drop to one record. */
+	lost = __sync_lock_test_and_set(&unreported_lost, 0);
+	limited = __sync_lock_test_and_set(&unreported_rate_limited, 0);
+	if (!lost && !limited) {
+		bpf_ringbuf_discard(m, BPF_RB_NO_WAKEUP);
+		return;
+	}
+	lost_reported_ns = now;
+	__builtin_memset(&m->hdr, 0, sizeof(m->hdr));
+	m->hdr.kind = LINNIX_EVENT_LOST;
+	m->hdr.ts_boot_ns = now;
+	m->lost = lost;
+	m->rate_limited = limited;
+	/* The record reserved next wakes the reader if it has to. */
+	bpf_ringbuf_submit(m, BPF_RB_NO_WAKEUP);
 }
 
 /*
@@ -83,7 +140,7 @@ static __always_inline bool rate_limit_allows(void)
 	if (__sync_fetch_and_add(&rl_window_count, 1) < max_events_per_sec)
 		return true;
 
-	count_stat(LINNIX_STAT_RATE_LIMITED);
+	count_drop(LINNIX_STAT_RATE_LIMITED);
 	return false;
 }
 
@@ -98,17 +155,22 @@ static __always_inline bool ring_has_room_for_bulk(void)
 
 	if (used <= LINNIX_RING_BYTES - LINNIX_RING_BYTES / 4)
 		return true;
-	count_stat(LINNIX_STAT_LOST);
+	count_drop(LINNIX_STAT_LOST);
 	return false;
 }
 
-/* A ring-buffer record of size bytes, or NULL with the loss counted. */
+/*
+ * A ring-buffer record of size bytes, or NULL with the loss counted; any
+ * lost record that is due goes in first.
+ */
 static __always_inline void *reserve_record(u64 size)
 {
-	void *record = bpf_ringbuf_reserve(&events, size, 0);
+	void *record;
 
+	report_losses();
+	record = bpf_ringbuf_reserve(&events, size, 0);
 	if (!record)
-		count_stat(LINNIX_STAT_LOST);
+		count_drop(LINNIX_STAT_LOST);
 	return record;
 }
 

@@ -187,23 +187,29 @@ impl Tracer {
     }
 }
 
-/// Every stdout line is one JSON object with the contract's common fields.
+/// Every stdout line is one JSON object with the contract's common fields
+/// (a `lost` line has its own).
 pub fn parse_events(stdout: &str) -> Vec<Value> {
     stdout
         .lines()
         .map(|l| {
             let v: Value =
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
-            for key in [
-                "event",
-                "ts",
-                "pid",
-                "host_pid",
-                "ppid",
-                "comm",
-                "container",
-                "pod",
-            ] {
+            let keys: &[&str] = if v["event"] == "lost" {
+                &["event", "ts", "lost", "rate_limited", "pod"]
+            } else {
+                &[
+                    "event",
+                    "ts",
+                    "pid",
+                    "host_pid",
+                    "ppid",
+                    "comm",
+                    "container",
+                    "pod",
+                ]
+            };
+            for key in keys {
                 assert!(v.get(key).is_some(), "{key} missing in {l}");
             }
             let ts = v["ts"].as_str().expect("ts is a string");
