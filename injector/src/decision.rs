@@ -4,6 +4,7 @@
 //! the webhook and the offline `inject` command.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use crate::pod::PodFacts;
 
@@ -11,30 +12,14 @@ use crate::pod::PodFacts;
 pub const INJECT_ANNOTATION: &str = "sidecar.linnix.io/inject";
 /// Written on every pod the webhook decides about: the version or the skip reason.
 pub const STATUS_ANNOTATION: &str = "sidecar.linnix.io/status";
-pub const CPU_ANNOTATION: &str = "sidecar.linnix.io/cpu";
-pub const MEMORY_ANNOTATION: &str = "sidecar.linnix.io/memory";
 pub const POD_SECURITY_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
 
 /// Namespaces never touched: the control plane's own, and the injector's.
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
-// A macro so that the prefix and the full status share the literal.
-macro_rules! injected_prefix {
-    () => {
-        "injected"
-    };
-}
-
-/// Prefix of the status annotation value of an injected pod.
-pub const INJECTED_PREFIX: &str = injected_prefix!();
-
-/// Status annotation value of a pod this build injected.
-pub const INJECTED_STATUS: &str = concat!(
-    injected_prefix!(),
-    " (linnix-injector ",
-    env!("CARGO_PKG_VERSION"),
-    ")"
-);
+/// Prefix of the status annotation value of an injected pod; the rest
+/// names the versions and the image ([`crate::config::Sidecar::injected_status`]).
+pub const INJECTED_PREFIX: &str = "injected";
 
 /// Whether the tracer called `tracer` is already in the pod, or the pod
 /// says it was injected.
@@ -50,6 +35,9 @@ fn already_injected(pod: &PodFacts<'_>, tracer: &str) -> bool {
 pub struct NamespaceFacts {
     pub inject: Option<String>,
     pub pod_security_enforce: Option<String>,
+    /// The per-pod settings the namespace sets for its pods: its
+    /// annotations named in [`crate::overrides::Override::annotation`].
+    pub settings: BTreeMap<String, String>,
 }
 
 /// Everything besides the pod itself that the decision depends on.
@@ -378,7 +366,7 @@ mod tests {
             decide_for(by_container, None),
             Decision::Skip(Skip::AlreadyInjected)
         );
-        let by_status = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", STATUS_ANNOTATION: INJECTED_STATUS}}});
+        let by_status = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", STATUS_ANNOTATION: "injected (linnix-injector 0.0.1)"}}});
         assert_eq!(
             decide_for(by_status, None),
             Decision::Skip(Skip::AlreadyInjected)

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod mutate;
 pub mod namespaces;
 pub mod offline;
+pub mod overrides;
 pub mod patch;
 pub mod pod;
 pub mod quantity;

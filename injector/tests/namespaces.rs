@@ -89,7 +89,7 @@ async fn namespace_annotation_and_pod_security_from_the_cache() {
         lookup.lookup("team-a").await.unwrap(),
         Some(NamespaceFacts {
             inject: Some("true".into()),
-            pod_security_enforce: None
+            ..Default::default()
         })
     );
     assert_eq!(decide(&lookup, "team-a", &silent).await.0, Decision::Inject);
