@@ -9,6 +9,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod args;
+mod values;
+
+use args::{flag_value, has_flag, without_flag};
+use values::{parse_bool, parse_count, parse_limit, parse_log_level};
+
 use crate::config::{Resources, Sidecar};
 use crate::decision::{shorten, NamespaceFacts};
 use crate::pod::PodFacts;
@@ -176,7 +182,7 @@ fn pick<'a, T>(
                 origin,
                 text,
                 why: format!(
-                    "the injector's configuration does not allow overriding {} (sidecar.allowedOverrides)",
+                    "{} is not among the overrides the injector allows (sidecar.allowedOverrides)",
                     setting.name()
                 ),
             });
@@ -188,96 +194,6 @@ fn pick<'a, T>(
         }
     }
     None
-}
-
-fn parse_bool(text: &str) -> Result<bool, String> {
-    match text {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("expected true or false".into()),
-    }
-}
-
-fn parse_count(text: &str) -> Result<u32, String> {
-    if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("expected a whole number of events per second (0: no cap)".into());
-    }
-    text.parse()
-        .map_err(|_| format!("at most {} events per second", u32::MAX))
-}
-
-const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
-
-/// A subset of tracing's filter syntax that the tracer accepts for sure:
-/// `info`, or `warn,linnix_sidecar=debug`.
-fn parse_log_level(text: &str) -> Result<String, String> {
-    const WANT: &str = "expected a level (trace, debug, info, warn, error, off) or directives like warn,linnix_sidecar=debug";
-    if text.is_empty() || text.len() > 128 {
-        return Err(WANT.into());
-    }
-    let is_level = |s: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(s));
-    let is_target = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-'))
-    };
-    for directive in text.split(',') {
-        let ok = match directive.split_once('=') {
-            Some((target, level)) => is_target(target) && is_level(level),
-            None => is_level(directive),
-        };
-        if !ok {
-            return Err(WANT.into());
-        }
-    }
-    Ok(text.to_owned())
-}
-
-fn parse_limit(text: &str) -> Result<Quantity, String> {
-    let q = Quantity::parse_resource(text).map_err(|e| e.to_string())?;
-    if q.value() > 0.0 {
-        Ok(q)
-    } else {
-        Err("the limit must be greater than zero".into())
-    }
-}
-
-/// The value of `--flag=V` or `--flag V` in `args` (the last one).
-fn flag_value(args: &[String], flag: &str) -> Option<String> {
-    let mut found = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == flag {
-            found = it.next().cloned();
-        } else if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
-            found = Some(v.to_owned());
-        }
-    }
-    found
-}
-
-fn has_flag(args: &[String], flag: &str) -> bool {
-    args.iter().any(|a| a == flag)
-}
-
-/// `args` without any occurrence of `flag` (`--flag`, `--flag=V`, and with
-/// `takes_value` also `--flag V`): the tracer refuses a flag given twice.
-fn without_flag(args: &[String], flag: &str, takes_value: bool) -> Vec<String> {
-    let mut out = Vec::with_capacity(args.len());
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == flag {
-            if takes_value {
-                it.next();
-            }
-        } else if !a
-            .strip_prefix(flag)
-            .is_some_and(|rest| rest.starts_with('='))
-        {
-            out.push(a.clone());
-        }
-    }
-    out
 }
 
 /// The settings for `pod` in `namespace` (when known) under `sidecar`.
@@ -662,66 +578,12 @@ mod tests {
         assert!(out
             .warnings
             .iter()
-            .all(|w| w.contains("does not allow overriding max-events-per-sec")));
+            .all(|w| w.contains("max-events-per-sec is not among the overrides")));
         assert_eq!(
             value_of(&out, Override::MaxEventsPerSec),
             ("10000", Origin::Config)
         );
         assert_eq!(out.resources.memory_limit.as_str(), "128Mi");
         assert!(out.args.is_empty());
-    }
-
-    #[test]
-    fn log_level_grammar() {
-        for ok in [
-            "info",
-            "WARN",
-            "off",
-            "warn,linnix_sidecar=debug",
-            "a::b=trace",
-        ] {
-            assert!(parse_log_level(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "loud",
-            "info,",
-            "=info",
-            "x=",
-            "a b=info",
-            "x=info=debug",
-            "{x}=info",
-        ] {
-            assert!(parse_log_level(bad).is_err(), "{bad}");
-        }
-        assert!(parse_log_level(&"a".repeat(200)).is_err());
-    }
-
-    #[test]
-    fn counts() {
-        assert_eq!(parse_count("0"), Ok(0));
-        assert_eq!(parse_count("4294967295"), Ok(u32::MAX));
-        for bad in ["", "+1", "1.5", "4294967296", "99999999999", " 1", "1e3"] {
-            assert!(parse_count(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn flag_editing() {
-        let args: Vec<String> = [
-            "--log-level",
-            "debug",
-            "--log-level=x",
-            "--log-levels",
-            "--threads",
-        ]
-        .map(String::from)
-        .to_vec();
-        assert_eq!(flag_value(&args, "--log-level").as_deref(), Some("x"));
-        assert_eq!(
-            without_flag(&args, "--log-level", true),
-            ["--log-levels", "--threads"]
-        );
-        assert_eq!(without_flag(&args, "--threads", false).len(), 4);
     }
 }
