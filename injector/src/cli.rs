@@ -140,11 +140,11 @@ pub struct CheckArgs {
     pub namespace: Option<String>,
 
     /// Offline: the namespace's annotations, k=v[,k=v...] (repeatable).
-    #[arg(long, value_name = "K=V,...", value_delimiter = ',', value_parser = parse_key_value, requires = "file")]
+    #[arg(long, value_name = "K=V,...", value_delimiter = ',', value_parser = parse_key_value, conflicts_with_all = ["pod", "stale"])]
     pub namespace_annotations: Vec<(String, String)>,
 
     /// Offline: the namespace's labels, k=v[,k=v...] (repeatable).
-    #[arg(long, value_name = "K=V,...", value_delimiter = ',', value_parser = parse_key_value, requires = "file")]
+    #[arg(long, value_name = "K=V,...", value_delimiter = ',', value_parser = parse_key_value, conflicts_with_all = ["pod", "stale"])]
     pub namespace_labels: Vec<(String, String)>,
 
     /// The injector's configuration file (the chart's ConfigMap); built-in
