@@ -352,7 +352,7 @@ fn the_config_limits_the_overrides() {
     assert!(w[0]
         .as_str()
         .unwrap()
-        .contains("does not allow overriding max-events-per-sec"));
+        .contains("max-events-per-sec is not among the overrides"));
     assert_eq!(
         r[0]["tracer"]["args"],
         json!([
