@@ -363,6 +363,8 @@ pub fn resolve(
         rejected,
     );
 
+    // Resources are resolved in pairs, limit first; report in table order.
+    effective.sort_by_key(|e| Override::ALL.iter().position(|o| *o == e.setting));
     Settings {
         resources,
         args,
@@ -423,7 +425,8 @@ mod tests {
         assert!(out.warnings.is_empty());
         assert_eq!(out.resources, s.resources);
         assert_eq!(out.args, s.args);
-        assert_eq!(out.effective.len(), Override::ALL.len());
+        let order: Vec<Override> = out.effective.iter().map(|e| e.setting).collect();
+        assert_eq!(order, Override::ALL);
         assert_eq!(value_of(&out, Override::LogLevel), ("info", Origin::Config));
         assert_eq!(
             value_of(&out, Override::MaxEventsPerSec),
