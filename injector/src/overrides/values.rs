@@ -23,7 +23,8 @@ const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 /// A subset of tracing's filter syntax that the tracer accepts for sure:
 /// `info`, or `warn,linnix_sidecar=debug`.
 pub fn parse_log_level(text: &str) -> Result<String, String> {
-    const WANT: &str = "expected a level (trace, debug, info, warn, error, off) or directives like warn,linnix_sidecar=debug";
+    // Short: the API server may truncate warnings over 256 characters.
+    const WANT: &str = "expected trace, debug, info, warn, error, off or target=level directives";
     if text.is_empty() || text.len() > 128 {
         return Err(WANT.into());
     }
