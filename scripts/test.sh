@@ -32,10 +32,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-# The path of the injector binary cargo builds, from cargo's own report
-# (it follows CARGO_TARGET_DIR and build.target-dir).
-build_injector() {
-  cargo build --locked -p linnix-injector --bin linnix-injector --message-format=json-render-diagnostics |
+# The path of the binary BIN of package PKG that cargo builds, from cargo's
+# own report (it follows CARGO_TARGET_DIR and build.target-dir).
+build_bin() {
+  cargo build --locked -p "$1" --bin "$2" --message-format=json-render-diagnostics |
     python3 -c '
 import json, sys
 paths = [m["executable"] for m in map(json.loads, sys.stdin)
@@ -57,9 +57,10 @@ stage_rust() {
 }
 
 stage_charts() {
-  step "cargo build -p linnix-injector"
-  LINNIX_INJECTOR_BIN=$(build_injector)
-  export LINNIX_INJECTOR_BIN
+  step "cargo build -p linnix-injector -p linnix-sidecar"
+  LINNIX_INJECTOR_BIN=$(build_bin linnix-injector linnix-injector)
+  LINNIX_SIDECAR_BIN=$(build_bin linnix-sidecar linnix-sidecar)
+  export LINNIX_INJECTOR_BIN LINNIX_SIDECAR_BIN
   step "pytest tests/charts"
   tests/.venv/bin/pytest -v tests/charts
 }

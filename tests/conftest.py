@@ -4,7 +4,9 @@ rendering them like `helm template`, and the injector binary.
 The injector binary is built by `scripts/test.sh` (stage `charts`) and passed
 in, never built here: a fixture that ran cargo would hide a build inside a
 test run and could test a different profile from the one the script built.
-`--injector-bin PATH` or the environment variable LINNIX_INJECTOR_BIN name it.
+`--injector-bin PATH` or the environment variable LINNIX_INJECTOR_BIN name it;
+`--sidecar-bin PATH` or LINNIX_SIDECAR_BIN the tracer, which the chart tests
+run only to parse the arguments the injector writes.
 """
 
 from __future__ import annotations
@@ -26,12 +28,27 @@ TEAM_NS = "team-a"
 
 
 def pytest_addoption(parser):
-    parser.addoption(
-        "--injector-bin",
-        default=os.environ.get("LINNIX_INJECTOR_BIN"),
-        help="the linnix-injector binary to test (default: $LINNIX_INJECTOR_BIN; "
-        "scripts/test.sh builds it and sets it)",
-    )
+    for name, env in (("injector", "LINNIX_INJECTOR_BIN"), ("sidecar", "LINNIX_SIDECAR_BIN")):
+        parser.addoption(
+            f"--{name}-bin",
+            default=os.environ.get(env),
+            help=f"the linnix-{name} binary to test (default: ${env}; "
+            "scripts/test.sh builds it and sets it)",
+        )
+
+
+def given_binary(request, name: str) -> pathlib.Path:
+    given = request.config.getoption(f"--{name}-bin")
+    if not given:
+        pytest.fail(
+            f"no {name} binary: run `./scripts/test.sh charts`, or pass --{name}-bin PATH "
+            f"(or LINNIX_{name.upper()}_BIN) to pytest",
+            pytrace=False,
+        )
+    binary = pathlib.Path(given).resolve()
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        pytest.fail(f"{name} binary {binary} is not an executable file", pytrace=False)
+    return binary
 
 
 @pytest.fixture(scope="session")
@@ -41,17 +58,12 @@ def repo_root() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def injector_bin(request) -> pathlib.Path:
-    given = request.config.getoption("--injector-bin")
-    if not given:
-        pytest.fail(
-            "no injector binary: run `./scripts/test.sh charts`, or pass --injector-bin PATH "
-            "(or LINNIX_INJECTOR_BIN) to pytest",
-            pytrace=False,
-        )
-    binary = pathlib.Path(given).resolve()
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        pytest.fail(f"injector binary {binary} is not an executable file", pytrace=False)
-    return binary
+    return given_binary(request, "injector")
+
+
+@pytest.fixture(scope="session")
+def sidecar_bin(request) -> pathlib.Path:
+    return given_binary(request, "sidecar")
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,10 @@ pub enum Command {
     Inject(InjectArgs),
     /// Write a CA and a serving certificate signed by it.
     Certs(CertsArgs),
+    /// Why is, or isn't, a pod traced? Exit status 0: every pod checked
+    /// would get the tracer (--stale: no stale tracer); 1: at least one
+    /// would not (--stale: some are stale); 2: nothing could be checked.
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +114,66 @@ pub struct InjectArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["pod", "file", "stale"])))]
+pub struct CheckArgs {
+    /// A pod in the cluster (kubeconfig): read it and its namespace.
+    #[arg(conflicts_with_all = ["file", "stale"])]
+    pub pod: Option<String>,
+
+    /// Manifests to check offline, or `-` for stdin (the kinds `inject` reads).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|-",
+        conflicts_with = "stale"
+    )]
+    pub file: Option<String>,
+
+    /// List the pods whose tracer image differs from the configured one
+    /// (all namespaces unless -n is given).
+    #[arg(long)]
+    pub stale: bool,
+
+    /// The pod's namespace (default: the kubeconfig's); offline, the
+    /// namespace of objects that name none.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+
+    /// Offline: the namespace's annotations, k=v[,k=v...] (repeatable).
+    #[arg(long, value_name = "K=V,...", value_delimiter = ',', value_parser = parse_key_value, conflicts_with_all = ["pod", "stale"])]
+    pub namespace_annotations: Vec<(String, String)>,
+
+    /// Offline: the namespace's labels, k=v[,k=v...] (repeatable).
+    #[arg(long, value_name = "K=V,...", value_delimiter = ',', value_parser = parse_key_value, conflicts_with_all = ["pod", "stale"])]
+    pub namespace_labels: Vec<(String, String)>,
+
+    /// The injector's configuration file (the chart's ConfigMap); built-in
+    /// defaults when absent.
+    #[arg(long, env = "LINNIX_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Overrides the config file's `nativeSidecar`.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub native_sidecar: Option<bool>,
+
+    /// The injector's own namespace, which it never injects.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub injector_namespace: Option<String>,
+
+    /// Output format; yaml and json include the tracer container.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: crate::check::render::Format,
+}
+
+/// `key=value`; the value may be empty and may contain `=`.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct CertsArgs {
     /// Directory for ca.crt, tls.crt and tls.key (created when missing).
     #[arg(long)]
@@ -187,6 +251,45 @@ mod tests {
             "b"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn check_targets_and_namespace_flags() {
+        let parse = |args: &[&str]| {
+            let mut v = vec!["linnix-injector", "check"];
+            v.extend_from_slice(args);
+            Cli::try_parse_from(v).map(|c| match c.command {
+                Command::Check(a) => a,
+                _ => unreachable!(),
+            })
+        };
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["web", "-f", "x"]).is_err());
+        assert!(parse(&["web", "--stale"]).is_err());
+        assert!(parse(&["web", "--namespace-labels", "a=b"]).is_err());
+        let a = parse(&[
+            "-f",
+            "-",
+            "--namespace-annotations",
+            "a=1,b=x=y",
+            "--namespace-annotations=c=",
+            "-o",
+            "yaml",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.namespace_annotations,
+            [
+                ("a".into(), "1".into()),
+                ("b".into(), "x=y".into()),
+                ("c".into(), String::new())
+            ]
+        );
+        assert!(parse(&["-f", "-", "--namespace-labels", "=v"]).is_err());
+        assert!(parse(&["-f", "-", "--namespace-labels", "novalue"]).is_err());
+        let a = parse(&["--stale", "-n", "team-a"]).unwrap();
+        assert!(a.stale);
+        assert_eq!(a.namespace.as_deref(), Some("team-a"));
     }
 
     #[test]

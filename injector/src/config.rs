@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::overrides::Override;
 use crate::quantity::{Quantity, QuantityError};
 
 pub const DEFAULT_IMAGE: &str = concat!("linnix/linnix-sidecar:", env!("CARGO_PKG_VERSION"));
@@ -61,6 +62,8 @@ pub struct SidecarConfig {
     pub native_sidecar: bool,
     pub seccomp_profile: SeccompProfile,
     pub resources: ResourcesConfig,
+    /// The settings pods and namespaces may override by annotation.
+    pub allowed_overrides: Vec<Override>,
 }
 
 impl Default for SidecarConfig {
@@ -74,6 +77,7 @@ impl Default for SidecarConfig {
             native_sidecar: true,
             seccomp_profile: SeccompProfile::default(),
             resources: ResourcesConfig::default(),
+            allowed_overrides: Override::ALL.to_vec(),
         }
     }
 }
@@ -144,14 +148,40 @@ pub struct Sidecar {
     pub native_sidecar: bool,
     pub seccomp_profile: SeccompProfile,
     pub resources: Resources,
+    pub allowed_overrides: Vec<Override>,
     /// The tracer container as Kubernetes JSON, built from the fields above
     /// when validated: it does not depend on the pod.
     container: Value,
+    /// `sidecar.linnix.io/status` of the pods this configuration injects.
+    status: String,
 }
 
 impl Sidecar {
     pub fn container(&self) -> &Value {
         &self.container
+    }
+
+    /// The status annotation of an injected pod: the injector's version,
+    /// the tracer's (the image tag) and the image, so that pods injected
+    /// before an upgrade can be told apart.
+    pub fn injected_status(&self) -> &str {
+        &self.status
+    }
+}
+
+/// The version an image reference names: its tag, else its digest, else
+/// `latest` (what the runtime pulls for a bare name).
+pub fn image_version(image: &str) -> &str {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    // A colon before the last slash belongs to a registry port.
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match (last.split_once(':'), digest) {
+        (Some((_, tag)), _) if !tag.is_empty() => tag,
+        (_, Some(digest)) => digest,
+        _ => "latest",
     }
 }
 
@@ -233,9 +263,23 @@ impl SidecarConfig {
             native_sidecar: native_sidecar.unwrap_or(self.native_sidecar),
             seccomp_profile: self.seccomp_profile,
             resources,
+            allowed_overrides: self.allowed_overrides,
             container: Value::Null,
+            status: String::new(),
         };
-        sidecar.container = crate::patch::tracer_container(&sidecar, &sidecar.resources);
+        sidecar.container = crate::patch::tracer_container(
+            &sidecar,
+            &sidecar.args,
+            sidecar.native_sidecar,
+            &sidecar.resources,
+        );
+        sidecar.status = format!(
+            "{} (linnix-injector {}, tracer {}, image {})",
+            crate::decision::INJECTED_PREFIX,
+            env!("CARGO_PKG_VERSION"),
+            image_version(&sidecar.image),
+            sidecar.image
+        );
         Ok(sidecar)
     }
 }
@@ -281,6 +325,44 @@ mod tests {
                 localhost_profile: "p.json".into()
             }
         );
+    }
+
+    #[test]
+    fn status_names_versions_and_image() {
+        let s = Config::default().sidecar.validate(None).unwrap();
+        assert_eq!(
+            s.injected_status(),
+            concat!(
+                "injected (linnix-injector ",
+                env!("CARGO_PKG_VERSION"),
+                ", tracer ",
+                env!("CARGO_PKG_VERSION"),
+                ", image linnix/linnix-sidecar:",
+                env!("CARGO_PKG_VERSION"),
+                ")"
+            )
+        );
+        assert_eq!(image_version("r.io:5000/a/b:1.2"), "1.2");
+        assert_eq!(image_version("r.io:5000/a/b"), "latest");
+        assert_eq!(image_version("b@sha256:ab"), "sha256:ab");
+        assert_eq!(image_version("b:2@sha256:ab"), "2");
+    }
+
+    #[test]
+    fn allowed_overrides_by_name() {
+        assert_eq!(
+            Config::default().sidecar.allowed_overrides,
+            Override::ALL.to_vec()
+        );
+        let c = Config::from_yaml("sidecar: {allowedOverrides: [cpu-limit, threads]}").unwrap();
+        assert_eq!(
+            c.sidecar.allowed_overrides,
+            [Override::CpuLimit, Override::Threads]
+        );
+        let c = Config::from_yaml("sidecar: {allowedOverrides: []}").unwrap();
+        assert!(c.sidecar.allowed_overrides.is_empty());
+        let e = Config::from_yaml("sidecar: {allowedOverrides: [event-cap]}").unwrap_err();
+        assert!(e.to_string().contains("unknown variant `event-cap`"), "{e}");
     }
 
     #[test]

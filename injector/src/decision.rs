@@ -4,6 +4,7 @@
 //! the webhook and the offline `inject` command.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use crate::pod::PodFacts;
 
@@ -11,8 +12,6 @@ use crate::pod::PodFacts;
 pub const INJECT_ANNOTATION: &str = "sidecar.linnix.io/inject";
 /// Written on every pod the webhook decides about: the version or the skip reason.
 pub const STATUS_ANNOTATION: &str = "sidecar.linnix.io/status";
-pub const CPU_ANNOTATION: &str = "sidecar.linnix.io/cpu";
-pub const MEMORY_ANNOTATION: &str = "sidecar.linnix.io/memory";
 pub const POD_SECURITY_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
 /// Namespace label the injector chart's admission policy selects: every
 /// container but the exact tracer is then held to Pod Security baseline.
@@ -23,31 +22,13 @@ pub const GUARD_VALUE: &str = "baseline";
 /// Namespaces never touched: the control plane's own, and the injector's.
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
-// A macro so that the prefix and the full status share the literal.
-macro_rules! injected_prefix {
-    () => {
-        "injected"
-    };
-}
+/// Prefix of the status annotation value of an injected pod; the rest
+/// names the versions and the image ([`crate::config::Sidecar::injected_status`]).
+pub const INJECTED_PREFIX: &str = "injected";
 
-/// Prefix of the status annotation value of an injected pod.
-pub const INJECTED_PREFIX: &str = injected_prefix!();
-
-/// Status annotation value of a pod this build injected.
-pub const INJECTED_STATUS: &str = concat!(
-    injected_prefix!(),
-    " (linnix-injector ",
-    env!("CARGO_PKG_VERSION"),
-    ")"
-);
-
-/// Status annotation value of a pod this build injected in a guarded namespace.
-pub const GUARDED_STATUS: &str = concat!(
-    injected_prefix!(),
-    " (linnix-injector ",
-    env!("CARGO_PKG_VERSION"),
-    "), namespace guarded: every other container is held to Pod Security baseline"
-);
+/// Appended to the status of a pod injected in a guarded namespace.
+pub const GUARDED_STATUS_SUFFIX: &str =
+    ", namespace guarded: every other container is held to Pod Security baseline";
 
 /// Whether the tracer called `tracer` is already in the pod, or the pod
 /// says it was injected.
@@ -65,6 +46,9 @@ pub struct NamespaceFacts {
     pub pod_security_enforce: Option<String>,
     /// The namespace carries `sidecar.linnix.io/guard=baseline`.
     pub guarded: bool,
+    /// The per-pod settings the namespace sets for its pods: its
+    /// annotations named in [`crate::overrides::Override::annotation`].
+    pub settings: BTreeMap<String, String>,
 }
 
 /// Everything besides the pod itself that the decision depends on.
@@ -212,13 +196,14 @@ pub fn is_protected(namespace: &str, own: Option<&str>) -> bool {
     SYSTEM_NAMESPACES.contains(&namespace) || own == Some(namespace)
 }
 
-/// The status annotation of a pod that [`decide`] injects: whether its
-/// namespace is guarded is part of it.
-pub fn injected_status(ctx: &Context<'_>) -> &'static str {
+/// The status annotation of a pod that [`decide`] injects, from the
+/// configured tracer's `injected` status: whether its namespace is guarded
+/// is part of it.
+pub fn injected_status(injected: &str, ctx: &Context<'_>) -> String {
     if ctx.namespace_facts.is_some_and(|n| n.guarded) {
-        GUARDED_STATUS
+        format!("{injected}{GUARDED_STATUS_SUFFIX}")
     } else {
-        INJECTED_STATUS
+        injected.to_owned()
     }
 }
 
@@ -400,7 +385,7 @@ mod tests {
             let d = decide(&PodFacts::of(&pod), "linnix-tracer", &ctx);
             if injects {
                 assert_eq!(d, Decision::Inject, "{level:?} {guarded}");
-                let status = injected_status(&ctx);
+                let status = injected_status("injected (linnix-injector x)", &ctx);
                 assert!(status.starts_with(INJECTED_PREFIX), "{status}");
                 assert_eq!(status.contains("namespace guarded"), guarded, "{status}");
             } else {
@@ -411,7 +396,10 @@ mod tests {
                 assert!(skip.message().contains(GUARD_LABEL), "{}", skip.message());
             }
         }
-        assert_eq!(injected_status(&Context::default()), INJECTED_STATUS);
+        assert_eq!(
+            injected_status("injected (linnix-injector x)", &Context::default()),
+            "injected (linnix-injector x)"
+        );
     }
 
     #[test]
@@ -440,7 +428,7 @@ mod tests {
             decide_for(by_container, None),
             Decision::Skip(Skip::AlreadyInjected)
         );
-        let by_status = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", STATUS_ANNOTATION: INJECTED_STATUS}}});
+        let by_status = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", STATUS_ANNOTATION: "injected (linnix-injector 0.0.1)"}}});
         assert_eq!(
             decide_for(by_status, None),
             Decision::Skip(Skip::AlreadyInjected)

@@ -2,6 +2,7 @@
 //! adds the linnix tracer sidecar to opted-in pods.
 
 pub mod admission;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod decision;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod mutate;
 pub mod namespaces;
 pub mod offline;
+pub mod overrides;
 pub mod patch;
 pub mod pod;
 pub mod quantity;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use linnix_injector::cli::{Cli, Command};
 use linnix_injector::config::Config;
-use linnix_injector::{offline, serve, tls};
+use linnix_injector::{check, offline, serve, tls};
 use tracing_subscriber::EnvFilter;
 
 // Admission is allocation-heavy (JSON in, JSON out); glibc's malloc showed
@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
@@ -34,12 +34,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(serve::run(args)),
+            .block_on(serve::run(args))
+            .map(|()| ExitCode::SUCCESS),
         Command::Inject(args) => {
             let sidecar = Config::load(args.config.as_deref())?
                 .sidecar
@@ -55,13 +56,15 @@ fn run(command: Command) -> anyhow::Result<()> {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(out.as_bytes())?;
             stdout.flush()?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+        // Its own exit codes: whether the pods would be injected.
+        Command::Check(args) => Ok(check::main(args)),
         Command::Certs(args) => {
             let generated = tls::generate(&args.dns)?;
             tls::write_files(&args.out, &generated)?;
             tracing::info!(dir = %args.out.display(), dns = ?args.dns, "wrote ca.crt, tls.crt, tls.key");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

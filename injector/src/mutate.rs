@@ -4,14 +4,14 @@
 use json_patch::jsonptr::Pointer;
 use json_patch::PatchOperation;
 
-use crate::config::{Resources, Sidecar};
-use crate::decision::{
-    self, shorten, Context, Decision, Skip, Wish, CPU_ANNOTATION, INJECT_ANNOTATION,
-    MEMORY_ANNOTATION, STATUS_ANNOTATION,
-};
+use crate::config::Sidecar;
+use crate::decision::{self, Context, Decision, Skip, Wish, INJECT_ANNOTATION, STATUS_ANNOTATION};
+use crate::overrides;
 use crate::patch;
 use crate::pod::PodFacts;
-use crate::quantity::Quantity;
+
+/// Names the container `kubectl logs` and `kubectl exec` use without `-c`.
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
 /// The result for one pod: what to change and what to tell the user.
 #[derive(Debug)]
@@ -44,11 +44,7 @@ pub fn mutate(
     let decision = decision::decide(pod, &sidecar.name, ctx);
     let mut warnings = Vec::new();
     let ops = match &decision {
-        Decision::Inject => {
-            let resources = overrides(pod, &sidecar.resources, &mut warnings);
-            let status = decision::injected_status(ctx);
-            patch::inject(pod, base, sidecar, resources.as_ref(), status)
-        }
+        Decision::Inject => inject(pod, base, sidecar, ctx, &mut warnings),
         Decision::Skip(skip) => {
             let asked = pod
                 .annotation(INJECT_ANNOTATION)
@@ -71,49 +67,47 @@ pub fn mutate(
     }
 }
 
-/// Applies `sidecar.linnix.io/cpu` and `sidecar.linnix.io/memory`: each sets
-/// the limit, and lowers the request when the configured one would exceed
-/// it (the API server rejects request > limit). A bad value keeps the
-/// configured resources and produces a warning; it never stops injection.
-/// `None` when neither annotation is set: the configured resources apply.
-fn overrides(
-    facts: &PodFacts<'_>,
-    base: &Resources,
+/// The operations for a pod that gets the tracer: its annotations and
+/// its namespace's settings shape the container.
+fn inject(
+    pod: &PodFacts<'_>,
+    base: &Pointer,
+    sidecar: &Sidecar,
+    ctx: &Context<'_>,
     warnings: &mut Vec<String>,
-) -> Option<Resources> {
-    if facts.annotation(CPU_ANNOTATION).is_none() && facts.annotation(MEMORY_ANNOTATION).is_none() {
-        return None;
-    }
-    let mut r = base.clone();
-    for (key, request, limit) in [
-        (CPU_ANNOTATION, &mut r.cpu_request, &mut r.cpu_limit),
-        (
-            MEMORY_ANNOTATION,
-            &mut r.memory_request,
-            &mut r.memory_limit,
-        ),
-    ] {
-        let Some(text) = facts.annotation(key) else {
-            continue;
+) -> Vec<PatchOperation> {
+    let namespace_sets = ctx.namespace_facts.is_some_and(|n| !n.settings.is_empty());
+    let pod_sets = overrides::Override::ALL
+        .iter()
+        .any(|o| pod.annotation(o.annotation()).is_some());
+    // Most pods set nothing: they get the container built at start-up.
+    let (tracer, native_sidecar) = if namespace_sets || pod_sets {
+        let settings = overrides::resolve(pod, ctx.namespace_facts, sidecar);
+        warnings.extend(settings.warnings.iter().cloned());
+        let tracer = if settings.overridden() {
+            patch::tracer_container(
+                sidecar,
+                &settings.args,
+                settings.native_sidecar,
+                &settings.resources,
+            )
+        } else {
+            sidecar.container().clone()
         };
-        match Quantity::parse_resource(text) {
-            Ok(q) if q.value() > 0.0 => {
-                if request.value() > q.value() {
-                    *request = q.clone();
-                }
-                *limit = q;
-            }
-            Ok(_) => warnings.push(format!(
-                "{key}={:?} ignored: the limit must be greater than zero; keeping {limit}",
-                shorten(text)
-            )),
-            Err(e) => warnings.push(format!(
-                "{key}={:?} ignored: {e}; keeping {limit}",
-                shorten(text)
-            )),
+        (tracer, settings.native_sidecar)
+    } else {
+        (sidecar.container().clone(), sidecar.native_sidecar)
+    };
+    let status = decision::injected_status(sidecar.injected_status(), ctx);
+    let mut annotations = vec![(STATUS_ANNOTATION, status.as_str())];
+    // As Istio does, so that `kubectl logs POD` lands on the app; a
+    // choice the pod already made is kept.
+    if pod.annotation(DEFAULT_CONTAINER_ANNOTATION).is_none() {
+        if let Some(app) = pod.first_container() {
+            annotations.push((DEFAULT_CONTAINER_ANNOTATION, app));
         }
     }
-    Some(r)
+    patch::inject(pod, base, tracer, native_sidecar, &annotations)
 }
 
 #[cfg(test)]
@@ -139,20 +133,49 @@ mod tests {
 
     #[test]
     fn resource_overrides() {
-        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", CPU_ANNOTATION: "5m", MEMORY_ANNOTATION: "256Mi"}}, "spec": {"containers": []}});
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", "sidecar.linnix.io/cpu": "5m", "sidecar.linnix.io/memory-limit": "256Mi"}}, "spec": {"containers": []}});
         let (l, r) = limits(&pod);
-        assert_eq!(l, json!({"cpu": "5m", "memory": "256Mi"}));
+        assert_eq!(l, json!({"cpu": "200m", "memory": "256Mi"}));
         assert_eq!(r, json!({"cpu": "5m", "memory": "32Mi"}));
     }
 
     #[test]
     fn bad_overrides_warn_and_still_inject() {
-        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", CPU_ANNOTATION: "lots", MEMORY_ANNOTATION: "0"}}, "spec": {"containers": []}});
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", "sidecar.linnix.io/cpu-limit": "lots", "sidecar.linnix.io/memory-limit": "0"}}, "spec": {"containers": []}});
         let out = run(pod.clone());
         assert_eq!(out.decision, Decision::Inject);
         assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
         let (l, _) = limits(&pod);
         assert_eq!(l, json!({"cpu": "200m", "memory": "64Mi"}));
+    }
+
+    #[test]
+    fn status_and_default_container() {
+        let s = Config::default().sidecar.validate(None).unwrap();
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}}, "spec": {"containers": [{"name": "web"}, {"name": "proxy"}]}});
+        let mut out = pod.clone();
+        json_patch::patch(&mut out, &run(pod).ops).unwrap();
+        let a = &out["metadata"]["annotations"];
+        assert_eq!(a[STATUS_ANNOTATION], s.injected_status());
+        assert_eq!(a[DEFAULT_CONTAINER_ANNOTATION], "web");
+        // A pod's own choice stays.
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", DEFAULT_CONTAINER_ANNOTATION: "proxy"}}, "spec": {"containers": [{"name": "web"}, {"name": "proxy"}]}});
+        let mut out = pod.clone();
+        json_patch::patch(&mut out, &run(pod).ops).unwrap();
+        assert_eq!(
+            out["metadata"]["annotations"][DEFAULT_CONTAINER_ANNOTATION],
+            "proxy"
+        );
+    }
+
+    #[test]
+    fn native_sidecar_by_annotation() {
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", "sidecar.linnix.io/native-sidecar": "false"}}, "spec": {"containers": [{"name": "app"}]}});
+        let mut out = pod.clone();
+        json_patch::patch(&mut out, &run(pod).ops).unwrap();
+        assert!(out["spec"].get("initContainers").is_none());
+        assert_eq!(out["spec"]["containers"][1]["name"], "linnix-tracer");
+        assert!(out["spec"]["containers"][1].get("startupProbe").is_none());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use kube::{Api, Client};
 use crate::decision::{
     NamespaceFacts, GUARD_LABEL, GUARD_VALUE, INJECT_ANNOTATION, POD_SECURITY_ENFORCE_LABEL,
 };
+use crate::overrides::Override;
 
 /// Bound on the cache-miss GET: well inside the API server's webhook
 /// timeout, so a slow API server yields a warning instead of a silently
@@ -97,6 +98,13 @@ pub fn facts_of(ns: &Namespace) -> NamespaceFacts {
         inject: get(&ns.metadata.annotations, INJECT_ANNOTATION),
         pod_security_enforce: get(&ns.metadata.labels, POD_SECURITY_ENFORCE_LABEL),
         guarded: get(&ns.metadata.labels, GUARD_LABEL).as_deref() == Some(GUARD_VALUE),
+        settings: Override::ALL
+            .iter()
+            .filter_map(|o| {
+                let key = o.annotation();
+                get(&ns.metadata.annotations, key).map(|v| (key.to_owned(), v))
+            })
+            .collect(),
     }
 }
 

@@ -68,7 +68,7 @@ pub fn inject_yaml(text: &str, opts: &Options<'_>) -> Result<String, OfflineErro
 }
 
 /// Where the pod template of each supported kind lives.
-fn template_pointer(kind: &str) -> Option<&'static str> {
+pub fn template_pointer(kind: &str) -> Option<&'static str> {
     match kind {
         "Pod" => Some(""),
         "Deployment"

@@ -32,33 +32,60 @@ pub fn set_annotation(
     key: &str,
     value: &str,
 ) -> Vec<PatchOperation> {
-    if pod.annotation(key) == Some(value) {
-        vec![]
-    } else if pod.has_annotations() {
-        let path = child(&child(&child(base, "metadata"), "annotations"), key);
-        vec![add(path, Value::String(value.to_owned()))]
+    set_annotations(pod, base, &[(key, value)])
+}
+
+/// Sets every `(key, value)` annotation not already set to that value,
+/// creating `metadata` and `annotations` when missing (all keys in the one
+/// operation that creates the map: a second `add` of the map would replace
+/// the first).
+pub fn set_annotations(
+    pod: &PodFacts<'_>,
+    base: &Pointer,
+    annotations: &[(&str, &str)],
+) -> Vec<PatchOperation> {
+    let missing: Vec<&(&str, &str)> = annotations
+        .iter()
+        .filter(|(k, v)| pod.annotation(k) != Some(*v))
+        .collect();
+    if missing.is_empty() {
+        return vec![];
+    }
+    let map = || {
+        Value::Object(
+            missing
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+                .collect(),
+        )
+    };
+    if pod.has_annotations() {
+        let annotations = child(&child(base, "metadata"), "annotations");
+        missing
+            .iter()
+            .map(|(k, v)| add(child(&annotations, k), Value::String((*v).to_owned())))
+            .collect()
     } else if pod.has_metadata() {
         // Missing (or null) annotations: add the whole map at once.
-        let path = child(&child(base, "metadata"), "annotations");
-        vec![add(path, json!({ key: value }))]
+        vec![add(child(&child(base, "metadata"), "annotations"), map())]
     } else {
         vec![add(
             child(base, "metadata"),
-            json!({ "annotations": { key: value } }),
+            json!({ "annotations": map() }),
         )]
     }
 }
 
-/// All operations that add the tracer to the pod at `base`; `resources`
-/// replaces the configured ones when set.
+/// All operations that add the `tracer` container to the pod at `base`,
+/// with the given annotations.
 pub fn inject(
     pod: &PodFacts<'_>,
     base: &Pointer,
-    sidecar: &Sidecar,
-    resources: Option<&Resources>,
-    status: &str,
+    tracer: Value,
+    native_sidecar: bool,
+    annotations: &[(&str, &str)],
 ) -> Vec<PatchOperation> {
-    let mut ops = set_annotation(pod, base, crate::decision::STATUS_ANNOTATION, status);
+    let mut ops = set_annotations(pod, base, annotations);
     let spec_path = child(base, "spec");
     if !pod.has_spec() {
         ops.push(add(spec_path.clone(), Value::Object(Map::new())));
@@ -69,11 +96,7 @@ pub fn inject(
             Value::Bool(true),
         ));
     }
-    let mut container = sidecar.container().clone();
-    if let (Some(resources), Some(c)) = (resources, container.as_object_mut()) {
-        c.insert("resources".into(), resources_json(resources));
-    }
-    let (list, index) = if sidecar.native_sidecar {
+    let (list, index) = if native_sidecar {
         // First init container: it starts before every other init container
         // and app container, so no exec escapes it.
         (ContainerList::InitContainers, "0")
@@ -82,9 +105,9 @@ pub fn inject(
     };
     let list_path = child(&spec_path, list.key());
     if pod.has_list(list) {
-        ops.push(add(child(&list_path, index), container));
+        ops.push(add(child(&list_path, index), tracer));
     } else {
-        ops.push(add(list_path, Value::Array(vec![container])));
+        ops.push(add(list_path, Value::Array(vec![tracer])));
     }
     ops
 }
@@ -96,14 +119,21 @@ fn resources_json(r: &Resources) -> Value {
     })
 }
 
-/// The tracer container as Kubernetes JSON. Built once per configuration
-/// (see [`Sidecar::container`]); each injection clones it.
-pub fn tracer_container(sidecar: &Sidecar, resources: &Resources) -> Value {
-    let mut args = Vec::with_capacity(sidecar.args.len() + 1);
-    if !sidecar.args.iter().any(|a| a.starts_with("--metrics-addr")) {
+/// The tracer container as Kubernetes JSON, with `extra_args` after the
+/// metrics address. Built once per configuration (see
+/// [`Sidecar::container`]), and again only for pods whose annotations
+/// change it.
+pub fn tracer_container(
+    sidecar: &Sidecar,
+    extra_args: &[String],
+    native_sidecar: bool,
+    resources: &Resources,
+) -> Value {
+    let mut args = Vec::with_capacity(extra_args.len() + 1);
+    if !extra_args.iter().any(|a| a.starts_with("--metrics-addr")) {
         args.push(format!("--metrics-addr=0.0.0.0:{}", sidecar.metrics_port));
     }
-    args.extend(sidecar.args.iter().cloned());
+    args.extend(extra_args.iter().cloned());
     let field_env = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}});
     let mut container = json!({
         "name": sidecar.name,
@@ -136,7 +166,7 @@ pub fn tracer_container(sidecar: &Sidecar, resources: &Resources) -> Value {
         },
         "terminationMessagePolicy": "FallbackToLogsOnError",
     });
-    if sidecar.native_sidecar {
+    if native_sidecar {
         if let Some(c) = container.as_object_mut() {
             c.insert("restartPolicy".into(), json!("Always"));
             // App containers start only once this succeeds, i.e. once the
@@ -187,14 +217,14 @@ mod tests {
         pod
     }
 
-    /// The pod with the tracer injected, no resource overrides.
+    /// The pod with the configured tracer injected.
     fn inject_at_root(pod: &Value, sidecar: &Sidecar) -> Value {
         let ops = inject(
             &PodFacts::of(pod),
             &PointerBuf::root(),
-            sidecar,
-            None,
-            "injected",
+            sidecar.container().clone(),
+            sidecar.native_sidecar,
+            &[("s", "injected")],
         );
         apply(pod.clone(), &ops)
     }
@@ -251,9 +281,9 @@ mod tests {
         let ops = inject(
             &PodFacts::of(&doc["spec"]["template"]),
             &base,
-            &s,
-            None,
-            "injected",
+            s.container().clone(),
+            s.native_sidecar,
+            &[(crate::decision::STATUS_ANNOTATION, "injected"), ("b", "2")],
         );
         let out = apply(doc, &ops);
         let t = &out["spec"]["template"];
@@ -261,7 +291,32 @@ mod tests {
             t["metadata"]["annotations"][crate::decision::STATUS_ANNOTATION],
             "injected"
         );
+        assert_eq!(t["metadata"]["annotations"]["b"], "2");
         assert_eq!(t["spec"]["initContainers"][0]["name"], "linnix-tracer");
+    }
+
+    #[test]
+    fn several_annotations_in_every_shape() {
+        let root = PointerBuf::root();
+        let want = [("a", "1"), ("b", "2")];
+        for pod in [
+            json!({}),
+            json!({"metadata": {}}),
+            json!({"metadata": {"annotations": null}}),
+            json!({"metadata": {"annotations": {"a": "0", "c": "3"}}}),
+            json!({"metadata": {"annotations": {"b": "2"}}}),
+        ] {
+            let out = apply(
+                pod.clone(),
+                &set_annotations(&PodFacts::of(&pod), &root, &want),
+            );
+            let a = &out["metadata"]["annotations"];
+            assert_eq!((&a["a"], &a["b"]), (&json!("1"), &json!("2")), "{pod}");
+            if let Some(c) = pod.pointer("/metadata/annotations/c") {
+                assert_eq!(&a["c"], c);
+            }
+            assert!(set_annotations(&PodFacts::of(&out), &root, &want).is_empty());
+        }
     }
 
     #[test]

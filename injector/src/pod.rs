@@ -167,6 +167,15 @@ impl<'a> PodFacts<'a> {
         self.list(list).is_some()
     }
 
+    /// The name of the first app container: the one `kubectl logs` and
+    /// `kubectl exec` should pick without `-c`.
+    pub fn first_container(&self) -> Option<&str> {
+        self.list(ContainerList::Containers)?
+            .0
+            .first()
+            .map(|n| n.as_ref())
+    }
+
     /// Whether a container or init container is called `name`.
     pub fn has_container(&self, name: &str) -> bool {
         [ContainerList::InitContainers, ContainerList::Containers]
@@ -387,6 +396,9 @@ mod tests {
         assert_eq!(facts.annotation("b"), None);
         assert!(facts.has_container("tracer"));
         assert!(!facts.has_list(ContainerList::Containers));
+        assert_eq!(facts.first_container(), None);
+        let facts = from_text(r#"{"spec": {"containers": [{"name": "app"}, {"name": "b"}]}}"#);
+        assert_eq!(facts.first_container(), Some("app"));
         assert!(from_text("[1, 2]").name().is_none());
     }
 }

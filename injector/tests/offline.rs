@@ -7,108 +7,8 @@ use common::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-const WORKLOADS: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: solo
-  annotations: {sidecar.linnix.io/inject: "true"}
-spec:
-  containers: [{name: app, image: "registry.example/app:1"}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: team-a}
-spec:
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata:
-      labels: {app: web}
-      annotations: {sidecar.linnix.io/inject: "true", sidecar.linnix.io/memory: 128Mi}
-    spec:
-      containers: [{name: app, image: "registry.example/app:1"}]
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: db}
-spec:
-  serviceName: db
-  selector: {matchLabels: {app: db}}
-  template:
-    metadata:
-      labels: {app: db}
-      annotations: {sidecar.linnix.io/inject: enabled}
-    spec:
-      initContainers: [{name: migrate, image: "registry.example/db:1"}]
-      containers: [{name: db, image: "registry.example/db:1"}]
----
-apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: agent}
-spec:
-  selector: {matchLabels: {app: agent}}
-  template:
-    metadata:
-      labels: {app: agent}
-      annotations: {sidecar.linnix.io/inject: "true"}
-    spec:
-      containers: [{name: agent, image: "registry.example/agent:1"}]
----
-apiVersion: apps/v1
-kind: ReplicaSet
-metadata: {name: rs}
-spec:
-  selector: {matchLabels: {app: rs}}
-  template:
-    metadata:
-      labels: {app: rs}
-      annotations: {sidecar.linnix.io/inject: "true"}
-    spec:
-      containers: [{name: app, image: "registry.example/app:1"}]
----
-apiVersion: batch/v1
-kind: Job
-metadata: {name: once}
-spec:
-  template:
-    metadata:
-      annotations: {sidecar.linnix.io/inject: "true"}
-    spec:
-      restartPolicy: Never
-      containers: [{name: task, image: "registry.example/task:1"}]
----
-apiVersion: batch/v1
-kind: CronJob
-metadata: {name: nightly}
-spec:
-  schedule: "0 3 * * *"
-  jobTemplate:
-    spec:
-      template:
-        metadata:
-          annotations: {sidecar.linnix.io/inject: "true"}
-        spec:
-          restartPolicy: OnFailure
-          containers: [{name: task, image: "registry.example/task:1"}]
----
-apiVersion: v1
-kind: List
-items:
-- apiVersion: v1
-  kind: Pod
-  metadata:
-    name: listed
-    annotations: {sidecar.linnix.io/inject: "true"}
-  spec:
-    containers: [{name: app, image: "registry.example/app:1"}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80}]
-"#;
+/// Shared with the tests of `check`, which must agree with `inject` on it.
+const WORKLOADS: &str = include_str!("fixtures/workloads.yaml");
 
 fn docs(yaml: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(yaml)
@@ -166,7 +66,7 @@ fn every_workload_kind_is_injected_and_valid() {
         template(&out[2])["spec"]["initContainers"][1]["name"],
         "migrate"
     );
-    // The per-pod memory override applies to templates too.
+    // The per-pod memory limit applies to templates too.
     assert_eq!(
         template(&out[1])["spec"]["initContainers"][0]["resources"]["limits"]["memory"],
         "128Mi"

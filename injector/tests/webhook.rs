@@ -210,7 +210,7 @@ fn pod_with(key: &str, value: &str) -> Value {
 async fn resource_overrides_and_bad_overrides() {
     let server = Server::start(&[]);
     let pod = pod(
-        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/cpu": "500m", "sidecar.linnix.io/memory": "16Mi"}),
+        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/cpu-limit": "500m", "sidecar.linnix.io/memory-limit": "16Mi"}),
         app_spec(),
     );
     let review = server.review(&review_of(&pod, "apps")).await;

@@ -17,6 +17,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -179,6 +180,13 @@ impl Metrics {
             "linnix_programs_attached",
             "eBPF programs attached",
             programs_attached.clone(),
+        );
+        // After an upgrade, `linnix_build_info{version!="..."}` finds the
+        // pods still running an older tracer. The encoder adds `_info`.
+        registry.register(
+            "linnix_build",
+            "Version of the running tracer",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
         Metrics {
             registry,
@@ -444,6 +452,12 @@ mod tests {
             "linnix_events_lost_total 7",
             "linnix_events_rate_limited_total 2",
             "linnix_programs_attached 4",
+            "# TYPE linnix_build info",
+            concat!(
+                "linnix_build_info{version=\"",
+                env!("CARGO_PKG_VERSION"),
+                "\"} 1"
+            ),
             "# EOF",
         ] {
             assert!(text.contains(want), "{want} missing in\n{text}");

@@ -195,7 +195,7 @@ def config_of(objects: list[dict]) -> dict:
 
 CONTRACT_KEYS = {
     "name", "image", "imagePullPolicy", "args", "metricsPort", "nativeSidecar",
-    "seccompProfile", "resources",
+    "seccompProfile", "resources", "allowedOverrides",
 }
 
 
@@ -215,6 +215,10 @@ def test_default_config_is_written_in_full(injector_chart):
                 "requests": {"cpu": "10m", "memory": "32Mi"},
                 "limits": {"cpu": "200m", "memory": "64Mi"},
             },
+            "allowedOverrides": [
+                "cpu", "memory", "cpu-limit", "memory-limit", "log-level",
+                "max-events-per-sec", "threads", "ignore-exec-probes", "native-sidecar",
+            ],
         }
     }
 

@@ -2,7 +2,7 @@
 """Adapt injected Kubernetes Pod YAML to what `podman kube play` (4.3) honours.
 
 The injector writes standard Kubernetes. podman 4.3 differs from a kubelet in
-three ways that matter here, and this module translates exactly those, saying
+four ways that matter here, and this module translates exactly those, saying
 so on stderr:
 
 * It ignores `securityContext.seccompProfile` but honours the legacy
@@ -13,6 +13,11 @@ so on stderr:
 * It publishes every declared `containerPort` on the host, where Kubernetes
   only documents it; two traced pods would both claim 9464. Ports without a
   `hostPort` are dropped (the pod's own network namespace still has them).
+* It refuses the whole pod when an annotation value is longer than 63
+  characters (it applies the label-value limit; Kubernetes limits only the
+  total size of a pod's annotations). Such annotations, like the injector's
+  `sidecar.linnix.io/status`, which names the tracer's image, are dropped:
+  nothing in the pod reads them.
 
 Usage: podman_compat.py [--namespace NS] [--node NAME] < pod.yaml > play.yaml
 """
@@ -27,6 +32,7 @@ import uuid
 import yaml
 
 SECCOMP_ANNOTATION = "container.seccomp.security.alpha.kubernetes.io/"
+PODMAN_MAX_ANNOTATION_VALUE = 63
 
 
 def _seccomp_annotation_value(profile: dict) -> str | None:
@@ -44,6 +50,10 @@ def adapt_pod(pod: dict, namespace: str, node: str, notes: list[str]) -> dict:
     """Return the pod with podman-4.3 equivalents of what it would ignore."""
     meta = pod.setdefault("metadata", {})
     annotations = meta.setdefault("annotations", {})
+    for key, value in list(annotations.items()):
+        if isinstance(value, str) and len(value) > PODMAN_MAX_ANNOTATION_VALUE:
+            del annotations[key]
+            notes.append(f"annotation {key} dropped: {len(value)} characters, podman refuses more than 63")
     uid = meta.setdefault("uid", str(uuid.uuid4()))
     literal = {"metadata.namespace": namespace, "metadata.uid": uid, "spec.nodeName": node}
     spec = pod.get("spec", {})

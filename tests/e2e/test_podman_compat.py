@@ -41,3 +41,17 @@ def test_seccomp_profiles_become_legacy_annotations_and_fieldrefs_literals():
     assert service == {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}
     assert "ports" not in pod["spec"]["containers"][0]
     assert len(notes) == 5
+
+
+def test_annotation_values_podman_refuses_are_dropped():
+    status = "injected (linnix-injector 0.1.0, tracer 0.1.0, image localhost/linnix-sidecar:0.1.0)"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "annotations": {"sidecar.linnix.io/status": status, "short": "x" * 63}},
+        "spec": {"containers": [{"name": "app", "image": "y"}]},
+    }
+    text, notes = adapt_documents(yaml.safe_dump(pod))
+    (out,) = yaml.safe_load_all(text)
+    assert out["metadata"]["annotations"] == {"short": "x" * 63}
+    assert notes == [f"annotation sidecar.linnix.io/status dropped: {len(status)} characters, podman refuses more than 63"]

@@ -101,6 +101,10 @@ part of its name so the same release name in two namespaces does not collide.
   "seccompProfile" $s.seccompProfile
   "resources" $s.resources
 -}}
+{{- /* Unset (null): the injector's built-in default, every override. */}}
+{{- if not (kindIs "invalid" $s.allowedOverrides) }}
+{{- $_ := set $sidecar "allowedOverrides" $s.allowedOverrides }}
+{{- end }}
 {{- dict "sidecar" $sidecar | toYaml }}
 {{- end }}
 
