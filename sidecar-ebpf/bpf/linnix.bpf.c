@@ -21,3 +21,4 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "lifecycle/exec.c"
 #include "lifecycle/exit.c"
 #include "lifecycle/oom.c"
+#include "lifecycle/memory.c"

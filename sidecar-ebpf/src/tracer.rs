@@ -5,7 +5,7 @@ use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
 
 use aya::maps::{Array, Map, MapData, MapError, PerCpuArray, RingBuf};
-use aya::programs::BtfTracePoint;
+use aya::programs::{BtfTracePoint, Iter};
 use aya::{Btf, Ebpf, EbpfLoader};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -16,15 +16,16 @@ use crate::bindings::{
 };
 use crate::decode::decode;
 use crate::error::{classify, parse_btf, require_btf_file};
+use crate::memory::{self, PressureMap};
 use crate::poll_timer::PollTimer;
 use crate::reader::{self, Effect, Found, Input, State, Wait};
-use crate::{Event, KernelStats, TracerConfig, TracerError};
+use crate::{Event, KernelStats, MemorySample, TracerConfig, TracerError};
 
 static LINNIX_BPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linnix.bpf.o"));
 
 /// BTF tracepoint → the programs in the object that can serve it, best
 /// first: the first one this kernel's verifier accepts is attached.
-const PROGRAMS: [(&str, &[&str]); 4] = [
+const PROGRAMS: [(&str, &[&str]); 5] = [
     ("sched_process_fork", &["handle_fork"]),
     ("sched_process_exec", &["handle_exec"]),
     // The group_dead argument of the tracepoint is new; older kernels need
@@ -34,6 +35,7 @@ const PROGRAMS: [(&str, &[&str]); 4] = [
         &["handle_exit_group_dead", "handle_exit"],
     ),
     ("mark_victim", &["handle_mark_victim"]),
+    ("mm_vmscan_memcg_reclaim_begin", &["handle_memcg_reclaim"]),
 ];
 
 /// Most records one drain consumes: what a full ring holds of the smallest
@@ -55,6 +57,7 @@ pub struct Tracer {
     timer: PollTimer,
     state: State,
     stats: PerCpuArray<MapData, u64>,
+    pressure: PressureMap,
     attached: usize,
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
@@ -82,6 +85,7 @@ impl Tracer {
             attach_first(&mut ebpf, &btf, candidates, tracepoint)?;
             attached += 1;
         }
+        load_sampler(&mut ebpf, &btf)?;
         drop(btf);
 
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "events")?;
@@ -96,6 +100,7 @@ impl Tracer {
             .and_then(|timer| timer.start(POLL_INTERVAL).map(|()| timer))
             .map_err(|e| TracerError::Other(format!("cannot create the poll timer: {e}")))?;
         let stats = take_map(&mut ebpf, "stats")?;
+        let pressure = take_map(&mut ebpf, memory::PRESSURE_MAP)?;
 
         tracing::debug!(
             target_id = config.target.id,
@@ -110,6 +115,7 @@ impl Tracer {
             timer,
             state: State::Polling { empty: 0 },
             stats,
+            pressure,
             attached,
             _ebpf: ebpf,
         })
@@ -199,6 +205,16 @@ impl Tracer {
         self.attached
     }
 
+    /// Every container of the target that has processes, with its memory
+    /// cgroup's figures: one pass of the kernel's memory sampler, which also
+    /// reports threshold crossings (as `memory_pressure` events in the ring).
+    ///
+    /// Blocks while the kernel walks the tasks of the tracer's PID namespace:
+    /// about 100 µs for a hundred tasks.
+    pub fn sample_memory(&mut self) -> Result<Vec<MemorySample>, TracerError> {
+        memory::sample(&mut self._ebpf, &self.pressure)
+    }
+
     pub fn kernel_stats(&self) -> Result<KernelStats, TracerError> {
         let sum = |index: u32| -> Result<u64, TracerError> {
             let values = self
@@ -217,12 +233,16 @@ impl Tracer {
 fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
     let trace_threads = u32::from(config.trace_threads);
     let page_shift = page_shift(rustix::param::page_size())?;
+    let interval_ns = u64::try_from(config.pressure.interval.as_nanos()).unwrap_or(u64::MAX);
+    let threshold_pct = config.pressure.threshold_pct.min(100);
     EbpfLoader::new()
         .override_global("target_cgroup_id", &config.target.id, true)
         .override_global("target_level", &config.target.level, true)
         .override_global("trace_threads", &trace_threads, true)
         .override_global("max_events_per_sec", &config.max_events_per_sec, true)
         .override_global("page_shift", &page_shift, true)
+        .override_global("pressure_interval_ns", &interval_ns, true)
+        .override_global("pressure_threshold_pct", &threshold_pct, true)
         .load(LINNIX_BPF)
         .map_err(|e| classify("create the tracer's BPF maps", &e))
 }
@@ -270,6 +290,18 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str, tracepoint: &str) -> Result<()
         .attach()
         .map_err(|e| classify(&format!("attach the BPF program to {tracepoint}"), &e))?;
     Ok(())
+}
+
+/// The memory sampler is an iterator: loaded now, run by each sample.
+fn load_sampler(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), TracerError> {
+    let program: &mut Iter = ebpf
+        .program_mut(memory::SAMPLE_PROGRAM)
+        .ok_or_else(|| missing(&format!("program {}", memory::SAMPLE_PROGRAM)))?
+        .try_into()
+        .map_err(|e| classify("look up the memory sampling program", &e))?;
+    program
+        .load(memory::SAMPLE_ITER, btf)
+        .map_err(|e| classify("load the memory sampling program", &e))
 }
 
 /// The object's map `name`, typed (ring buffer, array, ...).
@@ -359,6 +391,7 @@ mod tests {
             target: CgroupPosition { id: 1, level: 0 },
             trace_threads: false,
             max_events_per_sec: 0,
+            pressure: Default::default(),
         };
         let mut tracer = Tracer::load(&config).expect("load");
         // 100 × (fork, exec, exit) of /bin/true, plus the shell's own.

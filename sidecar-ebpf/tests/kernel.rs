@@ -777,7 +777,7 @@ async fn programs_attached_counts_the_kernel_links() {
     let before = open_bpf_links();
     let tracer = Tracer::load(&config(cg.position())).expect("load");
     // fork, exec, exit, mark_victim
-    assert_eq!(tracer.programs_attached(), 4);
+    assert_eq!(tracer.programs_attached(), 5);
     assert_eq!(open_bpf_links() - before, tracer.programs_attached());
     drop(tracer);
     assert_eq!(open_bpf_links(), before, "dropping detaches");

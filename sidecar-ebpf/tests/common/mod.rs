@@ -200,6 +200,7 @@ pub fn config(target: CgroupPosition) -> TracerConfig {
         target,
         trace_threads: false,
         max_events_per_sec: 0,
+        pressure: Default::default(),
     }
 }
 
