@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::io::{self, StdoutLock};
 use std::sync::Arc;
 
-use linnix_ebpf::{Event, Tracer};
+use linnix_ebpf::{Event, MemorySample, Tracer};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use crate::memory_metrics::MemoryTracker;
 use crate::metrics::{ContainerCounters, Metrics};
 use crate::names::{ContainerNames, Label};
 use crate::output::{Clock, Detail, Kind, Line, Writer};
@@ -66,6 +67,7 @@ pub struct EventWriter {
     out: Writer<StdoutLock<'static>>,
     /// First write error; once stdout is gone nothing more is written.
     write_error: Option<io::Error>,
+    memory: MemoryTracker,
 }
 
 /// What the writer remembers of one container cgroup.
@@ -87,7 +89,56 @@ impl EventWriter {
             containers: HashMap::new(),
             out: Writer::new(io::stdout().lock()),
             write_error: None,
+            memory: MemoryTracker::default(),
         }
+    }
+
+    /// The cached label and counters of a container cgroup. Takes the
+    /// fields it needs, so that the caller keeps using the others.
+    fn cached<'a>(
+        containers: &'a mut HashMap<u64, Container>,
+        names: &mut ContainerNames,
+        metrics: &Metrics,
+        cgroup_id: u64,
+        cgroup_name: &str,
+    ) -> &'a mut Container {
+        if names.take_changed() || containers.len() >= MAX_CACHED_CONTAINERS {
+            containers.clear();
+        }
+        let cached = containers.entry(cgroup_id).or_insert_with(|| {
+            let label = names.label(cgroup_name);
+            let counters = metrics.container(label.as_ref().map(|l| &*l.text));
+            Container { label, counters }
+        });
+        if cached.label.as_ref().is_some_and(|l| !l.named) {
+            names.request_refresh();
+        }
+        cached
+    }
+
+    /// One memory sampling pass of the kernel: the per-container memory
+    /// metrics, labelled like every other metric of the container.
+    pub fn memory(&mut self, samples: &[MemorySample]) {
+        let mut labelled = Vec::with_capacity(samples.len());
+        for sample in samples {
+            if self.settings.skip_cgroup == Some(sample.cgroup_id) {
+                continue;
+            }
+            let cached = Self::cached(
+                &mut self.containers,
+                &mut self.settings.names,
+                &self.metrics,
+                sample.cgroup_id,
+                &sample.cgroup_name,
+            );
+            let label = cached
+                .label
+                .as_ref()
+                .map(|l| l.text.to_string())
+                .unwrap_or_default();
+            labelled.push((label, sample));
+        }
+        self.memory.update(&self.metrics.memory, &labelled);
     }
 
     pub fn event(&mut self, event: Event) {
@@ -95,19 +146,13 @@ impl EventWriter {
         if self.settings.skip_cgroup == Some(task.cgroup_id) {
             return;
         }
-        let names = &mut self.settings.names;
-        if names.take_changed() || self.containers.len() >= MAX_CACHED_CONTAINERS {
-            self.containers.clear();
-        }
-        let metrics = &self.metrics;
-        let cached = self.containers.entry(task.cgroup_id).or_insert_with(|| {
-            let label = names.label(&task.cgroup_name);
-            let counters = metrics.container(label.as_ref().map(|l| &*l.text));
-            Container { label, counters }
-        });
-        if cached.label.as_ref().is_some_and(|l| !l.named) {
-            names.request_refresh();
-        }
+        let cached = Self::cached(
+            &mut self.containers,
+            &mut self.settings.names,
+            &self.metrics,
+            task.cgroup_id,
+            &task.cgroup_name,
+        );
         let container = cached.label.as_ref().map(|l| &*l.text);
         let kind = detail.kind();
         cached.counters.event(kind);

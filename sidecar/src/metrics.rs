@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::memory_metrics::MemoryFamilies;
 use crate::output::{ExitDetail, Kind};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -110,6 +111,8 @@ pub struct Metrics {
     lost: Counter,
     rate_limited: Counter,
     programs_attached: Gauge,
+    /// Per-container memory, filled from the kernel's samples.
+    pub memory: MemoryFamilies,
     last_lost: AtomicU64,
     last_rate_limited: AtomicU64,
 }
@@ -173,6 +176,7 @@ impl Metrics {
             "eBPF programs attached",
             programs_attached.clone(),
         );
+        let memory = MemoryFamilies::register(&mut registry);
         Metrics {
             registry,
             events,
@@ -182,6 +186,7 @@ impl Metrics {
             lost,
             rate_limited,
             programs_attached,
+            memory,
             last_lost: AtomicU64::new(0),
             last_rate_limited: AtomicU64::new(0),
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use linnix_ebpf::{CgroupPosition, Tracer, TracerConfig, TracerError};
+use linnix_ebpf::{CgroupPosition, PressureConfig, Tracer, TracerConfig, TracerError};
 use tokio::sync::oneshot;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -28,6 +28,10 @@ use crate::procfs;
 const DEFAULT_POD_METRICS_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9464);
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the kernel samples the containers' memory: the gauges' age at
+/// worst, and how late a threshold crossing can be seen. A pass walks the
+/// pod's tasks, about a microsecond each.
+const MEMORY_SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 /// After the command exits: how long to wait for the kernel's exit event of
 /// the command's own process before draining what is there.
 const EXIT_EVENT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -124,6 +128,10 @@ fn load(
         target,
         trace_threads: common.threads,
         max_events_per_sec: common.max_events_per_sec,
+        pressure: PressureConfig {
+            interval: common.memory_pressure_interval,
+            threshold_pct: common.memory_pressure_threshold,
+        },
     })?;
     metrics.set_attached(tracer.programs_attached());
     release_freed_memory();
@@ -282,6 +290,8 @@ async fn pump<T>(
 ) -> Result<T, RunError> {
     tokio::pin!(stop);
     let mut stats = tokio::time::interval(STATS_INTERVAL);
+    let mut memory = tokio::time::interval(MEMORY_SAMPLE_INTERVAL);
+    memory.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stopped = loop {
         tokio::select! {
             r = next_batch(tracer, writer) => {
@@ -289,6 +299,10 @@ async fn pump<T>(
                 writer.flush()?;
             }
             _ = stats.tick() => writer.kernel_stats(tracer),
+            _ = memory.tick() => match tracer.sample_memory() {
+                Ok(samples) => writer.memory(&samples),
+                Err(e) => warn!(error = %e, "cannot sample the containers' memory"),
+            },
             stopped = &mut stop => break stopped?,
         }
     };
