@@ -142,13 +142,20 @@ static __always_inline u32 reclaim_reason(struct linnix_memcg_pressure *state,
 SEC("tp_btf/mm_vmscan_memcg_reclaim_begin")
 int BPF_PROG(handle_memcg_reclaim, int order, unsigned int gfp_flags)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct linnix_memory_pressure_event *e;
+	struct task_struct *task;
 	struct linnix_memcg_pressure *state;
 	struct cgroup *container;
 	struct mem_cgroup *memcg;
 	u32 reason, count;
 
+	/*
+	 * Most reclaims on a node are other pods': one helper, which walks
+	 * current's ancestry in C, rejects them before anything else is read.
+	 */
+	if (bpf_get_current_ancestor_cgroup_id(target_level) != target_cgroup_id)
+		return 0;
+	task = bpf_get_current_task_btf();
 	if (!task_in_target(task, &container))
 		return 0;
 	memcg = task_memcg(task);
