@@ -89,6 +89,9 @@ impl Drop for TestCgroup {
 /// host) a v1 memory cgroup the processes join as well. Removed on drop.
 pub struct MemoryLimit {
     v1_dir: Option<PathBuf>,
+    /// The kernel's own figure of what is charged: `memory.current` (v2)
+    /// or `memory.usage_in_bytes` (v1).
+    usage_file: PathBuf,
 }
 
 impl MemoryLimit {
@@ -111,7 +114,10 @@ impl MemoryLimit {
             if swap.exists() {
                 fs::write(swap, "0").expect("memory.swap.max");
             }
-            return MemoryLimit { v1_dir: None };
+            return MemoryLimit {
+                v1_dir: None,
+                usage_file: v2_dir.join("memory.current"),
+            };
         }
         let v1_root = find_mount("cgroup", |o| o.split(',').any(|o| o == "memory"))
             .expect("a memory controller, v2 or v1");
@@ -123,7 +129,15 @@ impl MemoryLimit {
         let dir = v1_root.join(name);
         fs::create_dir(&dir).expect("create v1 memory cgroup");
         fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string()).expect("limit_in_bytes");
-        MemoryLimit { v1_dir: Some(dir) }
+        MemoryLimit {
+            usage_file: dir.join("memory.usage_in_bytes"),
+            v1_dir: Some(dir),
+        }
+    }
+
+    /// What cgroupfs says is charged to the limited cgroup now.
+    pub fn usage_bytes(&self) -> u64 {
+        read_number(&self.usage_file)
     }
 
     /// Make `cmd` (already placed with `in_cgroup`) subject to the limit.
@@ -140,6 +154,48 @@ impl Drop for MemoryLimit {
             remove_tree(dir);
         }
     }
+}
+
+/// A cgroupfs file holding one number.
+pub fn read_number(path: &Path) -> u64 {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{} is not a number: {e}", path.display()))
+}
+
+/// The kernel's usage figure of the scratch cgroup `trace --memory-limit`
+/// made for the tracer `tracer_pid`, wherever the memory controller lives.
+pub fn scratch_usage_bytes(tracer_pid: u32) -> u64 {
+    let name = format!("linnix-trace-{tracer_pid}");
+    let v2 = v2_mount().join(&name).join("memory.current");
+    if v2.exists() {
+        return read_number(&v2);
+    }
+    let v1_root = find_mount("cgroup", |o| o.split(',').any(|o| o == "memory"))
+        .expect("a memory controller, v2 or v1");
+    read_number(&v1_root.join(name).join("memory.usage_in_bytes"))
+}
+
+/// The value of the first /metrics line that starts with `series`.
+pub fn metric(addr: SocketAddr, series: &str) -> Option<u64> {
+    let (code, body) = http_get(addr, "/metrics").ok()?;
+    assert_eq!(code, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Poll until `ok` holds, for at most `timeout`.
+pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    ok()
 }
 
 fn pids_in(dir: &Path) -> Vec<i32> {
