@@ -21,6 +21,7 @@ use crate::bindings::{
 };
 use crate::decode::{c_string, limit};
 use crate::error::classify;
+use crate::load::missing;
 use crate::{DecodeError, MemcgEvents, MemorySample, TracerError};
 
 /// The iterator program in the lifecycle object.
@@ -44,11 +45,7 @@ pub(crate) fn sample(
 ) -> Result<Vec<MemorySample>, TracerError> {
     let program: &mut Iter = ebpf
         .program_mut(SAMPLE_PROGRAM)
-        .ok_or_else(|| {
-            TracerError::Other(format!(
-                "{SAMPLE_PROGRAM} is missing from the embedded BPF object"
-            ))
-        })?
+        .ok_or_else(|| missing(&format!("program {SAMPLE_PROGRAM}")))?
         .try_into()
         .map_err(|e| classify("use the memory sampling program", &e))?;
     let link = program
@@ -57,10 +54,9 @@ pub(crate) fn sample(
         .map_err(|e| classify("start a memory sampling pass", &e))?;
     let mut file = link
         .into_file()
-        .map_err(|e| TracerError::Other(format!("cannot open a memory sampling pass: {e}")))?;
-    let out = read_to_end(&mut file)
-        .map_err(|e| TracerError::Other(format!("cannot read a memory sampling pass: {e}")))?;
-    let mut samples = parse_samples(&out).map_err(|e| TracerError::Other(e.to_string()))?;
+        .map_err(|e| classify("open a memory sampling pass", &e))?;
+    let out = read_to_end(&mut file).map_err(TracerError::MemorySampleRead)?;
+    let mut samples = parse_samples(&out).map_err(TracerError::MemorySampleFormat)?;
     for sample in &mut samples {
         // A container seen by the pass but not (yet) by a pressure hook has
         // no state: nothing happened to it.

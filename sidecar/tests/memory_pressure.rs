@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{metric, of_kind, scratch_usage_bytes, trace_command, wait_until, Tracer, PYTHON};
+use common::{metric, of_kind, trace_command, wait_until, Tracer, PYTHON};
+use linnix_test_support::{charged_bytes, v2_mount};
 use serde_json::Value;
 
 const LIMIT: u64 = 64_000_000;
@@ -53,7 +54,7 @@ fn pressure_comes_before_the_oom_kill_of_a_growing_command() {
     let usage = bytes(p, "memcg_usage_bytes");
     assert_eq!(bytes(p, "memcg_limit_bytes"), LIMIT, "{p}");
     assert!(
-        usage >= LIMIT / 10 * 9 && usage <= LIMIT,
+        (LIMIT / 10 * 9..=LIMIT).contains(&usage),
         "usage {usage} is not near the limit: {p}"
     );
     assert!(
@@ -97,7 +98,8 @@ fn half_the_limit_is_no_pressure_and_the_gauges_match_cgroupfs() {
     );
     // Several samples apart the holder does not change: compare a few.
     for _ in 0..3 {
-        let kernel = scratch_usage_bytes(t.proc.pid());
+        let scratch = v2_mount().join(format!("linnix-trace-{}", t.proc.pid()));
+        let kernel = charged_bytes(&scratch);
         let gauge = metric(addr, usage_series).expect("usage gauge");
         let diff = kernel.abs_diff(gauge);
         assert!(
