@@ -244,6 +244,17 @@ pub struct MemorySample {
     pub pressure: [u64; 3],
 }
 
+/// One pass of the kernel's memory sampler.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryPass {
+    /// Every container of the target that has processes.
+    pub samples: Vec<MemorySample>,
+    /// Containers that had pressure and no longer have processes, as
+    /// (cgroup id, [`MemorySample::pressure`]): what happened in their last
+    /// moments is counted once more, after the pass that found them gone.
+    pub gone: Vec<(u64, [u64; 3])>,
+}
+
 /// Counters kept in the kernel, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelStats {

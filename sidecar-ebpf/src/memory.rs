@@ -22,7 +22,7 @@ use crate::bindings::{
 use crate::decode::{c_string, limit};
 use crate::error::classify;
 use crate::load::missing;
-use crate::{DecodeError, MemcgEvents, MemorySample, TracerError};
+use crate::{DecodeError, MemcgEvents, MemoryPass, MemorySample, TracerError};
 
 /// The iterator program in the lifecycle object.
 pub(crate) const SAMPLE_PROGRAM: &str = "sample_memory";
@@ -38,11 +38,8 @@ unsafe impl aya::Pod for linnix_memcg_pressure {}
 pub(crate) type PressureMap = HashMap<MapData, u64, linnix_memcg_pressure>;
 
 /// Run one sampling pass: every container of the target with processes,
-/// with its pressure totals.
-pub(crate) fn sample(
-    ebpf: &mut Ebpf,
-    pressure: &PressureMap,
-) -> Result<Vec<MemorySample>, TracerError> {
+/// with its pressure totals, and the totals of those gone.
+pub(crate) fn sample(ebpf: &mut Ebpf, pressure: &PressureMap) -> Result<MemoryPass, TracerError> {
     let program: &mut Iter = ebpf
         .program_mut(SAMPLE_PROGRAM)
         .ok_or_else(|| missing(&format!("program {SAMPLE_PROGRAM}")))?
@@ -56,15 +53,19 @@ pub(crate) fn sample(
         .into_file()
         .map_err(|e| classify("open a memory sampling pass", &e))?;
     let out = read_to_end(&mut file).map_err(TracerError::MemorySampleRead)?;
-    let mut samples = parse_samples(&out).map_err(TracerError::MemorySampleFormat)?;
-    for sample in &mut samples {
-        // A container seen by the pass but not (yet) by a pressure hook has
-        // no state: nothing happened to it.
-        if let Ok(state) = pressure.get(&sample.cgroup_id, 0) {
-            sample.pressure = state.total;
+    let mut pass = MemoryPass {
+        samples: parse_samples(&out).map_err(TracerError::MemorySampleFormat)?,
+        gone: Vec::new(),
+    };
+    // A container without state had no pressure; one whose entry vanishes
+    // between the iteration and here was pruned: nothing new to count.
+    for (cgroup_id, state) in pressure.iter().flatten() {
+        match pass.samples.iter_mut().find(|s| s.cgroup_id == cgroup_id) {
+            Some(sample) => sample.pressure = state.total,
+            None => pass.gone.push((cgroup_id, state.total)),
         }
     }
-    Ok(samples)
+    Ok(pass)
 }
 
 /// Iterator output, read in large chunks: each read runs the program over

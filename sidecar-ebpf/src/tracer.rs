@@ -20,7 +20,7 @@ use crate::load::{attach_first, load_object, load_sampler, take_map, PROGRAMS};
 use crate::memory::{self, PressureMap};
 use crate::poll_timer::PollTimer;
 use crate::reader::{self, Effect, Found, Input, State, Wait};
-use crate::{Event, KernelStats, MemorySample, TracerConfig, TracerError};
+use crate::{Event, KernelStats, MemoryPass, TracerConfig, TracerError};
 
 /// Most records one drain consumes: what a full ring holds of the smallest
 /// record (a fork event plus the kernel's 8-byte record header). One call then
@@ -190,7 +190,7 @@ impl Tracer {
     ///
     /// Blocks while the kernel walks the tasks of the tracer's PID namespace:
     /// about 100 µs for a hundred tasks.
-    pub fn sample_memory(&mut self) -> Result<Vec<MemorySample>, TracerError> {
+    pub fn sample_memory(&mut self) -> Result<MemoryPass, TracerError> {
         memory::sample(&mut self._ebpf, &self.pressure)
     }
 

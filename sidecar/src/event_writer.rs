@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::{self, StdoutLock};
 use std::sync::Arc;
 
-use linnix_ebpf::{Event, MemorySample, Tracer};
+use linnix_ebpf::{Event, MemoryPass, Tracer};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
@@ -118,9 +118,9 @@ impl EventWriter {
 
     /// One memory sampling pass of the kernel: the per-container memory
     /// metrics, labelled like every other metric of the container.
-    pub fn memory(&mut self, samples: &[MemorySample]) {
-        let mut labelled = Vec::with_capacity(samples.len());
-        for sample in samples {
+    pub fn memory(&mut self, pass: &MemoryPass) {
+        let mut labelled = Vec::with_capacity(pass.samples.len());
+        for sample in &pass.samples {
             if self.settings.skip_cgroup == Some(sample.cgroup_id) {
                 continue;
             }
@@ -138,7 +138,21 @@ impl EventWriter {
                 .unwrap_or_default();
             labelled.push((label, sample));
         }
-        self.memory.update(&self.metrics.memory, &labelled);
+        // A container gone before any pass saw it is known by its events.
+        let gone: Vec<_> = pass
+            .gone
+            .iter()
+            .map(|(id, totals)| {
+                let label = self.containers.get(id).map(|c| {
+                    c.label
+                        .as_ref()
+                        .map(|l| l.text.to_string())
+                        .unwrap_or_default()
+                });
+                (*id, label, *totals)
+            })
+            .collect();
+        self.memory.update(&self.metrics.memory, &labelled, &gone);
     }
 
     pub fn event(&mut self, event: Event) {

@@ -2,8 +2,10 @@
 //! and limit gauges, pressure occurrences by reason and the memcg's own
 //! event counters (`memory.events`).
 //!
-//! Series follow the containers the last sample found: a container that is
-//! gone (no processes left) loses its series.
+//! The gauges follow the containers the last sample found: a container that
+//! is gone (no processes left) loses them. The counters stay, like the other
+//! per-container counters: an OOM-killed container's pressure is what an
+//! alert wants to see after the kill.
 
 use std::collections::{HashMap, HashSet};
 
@@ -109,19 +111,47 @@ fn gauge_value(bytes: u64) -> i64 {
 
 impl MemoryTracker {
     /// One sampling pass: `(label, sample)` for every container found, the
-    /// label being what other metrics call the container.
-    pub fn update(&mut self, families: &MemoryFamilies, samples: &[(String, &MemorySample)]) {
+    /// label being what other metrics call the container, and the pressure
+    /// totals of containers found gone (`(cgroup id, label if known,
+    /// totals)`: one that lived less than a pass was never sampled, but its
+    /// events named it).
+    pub fn update(
+        &mut self,
+        families: &MemoryFamilies,
+        samples: &[(String, &MemorySample)],
+        gone: &[(u64, Option<String>, [u64; 3])],
+    ) {
         let seen: HashSet<u64> = samples.iter().map(|(_, s)| s.cgroup_id).collect();
         let live_labels: HashSet<&str> = samples.iter().map(|(l, _)| l.as_str()).collect();
         // Gone first, so that a restarted container (new cgroup, same name)
-        // keeps the series its new cgroup fills below.
+        // keeps the gauges its new cgroup fills below.
         self.by_cgroup.retain(|id, tracked| {
-            let keep = seen.contains(id);
-            if !keep && !live_labels.contains(tracked.label.as_str()) {
-                remove_series(families, &tracked.label);
+            let live = seen.contains(id);
+            if !live && !live_labels.contains(tracked.label.as_str()) {
+                remove_gauges(families, &tracked.label);
             }
-            keep
+            live || gone.iter().any(|(g, _, _)| g == id)
         });
+        // The last moments of a container that is gone.
+        for (cgroup_id, label, totals) in gone {
+            if let Some(label) = label {
+                self.by_cgroup.entry(*cgroup_id).or_insert_with(|| Tracked {
+                    label: label.clone(),
+                    memcg_id: 0,
+                    pressure: [0; 3],
+                    events: [0; 4],
+                });
+            }
+            if let Some(tracked) = self.by_cgroup.get_mut(cgroup_id) {
+                for (i, reason) in PressureReason::ALL.into_iter().enumerate() {
+                    let counter = families.pressure.get_or_create(&PressureLabels {
+                        container: tracked.label.clone(),
+                        reason: reason.as_str(),
+                    });
+                    follow(&counter, &mut tracked.pressure[i], totals[i]);
+                }
+            }
+        }
         for (label, sample) in samples {
             let tracked = self
                 .by_cgroup
@@ -133,11 +163,11 @@ impl MemoryTracker {
                     events: [0; 4],
                 });
             if tracked.label != *label {
-                // The container's name became known: the id-labelled series go.
-                remove_series(families, &tracked.label);
+                // The container's name became known: its gauges move to the
+                // name; the id's counters keep what they counted, and the
+                // name's count on from there, so that sums stay right.
+                remove_gauges(families, &tracked.label);
                 tracked.label = label.clone();
-                tracked.pressure = [0; 3];
-                tracked.events = [0; 4];
             }
             let container = ContainerLabels {
                 container: label.clone(),
@@ -184,23 +214,18 @@ impl MemoryTracker {
     }
 }
 
-fn remove_series(families: &MemoryFamilies, label: &str) {
+fn remove_gauges(families: &MemoryFamilies, label: &str) {
     let container = ContainerLabels {
         container: label.to_owned(),
     };
     families.usage.remove(&container);
     families.limit.remove(&container);
-    for reason in PressureReason::ALL {
-        families.pressure.remove(&PressureLabels {
-            container: label.to_owned(),
-            reason: reason.as_str(),
-        });
-    }
-    for event in MEMCG_EVENTS {
-        families.events.remove(&EventLabels {
-            container: label.to_owned(),
-            event,
-        });
+}
+
+#[cfg(test)]
+impl MemoryTracker {
+    fn update_samples(&mut self, families: &MemoryFamilies, samples: &[(String, &MemorySample)]) {
+        self.update(families, samples, &[]);
     }
 }
 
@@ -238,14 +263,14 @@ mod tests {
         let families = MemoryFamilies::register(&mut registry);
         let mut tracker = MemoryTracker::default();
         let a = sample(1, 1000, [2, 0, 1], 0);
-        tracker.update(&families, &[("app".into(), &a)]);
+        tracker.update_samples(&families, &[("app".into(), &a)]);
         let a = sample(1, 2000, [5, 0, 1], 1);
         let b = MemorySample {
             limit_bytes: None,
             events: None,
             ..sample(2, 30, [0; 3], 0)
         };
-        tracker.update(&families, &[("app".into(), &a), ("db".into(), &b)]);
+        tracker.update_samples(&families, &[("app".into(), &a), ("db".into(), &b)]);
         let out = text(&registry);
         for want in [
             "linnix_container_memory_usage_bytes{container=\"app\"} 2000",
@@ -265,18 +290,24 @@ mod tests {
     }
 
     #[test]
-    fn a_gone_container_loses_its_series_and_a_reset_total_counts_again() {
+    fn a_gone_container_loses_its_gauges_and_a_reset_total_counts_again() {
         let mut registry = Registry::default();
         let families = MemoryFamilies::register(&mut registry);
         let mut tracker = MemoryTracker::default();
         let a = sample(1, 1000, [4, 0, 0], 0);
         let b = sample(2, 10, [0; 3], 0);
-        tracker.update(&families, &[("app".into(), &a), ("db".into(), &b)]);
+        tracker.update_samples(&families, &[("app".into(), &a), ("db".into(), &b)]);
         // The kernel dropped app's state and started over at 1.
         let a = sample(1, 1000, [1, 0, 0], 0);
-        tracker.update(&families, &[("app".into(), &a)]);
+        tracker.update_samples(&families, &[("app".into(), &a)]);
         let out = text(&registry);
-        assert!(!out.contains("container=\"db\""), "{out}");
+        assert!(!out.contains("usage_bytes{container=\"db\"}"), "{out}");
+        assert!(!out.contains("limit_bytes{container=\"db\"}"), "{out}");
+        // Its counters stay.
+        assert!(
+            out.contains("linnix_container_memory_events_total{container=\"db\",event=\"max\"} 5"),
+            "{out}"
+        );
         assert!(
             out.contains(
                 "linnix_container_memory_pressure_total{container=\"app\",reason=\"reclaim\"} 5"
@@ -286,13 +317,46 @@ mod tests {
     }
 
     #[test]
+    fn pressure_in_a_containers_last_moments_is_counted_after_it_is_gone() {
+        let mut registry = Registry::default();
+        let families = MemoryFamilies::register(&mut registry);
+        let mut tracker = MemoryTracker::default();
+        tracker.update_samples(&families, &[("app".into(), &sample(1, 1000, [1, 0, 0], 0))]);
+        // Reclaimed 40 more times, then its last process died.
+        tracker.update(&families, &[], &[(1, None, [41, 0, 0])]);
+        // One never sampled, named by its events.
+        tracker.update(
+            &families,
+            &[],
+            &[(1, None, [41, 0, 0]), (2, Some("job".into()), [0, 0, 7])],
+        );
+        let out = text(&registry);
+        assert!(
+            out.contains(
+                "linnix_container_memory_pressure_total{container=\"app\",reason=\"reclaim\"} 41"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("usage_bytes{container=\"app\"}"), "{out}");
+        assert!(
+            out.contains(
+                "linnix_container_memory_pressure_total{container=\"job\",reason=\"threshold\"} 7"
+            ),
+            "{out}"
+        );
+        // Then the kernel drops them, and so does the tracker.
+        tracker.update(&families, &[], &[]);
+        assert!(tracker.by_cgroup.is_empty());
+    }
+
+    #[test]
     fn a_restarted_container_keeps_its_series_under_its_name() {
         let mut registry = Registry::default();
         let families = MemoryFamilies::register(&mut registry);
         let mut tracker = MemoryTracker::default();
-        tracker.update(&families, &[("app".into(), &sample(1, 1000, [3, 0, 0], 1))]);
+        tracker.update_samples(&families, &[("app".into(), &sample(1, 1000, [3, 0, 0], 1))]);
         // New cgroup, same container name; the old cgroup is gone.
-        tracker.update(&families, &[("app".into(), &sample(2, 50, [1, 0, 0], 0))]);
+        tracker.update_samples(&families, &[("app".into(), &sample(2, 50, [1, 0, 0], 0))]);
         let out = text(&registry);
         assert!(
             out.contains("linnix_container_memory_usage_bytes{container=\"app\"} 50"),
@@ -312,15 +376,25 @@ mod tests {
         let families = MemoryFamilies::register(&mut registry);
         let mut tracker = MemoryTracker::default();
         let a = sample(1, 1000, [2, 0, 0], 0);
-        tracker.update(&families, &[("0123abcd".into(), &a)]);
-        tracker.update(&families, &[("app".into(), &a)]);
+        tracker.update_samples(&families, &[("0123abcd".into(), &a)]);
+        tracker.update_samples(&families, &[("app".into(), &a)]);
+        let a = sample(1, 1000, [3, 0, 0], 0);
+        tracker.update_samples(&families, &[("app".into(), &a)]);
         let out = text(&registry);
-        assert!(!out.contains("0123abcd"), "{out}");
         assert!(
-            out.contains(
-                "linnix_container_memory_pressure_total{container=\"app\",reason=\"reclaim\"} 2"
-            ),
+            !out.contains("usage_bytes{container=\"0123abcd\"}"),
             "{out}"
         );
+        assert!(
+            out.contains("linnix_container_memory_usage_bytes{container=\"app\"} 1000"),
+            "{out}"
+        );
+        // Two before the name was known, one after: 3 in all, once.
+        for want in [
+            "linnix_container_memory_pressure_total{container=\"0123abcd\",reason=\"reclaim\"} 2",
+            "linnix_container_memory_pressure_total{container=\"app\",reason=\"reclaim\"} 1",
+        ] {
+            assert!(out.contains(want), "{want} missing in\n{out}");
+        }
     }
 }

@@ -305,7 +305,7 @@ async fn pump<T>(
             }
             _ = stats.tick() => writer.kernel_stats(tracer),
             _ = memory.tick() => match tracer.sample_memory() {
-                Ok(samples) => writer.memory(&samples),
+                Ok(pass) => writer.memory(&pass),
                 Err(e) => warn!(error = %e, "cannot sample the containers' memory"),
             },
             stopped = &mut stop => break stopped?,

@@ -132,7 +132,7 @@ struct linnix_memcg_pressure {
 	__u64 seen_max;        /* memory_events_local[MEMCG_MAX] at the last reclaim: tells max from high */
 	__u64 seen_high;       /* memory_events_local[MEMCG_HIGH] likewise */
 	__u32 above_threshold; /* usage was at or over the threshold at the last sample */
-	__u32 _pad0;
+	__u32 unseen_passes;   /* sampling passes in a row that found no process of the container */
 };
 
 /* Indices of linnix_memcg_sample.events: the counters behind memory.events. */

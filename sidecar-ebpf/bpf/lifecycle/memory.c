@@ -26,8 +26,9 @@ const volatile u64 pressure_interval_ns = 10 * NSEC_PER_SEC;
 const volatile u32 pressure_threshold_pct = 90;
 
 /*
- * Entries live as long as the container has processes: the end of every
- * sampling pass drops those of containers it did not see. A pod never has
+ * Entries live as long as the container has processes: the end of a
+ * sampling pass drops those of containers that two passes in a row did not
+ * see. A pod never has
  * this many containers at once; a new container finding the map full has
  * its pressure counted as lost.
  */
@@ -264,13 +265,19 @@ static long check_round(struct bpf_map *map, u64 *key, struct memcg_round *round
 	return 0;
 }
 
-/* A container the pass did not see has no processes left: drop its state. */
+/*
+ * A container the pass did not see has no processes left. Its state stays
+ * for one more pass, so that user space, which reads the totals after each
+ * pass, still counts what happened in its last moments; then it goes.
+ */
 static long prune_pressure(struct bpf_map *map, u64 *key, struct linnix_memcg_pressure *state,
 			   struct pass_ctx *ctx)
 {
 	struct memcg_round *round = bpf_map_lookup_elem(&memcg_rounds, key);
 
-	if (!round || round->session != ctx->session)
+	if (round && round->session == ctx->session)
+		state->unseen_passes = 0;
+	else if (++state->unseen_passes > 1)
 		bpf_map_delete_elem(&memcg_pressure, key);
 	return 0;
 }
