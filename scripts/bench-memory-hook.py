@@ -17,7 +17,10 @@ Two tracers are measured in turn:
 With kernel.bpf_stats_enabled set (restored afterwards) the kernel sums
 run time and run count per program; the figure is their ratio, printed for
 the reclaim hook and, as the reference of the same run, for the fork
-program (the existing filter).
+program (the existing filter); and for the memory sampler (one run per task
+of the tracer's PID namespace each 2 s pass: here the host's, since the
+benchmark's tracer runs outside a container), with the CPU time per second
+each program took.
 
 Usage (root): scripts/bench-memory-hook.py [--rounds R] [--binary PATH]
 """
@@ -161,7 +164,7 @@ def measure(binary: Path, target: Path, busy: Cgroups, scratch: Path, seconds: f
     result = {}
     for prog_id, (name, run_time, run_cnt) in after.items():
         # Kernel names are cut at 15 characters.
-        if not (name.startswith("handle_memcg") or name == "handle_fork"):
+        if not (name.startswith("handle_memcg") or name in ("handle_fork", "sample_memory")):
             continue
         if prog_id in before:
             # Only the programs this tracer loaded.
@@ -210,7 +213,8 @@ def main() -> None:
         print(f"{what}: memory_pressure events written: {events[mode]}")
         for name, (t, n) in sorted(totals[mode].items()):
             per = t / n if n else float("nan")
-            print(f"  {name:<16} runs {n:>9}  {per:7.0f} ns per run")
+            busy = t / (args.rounds * args.seconds) / 1000
+            print(f"  {name:<16} runs {n:>9}  {per:7.0f} ns per run  {busy:8.1f} us of CPU per second")
 
 
 if __name__ == "__main__":
