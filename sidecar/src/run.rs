@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use linnix_ebpf::{CgroupPosition, PressureConfig, Tracer, TracerConfig, TracerError};
 use tokio::sync::oneshot;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::apiserver;
 use crate::cgroup::{self, CgroupError, ScratchCgroup};
@@ -297,6 +297,8 @@ async fn pump<T>(
     let mut stats = tokio::time::interval(STATS_INTERVAL);
     let mut memory = tokio::time::interval(MEMORY_SAMPLE_INTERVAL);
     memory.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A failing sampler is said once, not every 2 s, until it works again.
+    let mut sampling_failed = false;
     let stopped = loop {
         tokio::select! {
             r = next_batch(tracer, writer) => {
@@ -305,8 +307,15 @@ async fn pump<T>(
             }
             _ = stats.tick() => writer.kernel_stats(tracer),
             _ = memory.tick() => match tracer.sample_memory() {
-                Ok(pass) => writer.memory(&pass),
-                Err(e) => warn!(error = %e, "cannot sample the containers' memory"),
+                Ok(pass) => {
+                    sampling_failed = false;
+                    writer.memory(&pass);
+                }
+                Err(e) if sampling_failed => debug!(error = %e, "cannot sample the containers' memory"),
+                Err(e) => {
+                    sampling_failed = true;
+                    warn!(error = %e, "cannot sample the containers' memory; the memory gauges stand still");
+                }
             },
             stopped = &mut stop => break stopped?,
         }

@@ -30,9 +30,10 @@ const volatile u32 pressure_threshold_pct = 90;
  * sampling pass drops those of containers that two passes in a row did not
  * see. A pod never has
  * this many containers at once; a new container finding the map full has
- * its pressure counted as lost.
+ * its pressure counted as lost. Both maps are preallocated and charged to
+ * the tracer's memory cgroup: about 150 KiB with the kernel's own overhead.
  */
-#define LINNIX_MAX_CONTAINERS 1024
+#define LINNIX_MAX_CONTAINERS 256
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
