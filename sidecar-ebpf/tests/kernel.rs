@@ -423,6 +423,62 @@ async fn oom_kill_reports_the_victim() {
     assert_eq!(exits[0].signal(), Some(9));
 }
 
+/// The sampler: one sample per container with processes, from the memcg
+/// the processes are charged to (the v1 one here), with the kernel's own
+/// figures; none for a container without processes, nothing from outside.
+#[tokio::test]
+async fn memory_samples_are_the_kernels_figures_of_each_container() {
+    let _lock = BPF_LOCK.lock().await;
+    let pod = TestCgroup::new();
+    let app = pod.child("app");
+    let idle = pod.child("idle");
+    let outside = TestCgroup::new();
+    let limit = 48 << 20;
+    let memory = MemoryLimit::new(&app, limit);
+    let dirs: Vec<std::path::PathBuf> = std::iter::once(app.clone())
+        .chain(memory.v1_dir().map(std::path::Path::to_path_buf))
+        .collect();
+    let mut tracer = Tracer::load(&config(pod.position())).expect("load");
+    let hold = "import time\nx = b'x' * (16 << 20)\nprint(flush=True)\ntime.sleep(30)\n";
+    let mut holder = spawn_in(&dirs, &[PYTHON, "-c", hold]);
+    let mut stranger = spawn_in(std::slice::from_ref(&outside.path), &["sleep", "30"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (sample, kernel) = loop {
+        let pass = tracer.sample_memory().expect("sample");
+        assert!(pass.samples.len() <= 1, "{pass:?}");
+        if let Some(s) = pass.samples.first().filter(|s| s.usage_bytes > 16 << 20) {
+            break (s.clone(), charged_bytes(&app));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never sampled: {pass:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    holder.kill().expect("kill");
+    holder.wait().expect("wait");
+    stranger.kill().expect("kill");
+    stranger.wait().expect("wait");
+    assert_eq!(sample.cgroup_id, id_of(&app));
+    assert_eq!(sample.cgroup_name, "app");
+    assert_eq!(sample.limit_bytes, Some(limit));
+    assert!(
+        sample.usage_bytes.abs_diff(kernel) * 20 <= kernel,
+        "{sample:?} vs {kernel}"
+    );
+    // The memcg is the v1 cgroup on a hybrid host, the v2 one on a unified one.
+    let memcg_dir = memory
+        .v1_dir()
+        .map_or(app.clone(), std::path::Path::to_path_buf);
+    assert_eq!(sample.memcg_id, id_of(&memcg_dir));
+    let events = sample.events.expect("the kernel keeps memory events");
+    assert_eq!((events.oom, events.oom_kill), (0, 0));
+    assert_eq!(sample.pressure, [0; 3]);
+    drop(idle);
+    // Nothing of the pod is left.
+    assert!(tracer.sample_memory().expect("sample").samples.is_empty());
+}
+
 /// Runs in a child process started by the tests below (in a chosen cgroup,
 /// or with reduced privileges); prints what `own_cgroup_ancestry`,
 /// `own_cgroup_ancestors` and `Tracer::load` return there, on one line each.
