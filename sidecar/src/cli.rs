@@ -12,7 +12,7 @@ use crate::size::parse_size;
 #[command(
     name = "linnix-sidecar",
     version,
-    about = "Reports every process birth, exit and OOM kill of one pod (or one cgroup) as JSON lines on stdout",
+    about = "Reports every process birth, exit, OOM kill and memory pressure of one pod (or one cgroup) as JSON lines on stdout",
     long_about = "Without a subcommand, runs as a sidecar: traces the pod whose cgroup is the parent of its own.\n\
                   Events go to stdout, one JSON object per line; diagnostics go to stderr."
 )]
