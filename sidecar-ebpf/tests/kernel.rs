@@ -479,6 +479,37 @@ async fn memory_samples_are_the_kernels_figures_of_each_container() {
     assert!(tracer.sample_memory().expect("sample").samples.is_empty());
 }
 
+/// More containers than one read of the iterator holds (its kernel buffer is
+/// 32 KiB, 157 samples): the kernel runs the task that did not fit again at
+/// the next read, and its sample must come then.
+#[tokio::test]
+async fn a_pass_over_more_containers_than_one_read_holds_misses_none() {
+    let _lock = BPF_LOCK.lock().await;
+    let pod = TestCgroup::new();
+    let containers: Vec<std::path::PathBuf> =
+        (0..200).map(|i| pod.child(&format!("c{i}"))).collect();
+    let mut sleepers: Vec<std::process::Child> = containers
+        .iter()
+        .map(|c| spawn_in(std::slice::from_ref(c), &["sleep", "60"]))
+        .collect();
+    let mut tracer = Tracer::load(&config(pod.position())).expect("load");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = 0;
+    while std::time::Instant::now() < deadline {
+        let pass = tracer.sample_memory().expect("sample");
+        seen = pass.samples.len();
+        if seen == containers.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for s in &mut sleepers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    assert_eq!(seen, containers.len());
+}
+
 /// Runs in a child process started by the tests below (in a chosen cgroup,
 /// or with reduced privileges); prints what `own_cgroup_ancestry`,
 /// `own_cgroup_ancestors` and `Tracer::load` return there, on one line each.

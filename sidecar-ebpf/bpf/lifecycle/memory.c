@@ -333,7 +333,12 @@ int sample_memory(struct bpf_iter__task *ctx)
 	level = BPF_CORE_READ(memcg, css.cgroup, level);
 	if (level < round->sample.memcg_level) {
 		fill_sample(&round->sample, key, container, memcg, level);
-		bpf_seq_write(seq, &round->sample, sizeof(round->sample));
+		/*
+		 * A full output buffer refuses the record, and the kernel runs this
+		 * task again at the next read: it must then write it again.
+		 */
+		if (bpf_seq_write(seq, &round->sample, sizeof(round->sample)))
+			round->sample.memcg_level = ~0U;
 	}
 
 	mm = task->mm;
