@@ -5,8 +5,8 @@
  * handle_memcg_reclaim: mm_vmscan_memcg_reclaim_begin runs in the context of
  * the task whose charge hit a limit (try_charge_memcg() at memory.max, or
  * returning to user space over memory.high), so the pod filter applies to
- * current. It costs what the filter costs for every memcg reclaim on the
- * node; memcg reclaims are far rarer than forks.
+ * current. Every memcg reclaim on the node runs it, in every tracer: its
+ * rejection is one helper call, cheaper than the lifecycle programs' filter.
  *
  * sample_memory: a task iterator the tracer reads every few seconds. It walks
  * the tasks of the tracer's PID namespace (the pod's, which it shares), keeps
@@ -28,9 +28,8 @@ const volatile u32 pressure_threshold_pct = 90;
 /*
  * Entries live as long as the container has processes: the end of a
  * sampling pass drops those of containers that two passes in a row did not
- * see. A pod never has
- * this many containers at once; a new container finding the map full has
- * its pressure counted as lost. Both maps are preallocated and charged to
+ * see. A pod never has this many containers at once; a new container
+ * finding the map full has its pressure counted as lost. Both maps are preallocated and charged to
  * the tracer's memory cgroup: about 150 KiB with the kernel's own overhead.
  */
 #define LINNIX_MAX_CONTAINERS 256
