@@ -24,3 +24,4 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "lifecycle/exit.c"
 #include "lifecycle/oom.c"
 #include "lifecycle/cgroup_rmdir.c"
+#include "lifecycle/memory.c"

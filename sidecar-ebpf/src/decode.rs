@@ -5,14 +5,15 @@ use zerocopy::{FromBytes, Immutable, KnownLayout};
 
 use crate::bindings::{
     linnix_cgroup_event, linnix_event_header, linnix_exec_event, linnix_exit_event,
-    linnix_fork_event, linnix_lost_event, linnix_oom_event, LINNIX_ARGS_LEN,
-    LINNIX_EVENT_CGROUP_RMDIR, LINNIX_EVENT_EXEC, LINNIX_EVENT_EXIT, LINNIX_EVENT_FORK,
-    LINNIX_EVENT_LOST, LINNIX_EVENT_OOM_KILL, LINNIX_FLAG_ARGV_TRUNCATED,
-    LINNIX_FLAG_FILENAME_TRUNCATED, LINNIX_FLAG_MEMCG_KNOWN, LINNIX_FLAG_THREAD, LINNIX_MAX_ARGS,
+    linnix_fork_event, linnix_lost_event, linnix_memory_pressure_event, linnix_oom_event,
+    LINNIX_ARGS_LEN, LINNIX_EVENT_CGROUP_RMDIR, LINNIX_EVENT_EXEC, LINNIX_EVENT_EXIT,
+    LINNIX_EVENT_FORK, LINNIX_EVENT_LOST, LINNIX_EVENT_MEMORY_PRESSURE, LINNIX_EVENT_OOM_KILL,
+    LINNIX_FLAG_ARGV_TRUNCATED, LINNIX_FLAG_FILENAME_TRUNCATED, LINNIX_FLAG_MEMCG_KNOWN,
+    LINNIX_FLAG_THREAD, LINNIX_MAX_ARGS,
 };
 use crate::{
     CgroupRemovedEvent, DecodeError, Event, ExecEvent, ExitEvent, ForkEvent, LostEvent, MemcgUsage,
-    OomKillEvent, Task,
+    MemoryPressureEvent, OomKillEvent, PressureReason, Task,
 };
 
 /// Parse one ring-buffer record.
@@ -68,8 +69,27 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 cgroup_name: c_string(&e.hdr.cgroup_name),
             })
         }),
+        LINNIX_EVENT_MEMORY_PRESSURE => with(record, |e: &linnix_memory_pressure_event| {
+            let reason = usize::try_from(e.reason)
+                .ok()
+                .and_then(|i| PressureReason::ALL.get(i).copied())
+                .ok_or(DecodeError::UnknownPressureReason(e.reason))?;
+            Ok(Event::MemoryPressure(MemoryPressureEvent {
+                task: task(&e.hdr),
+                reason,
+                count: e.count,
+                usage_bytes: e.memcg_usage_bytes,
+                limit_bytes: limit(e.memcg_limit_bytes),
+                high_bytes: limit(e.memcg_high_bytes),
+            }))
+        })?,
         other => Err(DecodeError::UnknownKind(other)),
     }
+}
+
+/// The kernel's "no limit" (~0) as `None`.
+pub(crate) fn limit(bytes: u64) -> Option<u64> {
+    (bytes != u64::MAX).then_some(bytes)
 }
 
 /// `f` applied to the record viewed as a `T`: in place when the bytes are
@@ -238,11 +258,17 @@ mod tests {
             memcg_limit_bytes: 64 << 20,
             ..Default::default()
         };
+        let pressure = linnix_memory_pressure_event {
+            hdr: header(LINNIX_EVENT_MEMORY_PRESSURE, 0),
+            count: 1,
+            ..Default::default()
+        };
         for bytes in [
             exec.as_bytes(),
             fork.as_bytes(),
             exit.as_bytes(),
             oom.as_bytes(),
+            pressure.as_bytes(),
         ] {
             assert!(decode(bytes).is_ok());
             for len in [
@@ -337,6 +363,36 @@ mod tests {
         assert!(matches!(
             decode(&bytes[..size_of::<linnix_event_header>() - 1]),
             Err(DecodeError::TooShort(_))
+        ));
+    }
+
+    #[test]
+    fn memory_pressure_reasons_limits_and_a_bad_reason() {
+        let mut e = linnix_memory_pressure_event {
+            hdr: header(LINNIX_EVENT_MEMORY_PRESSURE, 0),
+            reason: 1,
+            count: 12,
+            memcg_usage_bytes: 60 << 20,
+            memcg_limit_bytes: u64::MAX,
+            memcg_high_bytes: 48 << 20,
+        };
+        let Ok(Event::MemoryPressure(p)) = decode(e.as_bytes()) else {
+            panic!("not a memory pressure event");
+        };
+        assert_eq!(p.reason, PressureReason::High);
+        assert_eq!((p.count, p.usage_bytes), (12, 60 << 20));
+        assert_eq!((p.limit_bytes, p.high_bytes), (None, Some(48 << 20)));
+        assert_eq!(p.task.comm, "worker");
+        for (raw, reason) in [(0, "reclaim"), (2, "threshold")] {
+            e.reason = raw;
+            assert!(
+                matches!(decode(e.as_bytes()), Ok(Event::MemoryPressure(p)) if p.reason.as_str() == reason)
+            );
+        }
+        e.reason = 3;
+        assert!(matches!(
+            decode(e.as_bytes()),
+            Err(DecodeError::UnknownPressureReason(3))
         ));
     }
 

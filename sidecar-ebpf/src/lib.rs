@@ -19,6 +19,7 @@ mod bindings;
 mod decode;
 mod error;
 mod load;
+mod memory;
 mod poll_timer;
 mod reader;
 mod self_cgroup;
@@ -58,6 +59,28 @@ pub struct TracerConfig {
     pub trace_threads: bool,
     /// In-kernel cap on events per second for the target; 0 means no cap.
     pub max_events_per_sec: u32,
+    /// When `memory_pressure` events are due.
+    pub pressure: PressureConfig,
+}
+
+/// When the kernel reports memory pressure of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PressureConfig {
+    /// At most one event per container per interval; the next one counts
+    /// what happened in between.
+    pub interval: std::time::Duration,
+    /// A container whose usage reaches this share (percent) of its limit has
+    /// crossed the threshold; 0 turns threshold events off.
+    pub threshold_pct: u32,
+}
+
+impl Default for PressureConfig {
+    fn default() -> Self {
+        PressureConfig {
+            interval: std::time::Duration::from_secs(10),
+            threshold_pct: 90,
+        }
+    }
 }
 
 /// The task an event is about, as seen by the kernel. (The record also
@@ -155,6 +178,51 @@ pub struct CgroupRemovedEvent {
     pub cgroup_name: String,
 }
 
+/// Why a container's memory cgroup is under pressure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PressureReason {
+    /// Reclaim at `memory.max` (v1: `memory.limit_in_bytes`), or at an
+    /// ancestor's limit.
+    Reclaim,
+    /// Reclaim at `memory.high` (cgroup v2).
+    High,
+    /// Usage reached the threshold share of the limit.
+    Threshold,
+}
+
+impl PressureReason {
+    /// Every reason, in the kernel's order (`reason as usize` indexes it).
+    pub const ALL: [PressureReason; 3] = [
+        PressureReason::Reclaim,
+        PressureReason::High,
+        PressureReason::Threshold,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PressureReason::Reclaim => "reclaim",
+            PressureReason::High => "high",
+            PressureReason::Threshold => "threshold",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryPressureEvent {
+    /// The allocating task (reclaim), or the container's largest process
+    /// by RSS (threshold); `cgroup_id` names the container.
+    pub task: Task,
+    pub reason: PressureReason,
+    /// Reclaims and crossings since the container's previous event, this
+    /// one included.
+    pub count: u32,
+    pub usage_bytes: u64,
+    /// `memory.max`; `None` without a limit.
+    pub limit_bytes: Option<u64>,
+    /// `memory.high`; `None` when unset (always on cgroup v1).
+    pub high_bytes: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Fork(ForkEvent),
@@ -163,6 +231,52 @@ pub enum Event {
     OomKill(OomKillEvent),
     Lost(LostEvent),
     CgroupRemoved(CgroupRemovedEvent),
+    MemoryPressure(MemoryPressureEvent),
+}
+
+/// The counters behind a memory cgroup's `memory.events`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemcgEvents {
+    /// Times usage was over `memory.high` and reclaim was forced.
+    pub high: u64,
+    /// Times usage was about to go over `memory.max` and reclaim ran.
+    pub max: u64,
+    /// Times the OOM killer was invoked for the memcg.
+    pub oom: u64,
+    /// Processes of the memcg the OOM killer killed.
+    pub oom_kill: u64,
+}
+
+/// One container's memory, read by the kernel's sampling pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemorySample {
+    /// Container-level cgroup, as [`Task::cgroup_id`].
+    pub cgroup_id: u64,
+    /// Its kernfs name, as [`Task::cgroup_name`].
+    pub cgroup_name: String,
+    /// The memory cgroup's id (the v1 one on hybrid hosts).
+    pub memcg_id: u64,
+    pub usage_bytes: u64,
+    /// `memory.max` (v1: `memory.limit_in_bytes`); `None` without a limit.
+    pub limit_bytes: Option<u64>,
+    /// `memory.high`; `None` when unset.
+    pub high_bytes: Option<u64>,
+    /// `None` where the kernel does not keep them.
+    pub events: Option<MemcgEvents>,
+    /// Pressure occurrences since the tracer started, by reason (indexed
+    /// like [`PressureReason::ALL`]), events or not.
+    pub pressure: [u64; 3],
+}
+
+/// One pass of the kernel's memory sampler.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryPass {
+    /// Every container of the target that has processes.
+    pub samples: Vec<MemorySample>,
+    /// Containers that had pressure and no longer have processes, as
+    /// (cgroup id, [`MemorySample::pressure`]): what happened in their last
+    /// moments is counted once more, after the pass that found them gone.
+    pub gone: Vec<(u64, [u64; 3])>,
 }
 
 /// Counters kept in the kernel, summed over CPUs.
@@ -181,6 +295,10 @@ pub enum DecodeError {
     TooShort(usize),
     #[error("unknown event kind {0}")]
     UnknownKind(u32),
+    #[error("unknown memory pressure reason {0}")]
+    UnknownPressureReason(u32),
+    #[error("memory sample output of {0} bytes is not a whole number of samples")]
+    PartialSample(usize),
 }
 
 /// Why the tracer cannot run here. Each variant names what is missing.
@@ -208,4 +326,8 @@ pub enum TracerError {
     RingBufferPoll(#[source] std::io::Error),
     #[error("cannot create the poll timer: {0}")]
     PollTimer(#[source] std::io::Error),
+    #[error("cannot read a memory sampling pass: {0}")]
+    MemorySampleRead(#[source] std::io::Error),
+    #[error("a memory sampling pass is malformed: {0}")]
+    MemorySampleFormat(#[source] DecodeError),
 }

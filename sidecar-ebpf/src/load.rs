@@ -2,17 +2,18 @@
 //! the programs for each tracepoint, and its maps.
 
 use aya::maps::{Map, MapError};
-use aya::programs::BtfTracePoint;
+use aya::programs::{BtfTracePoint, Iter};
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::error::classify;
+use crate::memory;
 use crate::{TracerConfig, TracerError};
 
 static LINNIX_BPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linnix.bpf.o"));
 
 /// BTF tracepoint → the programs in the object that can serve it, best
 /// first: the first one this kernel's verifier accepts is attached.
-pub(crate) const PROGRAMS: [(&str, &[&str]); 5] = [
+pub(crate) const PROGRAMS: [(&str, &[&str]); 6] = [
     ("sched_process_fork", &["handle_fork"]),
     ("sched_process_exec", &["handle_exec"]),
     // The group_dead argument of the tracepoint is new; older kernels need
@@ -23,17 +24,22 @@ pub(crate) const PROGRAMS: [(&str, &[&str]); 5] = [
     ),
     ("mark_victim", &["handle_mark_victim"]),
     ("cgroup_rmdir", &["handle_cgroup_rmdir"]),
+    ("mm_vmscan_memcg_reclaim_begin", &["handle_memcg_reclaim"]),
 ];
 
 pub(crate) fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
     let trace_threads = u32::from(config.trace_threads);
     let page_shift = page_shift(rustix::param::page_size())?;
+    let interval_ns = u64::try_from(config.pressure.interval.as_nanos()).unwrap_or(u64::MAX);
+    let threshold_pct = config.pressure.threshold_pct.min(100);
     EbpfLoader::new()
         .override_global("target_cgroup_id", &config.target.id, true)
         .override_global("target_level", &config.target.level, true)
         .override_global("trace_threads", &trace_threads, true)
         .override_global("max_events_per_sec", &config.max_events_per_sec, true)
         .override_global("page_shift", &page_shift, true)
+        .override_global("pressure_interval_ns", &interval_ns, true)
+        .override_global("pressure_threshold_pct", &threshold_pct, true)
         .load(LINNIX_BPF)
         .map_err(|e| classify("create the tracer's BPF maps", &e))
 }
@@ -81,6 +87,18 @@ fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str, tracepoint: &str) -> Result<()
         .attach()
         .map_err(|e| classify(&format!("attach the BPF program to {tracepoint}"), &e))?;
     Ok(())
+}
+
+/// The memory sampler is an iterator: loaded now, run by each sample.
+pub(crate) fn load_sampler(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), TracerError> {
+    let program: &mut Iter = ebpf
+        .program_mut(memory::SAMPLE_PROGRAM)
+        .ok_or_else(|| missing(&format!("program {}", memory::SAMPLE_PROGRAM)))?
+        .try_into()
+        .map_err(|e| classify("look up the memory sampling program", &e))?;
+    program
+        .load(memory::SAMPLE_ITER, btf)
+        .map_err(|e| classify("load the memory sampling program", &e))
 }
 
 /// The object's map `name`, typed (ring buffer, array, ...).

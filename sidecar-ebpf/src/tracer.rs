@@ -16,10 +16,11 @@ use crate::bindings::{
 };
 use crate::decode::decode;
 use crate::error::{classify, parse_btf, require_btf_file};
-use crate::load::{attach_first, load_object, take_map, PROGRAMS};
+use crate::load::{attach_first, load_object, load_sampler, take_map, PROGRAMS};
+use crate::memory::{self, PressureMap};
 use crate::poll_timer::PollTimer;
 use crate::reader::{self, Effect, Found, Input, State, Wait};
-use crate::{Event, KernelStats, TracerConfig, TracerError};
+use crate::{Event, KernelStats, MemoryPass, TracerConfig, TracerError};
 
 /// Most records one drain consumes: what a full ring holds of the smallest
 /// record (a fork event plus the kernel's 8-byte record header). One call then
@@ -40,6 +41,7 @@ pub struct Tracer {
     timer: PollTimer,
     state: State,
     stats: PerCpuArray<MapData, u64>,
+    pressure: PressureMap,
     attached: usize,
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
@@ -65,6 +67,7 @@ impl Tracer {
             attach_first(&mut ebpf, &btf, candidates, tracepoint)?;
             attached += 1;
         }
+        load_sampler(&mut ebpf, &btf)?;
         drop(btf);
 
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "events")?;
@@ -77,6 +80,7 @@ impl Tracer {
             .and_then(|timer| timer.start(POLL_INTERVAL).map(|()| timer))
             .map_err(TracerError::PollTimer)?;
         let stats = take_map(&mut ebpf, "stats")?;
+        let pressure = take_map(&mut ebpf, memory::PRESSURE_MAP)?;
 
         tracing::debug!(
             target_id = config.target.id,
@@ -91,6 +95,7 @@ impl Tracer {
             timer,
             state: State::Polling { empty: 0 },
             stats,
+            pressure,
             attached,
             _ebpf: ebpf,
         })
@@ -179,6 +184,16 @@ impl Tracer {
         self.attached
     }
 
+    /// Every container of the target that has processes, with its memory
+    /// cgroup's figures: one pass of the kernel's memory sampler, which also
+    /// reports threshold crossings (as `memory_pressure` events in the ring).
+    ///
+    /// Blocks while the kernel walks the tasks of the tracer's PID namespace:
+    /// about 100 µs for a hundred tasks.
+    pub fn sample_memory(&mut self) -> Result<MemoryPass, TracerError> {
+        memory::sample(&mut self._ebpf, &self.pressure)
+    }
+
     pub fn kernel_stats(&self) -> Result<KernelStats, TracerError> {
         let sum = |index: u32| -> Result<u64, TracerError> {
             let values = self
@@ -255,6 +270,7 @@ mod tests {
             },
             trace_threads: false,
             max_events_per_sec: 0,
+            pressure: Default::default(),
         };
         let mut tracer = Tracer::load(&config).expect("load");
         // Nothing runs in the cgroup: the reader is idle and arms the
@@ -293,6 +309,7 @@ mod tests {
             target: CgroupPosition { id: 1, level: 0 },
             trace_threads: false,
             max_events_per_sec: 0,
+            pressure: Default::default(),
         };
         let mut tracer = Tracer::load(&config).expect("load");
         // 100 × (fork, exec, exit) of /bin/true, plus the shell's own.

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -11,7 +12,7 @@ use crate::size::parse_size;
 #[command(
     name = "linnix-sidecar",
     version,
-    about = "Reports every process birth, exit and OOM kill of one pod (or one cgroup) as JSON lines on stdout",
+    about = "Reports every process birth, exit, OOM kill and memory pressure of one pod (or one cgroup) as JSON lines on stdout",
     long_about = "Without a subcommand, runs as a sidecar: traces the pod whose cgroup is the parent of its own.\n\
                   Events go to stdout, one JSON object per line; diagnostics go to stderr."
 )]
@@ -44,10 +45,30 @@ pub struct CommonArgs {
     /// with a container id: those labelled with a name stay.
     #[arg(long, global = true, default_value_t = 300, value_name = "SECONDS")]
     pub removed_series_ttl: u64,
+    /// A memory_pressure event when a container's memory usage reaches this
+    /// percentage of its limit (sampled every few seconds); 0 = only reclaim.
+    #[arg(long, global = true, default_value_t = 90, value_name = "PERCENT",
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub memory_pressure_threshold: u32,
+
+    /// At most one memory_pressure event per container per interval; the
+    /// next one counts the reclaims and crossings in between (10s, 1m, ...).
+    #[arg(long, global = true, default_value = "10s", value_name = "DURATION",
+          value_parser = parse_interval)]
+    pub memory_pressure_interval: Duration,
 
     /// Diagnostics filter (tracing EnvFilter syntax); RUST_LOG wins when set.
     #[arg(long, global = true, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
+}
+
+/// A positive duration such as `10s`, `500ms` or `1m`.
+fn parse_interval(input: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(input).map_err(|e| format!("{input:?}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{input:?}: the interval must be longer than zero"));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +153,36 @@ mod tests {
         ));
         assert!(parse(&["trace", "--cleanup", "--", "true"]).is_err());
         assert!(parse(&["trace", "--cleanup", "--cgroup", "/x"]).is_err());
+    }
+
+    #[test]
+    fn memory_pressure_options() {
+        let cli = parse(&[]).expect("parses");
+        assert_eq!(cli.common.memory_pressure_threshold, 90);
+        assert_eq!(cli.common.memory_pressure_interval, Duration::from_secs(10));
+        let cli = parse(&[
+            "trace",
+            "--memory-pressure-threshold",
+            "0",
+            "--memory-pressure-interval",
+            "1500ms",
+            "--",
+            "true",
+        ])
+        .expect("parses");
+        assert_eq!(cli.common.memory_pressure_threshold, 0);
+        assert_eq!(
+            cli.common.memory_pressure_interval,
+            Duration::from_millis(1500)
+        );
+        for bad in [
+            ["--memory-pressure-threshold", "101"],
+            ["--memory-pressure-threshold", "-1"],
+            ["--memory-pressure-interval", "0s"],
+            ["--memory-pressure-interval", "soon"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::io::{self, StdoutLock};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use linnix_ebpf::{CgroupRemovedEvent, Event, KernelStats, LostEvent, Task, Tracer};
+use linnix_ebpf::{CgroupRemovedEvent, Event, KernelStats, LostEvent, MemoryPass, Task, Tracer};
 use serde::Serialize;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::losses::{self, Drops, LossWatch};
+use crate::memory_metrics::MemoryTracker;
 use crate::metrics::{ContainerCounters, Metrics};
 use crate::names::{ContainerNames, Label};
 use crate::output::{Detail, Kind, Line, LostKind, LostLine, Writer};
@@ -79,6 +80,7 @@ pub struct EventWriter {
     /// Container ids whose cgroup is gone, and when their series go too;
     /// in that order, since the delay is the same for all.
     retiring: VecDeque<(String, Instant)>,
+    memory: MemoryTracker,
 }
 
 /// What the writer remembers of one container cgroup.
@@ -106,7 +108,70 @@ impl EventWriter {
             written: 0,
             losses: LossWatch::new(LOSS_WARNING_INTERVAL),
             retiring: VecDeque::new(),
+            memory: MemoryTracker::default(),
         }
+    }
+
+    /// The cached label and counters of a container cgroup. Takes the
+    /// fields it needs, so that the caller keeps using the others.
+    fn cached<'a>(
+        containers: &'a mut HashMap<u64, Container>,
+        names: &mut ContainerNames,
+        metrics: &Metrics,
+        cgroup_id: u64,
+        cgroup_name: &str,
+    ) -> &'a mut Container {
+        if names.take_changed() || containers.len() >= MAX_CACHED_CONTAINERS {
+            containers.clear();
+        }
+        let cached = containers.entry(cgroup_id).or_insert_with(|| {
+            let label = names.label(cgroup_name);
+            let counters = metrics.container(label.as_ref().map(|l| &*l.text));
+            Container { label, counters }
+        });
+        if cached.label.as_ref().is_some_and(|l| !l.named) {
+            names.request_refresh();
+        }
+        cached
+    }
+
+    /// One memory sampling pass of the kernel: the per-container memory
+    /// metrics, labelled like every other metric of the container.
+    pub fn memory(&mut self, pass: &MemoryPass) {
+        let mut labelled = Vec::with_capacity(pass.samples.len());
+        for sample in &pass.samples {
+            if self.settings.skip_cgroup == Some(sample.cgroup_id) {
+                continue;
+            }
+            let cached = Self::cached(
+                &mut self.containers,
+                &mut self.settings.names,
+                &self.metrics,
+                sample.cgroup_id,
+                &sample.cgroup_name,
+            );
+            let label = cached
+                .label
+                .as_ref()
+                .map(|l| l.text.to_string())
+                .unwrap_or_default();
+            labelled.push((label, sample));
+        }
+        // A container gone before any pass saw it is known by its events.
+        let gone: Vec<_> = pass
+            .gone
+            .iter()
+            .map(|(id, totals)| {
+                let label = self.containers.get(id).map(|c| {
+                    c.label
+                        .as_ref()
+                        .map(|l| l.text.to_string())
+                        .unwrap_or_default()
+                });
+                (*id, label, *totals)
+            })
+            .collect();
+        self.memory.update(&self.metrics.memory, &labelled, &gone);
     }
 
     pub fn event(&mut self, event: Event) {
@@ -125,19 +190,13 @@ impl EventWriter {
         if self.settings.skip_cgroup == Some(task.cgroup_id) {
             return;
         }
-        let names = &mut self.settings.names;
-        if names.take_changed() || self.containers.len() >= MAX_CACHED_CONTAINERS {
-            self.containers.clear();
-        }
-        let metrics = &self.metrics;
-        let cached = self.containers.entry(task.cgroup_id).or_insert_with(|| {
-            let label = names.label(&task.cgroup_name);
-            let counters = metrics.container(label.as_ref().map(|l| &*l.text));
-            Container { label, counters }
-        });
-        if cached.label.as_ref().is_some_and(|l| !l.named) {
-            names.request_refresh();
-        }
+        let cached = Self::cached(
+            &mut self.containers,
+            &mut self.settings.names,
+            &self.metrics,
+            task.cgroup_id,
+            &task.cgroup_name,
+        );
         let container = cached.label.as_ref().map(|l| &*l.text);
         let kind = detail.kind();
         cached.counters.event(kind);

@@ -21,6 +21,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::memory_metrics::MemoryFamilies;
 use crate::output::{ExitDetail, Kind};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -114,6 +115,8 @@ pub struct Metrics {
     lost: Counter,
     rate_limited: Counter,
     programs_attached: Gauge,
+    /// Per-container memory, filled from the kernel's samples.
+    pub memory: MemoryFamilies,
     last_lost: AtomicU64,
     last_rate_limited: AtomicU64,
     /// Per container label: the exit series created for it, so that
@@ -188,6 +191,7 @@ impl Metrics {
             "Version of the running tracer",
             Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
+        let memory = MemoryFamilies::register(&mut registry);
         Metrics {
             registry,
             events,
@@ -197,6 +201,7 @@ impl Metrics {
             lost,
             rate_limited,
             programs_attached,
+            memory,
             last_lost: AtomicU64::new(0),
             last_rate_limited: AtomicU64::new(0),
             exit_series: Mutex::new(HashMap::new()),

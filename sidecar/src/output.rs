@@ -2,7 +2,7 @@
 
 use std::io::{self, BufWriter, Write};
 
-use linnix_ebpf::{Event, ExecEvent, ExitEvent, OomKillEvent, Task};
+use linnix_ebpf::{Event, ExecEvent, ExitEvent, MemoryPressureEvent, OomKillEvent, Task};
 use serde::Serialize;
 
 use crate::pod::PodIdentity;
@@ -16,16 +16,18 @@ pub enum Kind {
     Exec,
     Exit,
     OomKill,
+    MemoryPressure,
 }
 
 impl Kind {
     /// Every kind, in declaration order (`kind as usize` indexes it).
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Present,
         Kind::Fork,
         Kind::Exec,
         Kind::Exit,
         Kind::OomKill,
+        Kind::MemoryPressure,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +37,7 @@ impl Kind {
             Kind::Exec => "exec",
             Kind::Exit => "exit",
             Kind::OomKill => "oom_kill",
+            Kind::MemoryPressure => "memory_pressure",
         }
     }
 }
@@ -63,6 +66,7 @@ pub enum Detail<'a> {
     Exec(ExecDetail<'a>),
     Exit(ExitDetail),
     OomKill(OomDetail),
+    MemoryPressure(PressureDetail),
 }
 
 impl Detail<'_> {
@@ -73,6 +77,7 @@ impl Detail<'_> {
             Detail::Exec(_) => Kind::Exec,
             Detail::Exit(_) => Kind::Exit,
             Detail::OomKill(_) => Kind::OomKill,
+            Detail::MemoryPressure(_) => Kind::MemoryPressure,
         }
     }
 }
@@ -148,6 +153,28 @@ impl From<&OomKillEvent> for OomDetail {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PressureDetail {
+    /// `reclaim`, `high` or `threshold`.
+    pub reason: &'static str,
+    pub count: u32,
+    pub memcg_usage_bytes: u64,
+    pub memcg_limit_bytes: Option<u64>,
+    pub memcg_high_bytes: Option<u64>,
+}
+
+impl From<&MemoryPressureEvent> for PressureDetail {
+    fn from(e: &MemoryPressureEvent) -> Self {
+        PressureDetail {
+            reason: e.reason.as_str(),
+            count: e.count,
+            memcg_usage_bytes: e.usage_bytes,
+            memcg_limit_bytes: e.limit_bytes,
+            memcg_high_bytes: e.high_bytes,
+        }
+    }
+}
+
 impl<'a> Detail<'a> {
     /// The task and the line's own fields; `None` for records that are not
     /// about a task (lost events, removed cgroups).
@@ -158,6 +185,7 @@ impl<'a> Detail<'a> {
             Event::Exit(e) => Some((&e.task, Detail::Exit(e.into()))),
             Event::OomKill(o) => Some((&o.task, Detail::OomKill(o.into()))),
             Event::Lost(_) | Event::CgroupRemoved(_) => None,
+            Event::MemoryPressure(p) => Some((&p.task, Detail::MemoryPressure(p.into()))),
         }
     }
 }
@@ -378,6 +406,42 @@ mod tests {
         assert_eq!(v["event"], "oom_kill");
         assert_eq!(v["rss_kb"], 65016);
         assert!(v["memcg_limit_bytes"].is_null());
+    }
+
+    #[test]
+    fn memory_pressure_line() {
+        let pressure = MemoryPressureEvent {
+            task: Task {
+                ts_boot_ns: 1,
+                host_pid: 2,
+                pid: 2,
+                ppid: 1,
+                comm: "python3".into(),
+                cgroup_id: 9,
+                cgroup_name: "x".into(),
+            },
+            reason: linnix_ebpf::PressureReason::Reclaim,
+            count: 17,
+            usage_bytes: 67_100_000,
+            limit_bytes: Some(67_108_864),
+            high_bytes: None,
+        };
+        let v = to_value(&line(Detail::MemoryPressure((&pressure).into()), None));
+        expect_keys(
+            &v,
+            &[
+                "reason",
+                "count",
+                "memcg_usage_bytes",
+                "memcg_limit_bytes",
+                "memcg_high_bytes",
+            ],
+        );
+        assert_eq!(v["event"], "memory_pressure");
+        assert_eq!(v["reason"], "reclaim");
+        assert_eq!(v["count"], 17);
+        assert_eq!(v["memcg_limit_bytes"], 67_108_864);
+        assert!(v["memcg_high_bytes"].is_null());
     }
 
     #[test]

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use linnix_ebpf::{CgroupPosition, Tracer, TracerConfig, TracerError};
+use linnix_ebpf::{CgroupPosition, PressureConfig, Tracer, TracerConfig, TracerError};
 use tokio::sync::oneshot;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::apiserver;
 use crate::cgroup::{self, CgroupError};
@@ -30,6 +30,10 @@ use crate::scratch_owner;
 const DEFAULT_POD_METRICS_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9464);
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the kernel samples the containers' memory: the gauges' age at
+/// worst, and how late a threshold crossing can be seen. A pass walks the
+/// pod's tasks, about a microsecond each.
+const MEMORY_SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 /// After the command exits: how long to wait for the kernel's exit event of
 /// the command's own process before draining what is there.
 const EXIT_EVENT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -132,6 +136,10 @@ fn load(
         target,
         trace_threads: common.threads,
         max_events_per_sec: common.max_events_per_sec,
+        pressure: PressureConfig {
+            interval: common.memory_pressure_interval,
+            threshold_pct: common.memory_pressure_threshold,
+        },
     })?;
     metrics.set_attached(tracer.programs_attached());
     release_freed_memory();
@@ -320,6 +328,10 @@ async fn pump<T>(
 ) -> Result<T, RunError> {
     tokio::pin!(stop);
     let mut stats = tokio::time::interval(STATS_INTERVAL);
+    let mut memory = tokio::time::interval(MEMORY_SAMPLE_INTERVAL);
+    memory.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A failing sampler is said once, not every 2 s, until it works again.
+    let mut sampling_failed = false;
     let stopped = loop {
         tokio::select! {
             r = next_batch(tracer, writer) => {
@@ -327,6 +339,17 @@ async fn pump<T>(
                 writer.flush()?;
             }
             _ = stats.tick() => writer.tick(tracer),
+            _ = memory.tick() => match tracer.sample_memory() {
+                Ok(pass) => {
+                    sampling_failed = false;
+                    writer.memory(&pass);
+                }
+                Err(e) if sampling_failed => debug!(error = %e, "cannot sample the containers' memory"),
+                Err(e) => {
+                    sampling_failed = true;
+                    warn!(error = %e, "cannot sample the containers' memory; the memory gauges stand still");
+                }
+            },
             stopped = &mut stop => break stopped?,
         }
     };

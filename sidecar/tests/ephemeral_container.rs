@@ -11,7 +11,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{http_get, in_cgroup, of_kind, run_in, Proc, TestCgroup, Tracer};
+use common::{http_get, of_kind, pod_cgroup, run_in, Proc, Tracer};
+use linnix_test_support::{in_cgroup, TestCgroup};
 use serde_json::Value;
 
 const APP_ID: &str = "a11ce0000000000000000000000000000000000000000000000000000000a001";
@@ -94,7 +95,7 @@ fn assert_debug_container_traced(events: &[Value], metrics: &str) {
 
 #[test]
 fn a_container_added_to_the_traced_cgroup_later_is_traced() {
-    let pod = TestCgroup::pod("ephemeral");
+    let pod = pod_cgroup("ephemeral");
     let app = start_app(&pod);
     let mut t = Tracer::start(
         &["trace", "--cgroup", pod.path.to_str().expect("utf8")],
@@ -117,7 +118,7 @@ fn a_container_added_to_the_traced_cgroup_later_is_traced() {
 /// container cgroup traces its parent, the pod.
 #[test]
 fn in_the_pod_mode_too() {
-    let pod = TestCgroup::pod("ephemeral-pod");
+    let pod = pod_cgroup("ephemeral-pod");
     let _app = start_app(&pod);
     let tracer_cg = pod.child(&scope(TRACER_ID));
     let mut t = Tracer::start(

@@ -559,3 +559,100 @@ fn forbidden_events_warn_once_and_tracing_goes_on() {
     assert_eq!(warnings.len(), 1, "{}", r.stderr);
     assert!(warnings[0].contains("create events"), "{}", warnings[0]);
 }
+
+const DB_ID: &str = "4c1d0000db0000000000000000000000000000000000000000000000000000bb";
+
+/// A process of `container` (under `limit`) that writes `mib` MiB and keeps
+/// it until killed.
+fn hold_memory(container: &std::path::Path, limit: &MemoryLimit, mib: u32) -> Proc {
+    let mut cmd = Command::new(common::PYTHON);
+    cmd.args([
+        "-c",
+        &format!("import time\nx = b'\\x01' * ({mib} << 20)\ntime.sleep(120)\n"),
+    ]);
+    in_cgroup(&mut cmd, container);
+    limit.apply(&mut cmd);
+    Proc::spawn(&mut cmd)
+}
+
+#[test]
+fn memory_gauges_name_the_containers() {
+    let pod = pod_cgroup("memory");
+    let tracer_cg = pod.child("tracer");
+    let app = pod.child(&format!("libpod-{APP_ID}"));
+    let db = pod.child(&format!("libpod-{DB_ID}"));
+    let app_limit = MemoryLimit::new(&app, 64 << 20);
+    let db_limit = MemoryLimit::new(&db, 48 << 20);
+    let endpoint = PodEndpoint::start(|_, _| {
+        (
+            200,
+            pod_object(vec![status("app", APP_ID), status("db", DB_ID)]),
+        )
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = http_kubeconfig(dir.path(), endpoint.port);
+    let app_holder = hold_memory(&app, &app_limit, 16);
+    let db_holder = hold_memory(&db, &db_limit, 8);
+    let t = start_in_pod(&tracer_cg, &pod_mode_env(&kubeconfig));
+
+    let usage = |c: &str| {
+        metric(
+            &t,
+            &format!("linnix_container_memory_usage_bytes{{container=\"{c}\"}}"),
+        )
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || usage("app")
+            .is_some_and(|u| u > 16 << 20)
+            && usage("db").is_some_and(|u| u > 8 << 20)),
+        "no named usage gauges: app {:?}, db {:?}",
+        usage("app"),
+        usage("db")
+    );
+    for (name, cgroup) in [("app", &app), ("db", &db)] {
+        let gauge = usage(name).expect("gauge");
+        let kernel = linnix_test_support::charged_bytes(cgroup);
+        assert!(
+            gauge.abs_diff(kernel) * 20 <= kernel,
+            "{name}: gauge {gauge}, cgroupfs {kernel}"
+        );
+    }
+    let limit = |c: &str| {
+        metric(
+            &t,
+            &format!("linnix_container_memory_limit_bytes{{container=\"{c}\"}}"),
+        )
+    };
+    assert_eq!(limit("app"), Some(64 << 20));
+    assert_eq!(limit("db"), Some(48 << 20));
+    assert_eq!(
+        metric(
+            &t,
+            "linnix_container_memory_events_total{container=\"app\",event=\"oom_kill\"}"
+        ),
+        Some(0)
+    );
+    let (_, body) = http_get(t.metrics.expect("addr"), "/metrics").expect("metrics");
+    // Names only (no ids), and nothing about the tracer's own container.
+    let memory_lines: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("linnix_container_memory"))
+        .collect();
+    assert!(
+        memory_lines
+            .iter()
+            .all(|l| l.contains("container=\"app\"") || l.contains("container=\"db\"")),
+        "{memory_lines:#?}"
+    );
+
+    // A container whose processes are gone loses its series.
+    drop(db_holder);
+    assert!(
+        wait_for(Duration::from_secs(8), || usage("db").is_none()),
+        "db still reported"
+    );
+    assert!(usage("app").is_some());
+    let r = t.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    drop(app_holder);
+}

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{http_get, of_kind, run_in, Proc, Tracer};
-use linnix_test_support::{in_cgroup, TestCgroup};
+use common::{http_get, metric, of_kind, run_in, wait_until, Proc, Tracer, PYTHON};
+use linnix_test_support::{charged_bytes, in_cgroup, MemoryLimit, TestCgroup};
 use serde_json::Value;
 
 fn argv_has(e: &Value, word: &str) -> bool {
@@ -166,7 +166,7 @@ fn readiness_health_and_metrics_over_http() {
     for want in [
         "linnix_exits_total{container=\"\",code=\"4\",signal=\"\"} 1",
         "linnix_exits_total{container=\"\",code=\"\",signal=\"SIGKILL\"} 1",
-        "linnix_programs_attached 5",
+        "linnix_programs_attached 6",
         "linnix_events_lost_total 0",
         "linnix_events_rate_limited_total 0",
         "# EOF",
@@ -370,6 +370,54 @@ fn bpf_and_perfmon_are_enough() {
     assert!(of_kind(&r.events, "exec")
         .iter()
         .any(|e| argv_has(e, "leastpriv-marker")));
+}
+
+/// The memory programs too: the reclaim hook, the sampling iterator (a
+/// tracing program as well) and its maps need nothing beyond the two.
+#[test]
+fn memory_pressure_and_gauges_with_only_bpf_and_perfmon() {
+    let cg = TestCgroup::named("leastpriv-memory");
+    let app = cg.child("app");
+    let limit = MemoryLimit::new(&app, 64 << 20);
+    let mut t = trace_with_only(&cg, "+bpf,+perfmon");
+    t.wait_ready();
+    assert_eq!(cap_eff(t.proc.pid()), (1 << CAP_BPF) | (1 << CAP_PERFMON));
+    // 24 MiB held for a while (sampled), then growth until the OOM kill.
+    let script = "import time\n\
+                  x = [b'\\x01' * (24 << 20)]\n\
+                  time.sleep(5)\n\
+                  while True:\n    \
+                      x.append(b'\\x01' * (2 << 20))\n    \
+                      time.sleep(0.05)\n";
+    let mut cmd = Command::new(PYTHON);
+    cmd.args(["-c", script]);
+    in_cgroup(&mut cmd, &app);
+    limit.apply(&mut cmd);
+    let mut hog = Proc::spawn(&mut cmd);
+    let addr = t.metrics.expect("metrics address");
+    let usage = "linnix_container_memory_usage_bytes{container=\"\"}";
+    assert!(
+        wait_until(Duration::from_secs(4), || metric(addr, usage)
+            .is_some_and(|u| u > 24 << 20)),
+        "no usage gauge"
+    );
+    let (gauge, kernel) = (metric(addr, usage).expect("gauge"), charged_bytes(&app));
+    assert!(gauge.abs_diff(kernel) * 20 <= kernel, "{gauge} vs {kernel}");
+    assert_eq!(
+        metric(addr, "linnix_container_memory_limit_bytes{container=\"\"}"),
+        Some(64 << 20)
+    );
+    hog.wait_timeout(Duration::from_secs(30));
+    let r = t.stop();
+    assert!(r.status.success(), "{}", r.stderr);
+    let kinds: Vec<&str> = r
+        .events
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .filter(|k| *k == "memory_pressure" || *k == "oom_kill")
+        .collect();
+    assert_eq!(kinds.first(), Some(&"memory_pressure"), "{kinds:?}");
+    assert!(kinds.contains(&"oom_kill"), "{kinds:?}");
 }
 
 #[test]

@@ -200,6 +200,32 @@ impl Drop for MemoryLimit {
     }
 }
 
+/// What the kernel says is charged to the memory limit of the v2 cgroup
+/// `v2_dir` (one of [`MemoryLimit`] or of `trace --memory-limit`, which name
+/// the v1 memory cgroup of a hybrid host alike): `memory.current` there, or
+/// the v1 cgroup's `memory.usage_in_bytes`.
+pub fn charged_bytes(v2_dir: &Path) -> u64 {
+    let current = v2_dir.join("memory.current");
+    let file = if current.exists() {
+        current
+    } else {
+        let mount = v2_mount();
+        let name = v2_dir
+            .strip_prefix(&mount)
+            .expect("below the v2 mount")
+            .to_string_lossy()
+            .replace('/', "-");
+        v1_memory_mount()
+            .expect("a memory controller, v2 or v1")
+            .join(name)
+            .join("memory.usage_in_bytes")
+    };
+    let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{} is not a number: {e}", file.display()))
+}
+
 /// Make `cmd` join `cgroup` between fork and exec, so that its exec already
 /// happens inside.
 pub fn in_cgroup(cmd: &mut Command, cgroup: &Path) {

@@ -59,13 +59,22 @@ def container_state(name: str) -> str:
     return podman("inspect", name, "--format", "{{.State.Status}}", check=False).stdout.strip()
 
 
-def wait_exited(name: str, timeout: float) -> None:
+def wait_exited(name: str, timeout: float, while_waiting=lambda: None) -> None:
     deadline = time.monotonic() + timeout
     while container_state(name) not in ("exited", "stopped"):
         if time.monotonic() > deadline:
             logs = podman("logs", name, check=False)
             pytest.fail(f"{name} still {container_state(name)!r} after {timeout}s:\n{logs.stdout}{logs.stderr}")
+        while_waiting()
         time.sleep(0.5)
+
+
+def scrape(tracer_pid: int) -> str:
+    """/metrics from the pod's network namespace, as a Prometheus scraper would reach it."""
+    return subprocess.run(
+        ["nsenter", "-t", str(tracer_pid), "-n", "curl", "-fsS", "http://127.0.0.1:9464/metrics"],
+        check=True, capture_output=True, text=True,
+    ).stdout
 
 
 def events_of(container: str) -> list[dict]:
@@ -97,6 +106,9 @@ class Run:
     tracer_caps: int
     app_log: str
     metrics: str
+    # A scrape taken while the app still ran: the memory gauges of a
+    # container go with its last process.
+    live_metrics: str
     events: list[dict] = field(default_factory=list)
     neighbour_events: list[dict] = field(default_factory=list)
 
@@ -126,21 +138,26 @@ def run(images, tmp_path_factory) -> Run:
         tracer = f"linnix-demo-{TRACER}"
         pid = int(podman("inspect", tracer, "--format", "{{.State.Pid}}").stdout)
         caps = cap_eff(pid)
-        wait_exited("linnix-demo-app", timeout=180)
+        app_id = podman("inspect", "linnix-demo-app", "--format", "{{.Id}}").stdout.strip()
+        live = [""]
+
+        def scrape_while_the_app_runs() -> None:
+            text = scrape(pid)
+            if f'linnix_container_memory_usage_bytes{{container="{app_id}"}}' in text:
+                live[0] = text
+
+        wait_exited("linnix-demo-app", timeout=180, while_waiting=scrape_while_the_app_runs)
         wait_exited("linnix-neighbour-flood", timeout=180)
         time.sleep(1)  # let the tracers write their last lines
-        # The pod's network namespace, as a Prometheus scraper would reach it.
-        metrics = subprocess.run(
-            ["nsenter", "-t", str(pid), "-n", "curl", "-fsS", "http://127.0.0.1:9464/metrics"],
-            check=True, capture_output=True, text=True,
-        ).stdout
+        metrics = scrape(pid)
         result = Run(
             injected=manifests["app"][1],
-            app_id=podman("inspect", "linnix-demo-app", "--format", "{{.Id}}").stdout.strip(),
+            app_id=app_id,
             neighbour_id=podman("inspect", "linnix-neighbour-flood", "--format", "{{.Id}}").stdout.strip(),
             tracer_caps=caps,
             app_log=podman("logs", "linnix-demo-app").stdout,
             metrics=metrics,
+            live_metrics=live[0],
         )
         result.events = events_of(tracer)
         result.neighbour_events = events_of(f"linnix-neighbour-{TRACER}")
@@ -174,7 +191,7 @@ def test_every_line_follows_the_event_contract(run: Run):
             # Where the kernel dropped events: counts, no task.
             assert set(event) == {"event", "ts", "lost", "rate_limited", "pod"}, event
         else:
-            assert event["event"] in {"present", "fork", "exec", "exit", "oom_kill"}
+            assert event["event"] in {"present", "fork", "exec", "exit", "oom_kill", "memory_pressure"}
             for key in ("ts", "pid", "host_pid", "ppid", "comm", "container", "pod"):
                 assert key in event, (key, event)
         assert event["pod"]["name"] == "linnix-demo"
@@ -204,6 +221,38 @@ def test_oom_kill_of_the_memory_hog_is_reported(run: Run):
     assert ooms[0]["rss_kb"] > 0
     hog_exit = [e for e in app_events(run, "exit") if e["pid"] == hog_pid]
     assert [e["signal"] for e in hog_exit] == [9], hog_exit
+
+
+def test_the_memory_hog_shows_pressure_before_its_oom_kill(run: Run):
+    hog_pid = int(re.search(r"memory hog pid=(\d+)", run.app_log).group(1))
+    limit = 64 << 20
+    kinds = [e["event"] for e in run.events if e["container"] == run.app_id]
+    assert "memory_pressure" in kinds, kinds
+    assert kinds.index("memory_pressure") < kinds.index("oom_kill"), kinds
+    pressure = app_events(run, "memory_pressure")[0]
+    # dd allocating its 200 MiB block is what reclaimed at the limit.
+    assert (pressure["pid"], pressure["comm"]) == (hog_pid, "dd"), pressure
+    assert pressure["reason"] in ("reclaim", "threshold"), pressure
+    assert pressure["count"] >= 1, pressure
+    assert pressure["memcg_limit_bytes"] == limit, pressure
+    assert limit * 0.9 <= pressure["memcg_usage_bytes"] <= limit, pressure
+
+
+def test_memory_metrics_of_the_app(run: Run):
+    app = run.app_id
+    # Counters outlive the container.
+    assert metric(run.metrics, "linnix_container_memory_pressure_total", container=app) >= 1
+    assert metric(run.metrics, "linnix_events_total", kind="memory_pressure", container=app) == len(
+        app_events(run, "memory_pressure"))
+    assert metric(run.metrics, "linnix_container_memory_events_total", container=app, event="max") >= 1
+    # The gauges while it ran, and no more once it is gone.
+    assert run.live_metrics, "no scrape showed the app's memory gauges while it ran"
+    assert metric(run.live_metrics, "linnix_container_memory_limit_bytes", container=app) == 64 << 20
+    assert 0 < metric(run.live_metrics, "linnix_container_memory_usage_bytes", container=app) <= 64 << 20
+    assert f'linnix_container_memory_usage_bytes{{container="{app}"}}' not in run.metrics
+    # The tracer's own container is not reported (the pod's infra container is).
+    tracer_id = podman("inspect", f"linnix-demo-{TRACER}", "--format", "{{.Id}}").stdout.strip()
+    assert f'container="{tracer_id}"' not in run.live_metrics
 
 
 def test_nothing_of_the_neighbour_reaches_the_app_tracer(run: Run):

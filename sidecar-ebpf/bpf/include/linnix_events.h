@@ -32,6 +32,7 @@ enum linnix_event_kind {
 	LINNIX_EVENT_EXEC = 2,
 	LINNIX_EVENT_EXIT = 3,
 	LINNIX_EVENT_OOM_KILL = 4,
+	LINNIX_EVENT_MEMORY_PRESSURE = 5,
 	/*
 	 * Records about the stream or the pod's cgroups rather than about a
 	 * task: numbered from 32 on. Their header carries kind and ts_boot_ns
@@ -103,6 +104,74 @@ struct linnix_oom_event {
 	__u64 rss_shmem_kb;
 	__u64 memcg_usage_bytes;
 	__u64 memcg_limit_bytes;
+};
+
+/* Why a container's memory cgroup is under pressure. */
+enum linnix_pressure_reason {
+	/* reclaim at memory.max (v1: memory.limit_in_bytes) or at an ancestor's limit */
+	LINNIX_PRESSURE_RECLAIM = 0,
+	/* reclaim at memory.high (cgroup v2 only) */
+	LINNIX_PRESSURE_HIGH = 1,
+	/* usage crossed the threshold share of memory.max (seen by the sampler) */
+	LINNIX_PRESSURE_THRESHOLD = 2,
+	LINNIX_PRESSURE_REASONS = 3,
+};
+
+/*
+ * memory_pressure: at most one per container per pressure interval. hdr is
+ * the allocating task for reclaims, the container's largest process (by RSS)
+ * for threshold crossings; hdr.cgroup_id names the container.
+ */
+struct linnix_memory_pressure_event {
+	struct linnix_event_header hdr;
+	__u32 reason;          /* enum linnix_pressure_reason of this occurrence */
+	__u32 count;           /* occurrences (any reason) since the container's previous event, this one included */
+	__u64 memcg_usage_bytes;
+	__u64 memcg_limit_bytes; /* memory.max; ~0 for none */
+	__u64 memcg_high_bytes;  /* memory.high; ~0 for none (always on cgroup v1) */
+};
+
+/* Per-container pressure bookkeeping: the "memcg_pressure" hash map, keyed by container cgroup id. */
+struct linnix_memcg_pressure {
+	__u64 last_event_ns;   /* bpf_ktime_get_ns() of the last memory_pressure event */
+	__u64 pending;         /* occurrences not yet carried by an event */
+	__u64 total[LINNIX_PRESSURE_REASONS]; /* every occurrence, by reason */
+	__u64 seen_max;        /* memory_events_local[MEMCG_MAX] at the last reclaim: tells max from high */
+	__u64 seen_high;       /* memory_events_local[MEMCG_HIGH] likewise */
+	__u32 above_threshold; /* usage was at or over the threshold at the last sample */
+	__u32 unseen_passes;   /* sampling passes in a row that found no process of the container */
+};
+
+/* Indices of linnix_memcg_sample.events: the counters behind memory.events. */
+enum linnix_memcg_event {
+	LINNIX_MEMCG_EVENT_HIGH = 0,
+	LINNIX_MEMCG_EVENT_MAX = 1,
+	LINNIX_MEMCG_EVENT_OOM = 2,
+	LINNIX_MEMCG_EVENT_OOM_KILL = 3,
+	LINNIX_MEMCG_EVENTS = 4,
+};
+
+/* Bits of linnix_memcg_sample.flags. */
+enum linnix_sample_flags {
+	/* events[] could be read (the kernel keeps memory_events) */
+	LINNIX_SAMPLE_EVENTS_KNOWN = 1 << 0,
+};
+
+/*
+ * One container's memory cgroup, written by the "sample_memory" task
+ * iterator into its output: one record whenever the pass finds a container
+ * or a shallower memory cgroup of it; the last one of a container wins.
+ */
+struct linnix_memcg_sample {
+	__u64 cgroup_id;       /* container cgroup (v2), as linnix_event_header.cgroup_id */
+	__u64 memcg_id;        /* kernfs id of the memory cgroup (the v1 one on hybrid hosts) */
+	__u32 memcg_level;     /* its depth in its own hierarchy */
+	__u32 flags;           /* enum linnix_sample_flags */
+	__u64 usage_bytes;
+	__u64 limit_bytes;     /* memory.max (v1: memory.limit_in_bytes); ~0 for none */
+	__u64 high_bytes;      /* memory.high; ~0 for none */
+	__u64 events[LINNIX_MEMCG_EVENTS];
+	char cgroup_name[LINNIX_CGROUP_NAME_LEN]; /* kernfs name of the container cgroup */
 };
 
 /*

@@ -37,6 +37,7 @@ typedef unsigned int uid_t;
 
 /* uapi constants used by bpf_helpers.h and the map definitions. */
 enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
@@ -54,6 +55,7 @@ enum {
 };
 
 enum {
+	BPF_ANY = 0,
 	BPF_NOEXIST = 1,
 };
 
@@ -92,12 +94,18 @@ struct css_set {
 
 struct page_counter {
 	atomic_long_t usage;
+	/* v2 memory.high; PAGE_COUNTER_MAX on v1, which has no such limit */
+	unsigned long high;
 	unsigned long max;
 };
 
 struct mem_cgroup {
 	struct cgroup_subsys_state css;
 	struct page_counter memory;
+	/* indexed by enum memcg_memory_event; v1 memcgs keep them too */
+	atomic_long_t memory_events[9];
+	/* this memcg's own, not its descendants' (v2 memory.events.local) */
+	atomic_long_t memory_events_local[9];
 };
 
 struct percpu_counter {
@@ -149,11 +157,34 @@ struct linux_binprm {
 	const char *filename;
 };
 
+struct seq_file;
+
+/* Context of BPF iterator programs (include/linux/bpf.h, kernel/bpf/task_iter.c). */
+struct bpf_iter_meta {
+	struct seq_file *seq;
+	u64 session_id;
+	u64 seq_num;
+};
+
+struct bpf_iter__task {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+};
+
 #pragma clang attribute pop
 
 /* Resolved against the running kernel with bpf_core_enum_value(). */
 enum cgroup_subsys_id {
 	memory_cgrp_id = 4,
+};
+
+/* include/linux/memcontrol.h; resolved with bpf_core_enum_value(). */
+enum memcg_memory_event {
+	MEMCG_LOW = 0,
+	MEMCG_HIGH = 1,
+	MEMCG_MAX = 2,
+	MEMCG_OOM = 3,
+	MEMCG_OOM_KILL = 4,
 };
 
 /* enum in include/linux/mm_types_task.h */

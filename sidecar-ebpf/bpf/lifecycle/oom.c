@@ -3,64 +3,20 @@
  * oom_kill: the OOM victim's RSS and its memory cgroup's usage and limit.
  */
 #include "common.h"
+#include "memcg.h"
 
 /*
- * Set by the loader from the running kernel's page size: rss counters and
- * page_counter values are in pages, which are 4, 16 or 64 KiB depending on
- * the architecture and the kernel's configuration.
- */
-const volatile u32 page_shift = 12;
-
-static __always_inline u64 mm_counter_kb(struct mm_struct *mm, u32 member)
-{
-	s64 pages = 0;
-
-	/* Like get_mm_counter(): the approximate percpu_counter value, never below 0. */
-	switch (member) {
-	case MM_FILEPAGES:
-		pages = BPF_CORE_READ(mm, rss_stat[MM_FILEPAGES].count);
-		break;
-	case MM_ANONPAGES:
-		pages = BPF_CORE_READ(mm, rss_stat[MM_ANONPAGES].count);
-		break;
-	case MM_SHMEMPAGES:
-		pages = BPF_CORE_READ(mm, rss_stat[MM_SHMEMPAGES].count);
-		break;
-	}
-	return pages > 0 ? (u64)pages << (page_shift - 10) : 0;
-}
-
-/*
- * The victim's memory cgroup. On a hybrid host this is the v1 memcg, which is
- * where the limit lives there; on a unified host it is the v2 one.
+ * The victim's memory cgroup: usage and limit (~0 for none). See memcg.h for
+ * which one that is on hybrid and unified hosts.
  */
 static __always_inline bool read_memcg(struct task_struct *task, u64 *usage, u64 *limit)
 {
-	struct cgroup_subsys_state *css = NULL;
-	struct css_set *cset;
-	struct mem_cgroup *memcg;
-	u32 id;
-	u64 max;
+	struct mem_cgroup *memcg = task_memcg(task);
 
-	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+	if (!memcg)
 		return false;
-	id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
-	if (id >= bpf_core_field_size(struct css_set, subsys) / sizeof(css))
-		return false;
-
-	cset = BPF_CORE_READ(task, cgroups);
-	bpf_probe_read_kernel(&css, sizeof(css),
-			      (void *)cset + bpf_core_field_offset(struct css_set, subsys) +
-				      (u64)id * sizeof(css));
-	if (!css)
-		return false;
-
-	/* container_of(css, struct mem_cgroup, css) */
-	memcg = (void *)css - bpf_core_field_offset(struct mem_cgroup, css);
-	*usage = (u64)BPF_CORE_READ(memcg, memory.usage.counter) << page_shift;
-	max = BPF_CORE_READ(memcg, memory.max);
-	/* include/linux/page_counter.h: PAGE_COUNTER_MAX = LONG_MAX / PAGE_SIZE */
-	*limit = max >= (0x7fffffffffffffffULL >> page_shift) ? ~0ULL : max << page_shift;
+	*usage = memcg_usage_bytes(memcg);
+	*limit = memcg_max_bytes(memcg);
 	return true;
 }
 

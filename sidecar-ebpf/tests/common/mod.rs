@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use linnix_ebpf::{CgroupPosition, Event, Tracer, TracerConfig};
-pub use linnix_test_support::{id_of, level_of, v2_mount, MemoryLimit, TestCgroup};
+pub use linnix_test_support::{charged_bytes, id_of, level_of, v2_mount, MemoryLimit, TestCgroup};
 
 /// BPF tests run one at a time: each loads its own programs, and two cores
 /// are shared with compilers.
@@ -83,6 +83,7 @@ pub fn config(target: CgroupPosition) -> TracerConfig {
         target,
         trace_threads: false,
         max_events_per_sec: 0,
+        pressure: Default::default(),
     }
 }
 

@@ -324,3 +324,23 @@ pub fn run_in(cgroup: &Path, argv: &[&str]) -> ExitStatus {
     in_cgroup(&mut cmd, cgroup);
     Proc::spawn(&mut cmd).wait_timeout(Duration::from_secs(30))
 }
+
+/// The value of the first /metrics line that starts with `series`.
+pub fn metric(addr: SocketAddr, series: &str) -> Option<u64> {
+    let (code, body) = http_get(addr, "/metrics").ok()?;
+    assert_eq!(code, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Poll until `ok` holds, for at most `timeout`.
+pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    ok()
+}
