@@ -710,7 +710,7 @@ def config_of(objects: list[dict]) -> dict:
 
 CONTRACT_KEYS = {
     "name", "image", "imagePullPolicy", "args", "metricsPort", "nativeSidecar",
-    "seccompProfile", "resources",
+    "seccompProfile", "resources", "minMemoryLimit",
 }
 
 
@@ -730,6 +730,7 @@ def test_default_config_is_written_in_full(injector_chart):
                 "requests": {"cpu": "10m", "memory": "32Mi"},
                 "limits": {"cpu": "200m", "memory": "64Mi"},
             },
+            "minMemoryLimit": "24Mi",
         }
     }
 

@@ -34,6 +34,10 @@ pub enum ConfigError {
         field: &'static str,
         source: QuantityError,
     },
+    #[error("sidecar.minMemoryLimit: {0}")]
+    MinMemoryLimit(QuantityError),
+    #[error("sidecar.resources.limits.memory {limit} is below sidecar.minMemoryLimit {floor}, the least the tracer needs to load its programs")]
+    MemoryBelowFloor { limit: String, floor: String },
     #[error("sidecar.resources: the {resource} request {request} exceeds its limit {limit}")]
     RequestAboveLimit {
         resource: &'static str,
@@ -61,7 +65,17 @@ pub struct SidecarConfig {
     pub native_sidecar: bool,
     pub seccomp_profile: SeccompProfile,
     pub resources: ResourcesConfig,
+    /// Smallest memory limit the tracer gets, from the file or a pod's
+    /// `sidecar.linnix.io/memory`; see [`DEFAULT_MIN_MEMORY_LIMIT`].
+    pub min_memory_limit: String,
 }
+
+/// The tracer's memory peak while it loads: 23 MiB measured (aya parsing the
+/// kernel's BTF; README, "Tracer" benchmark figures), rounded up. Below it
+/// the tracer is OOM-killed before its programs attach, and a native sidecar
+/// that never starts holds the app containers back for good. It is a
+/// setting because the peak moves with the tracer and the kernel's BTF.
+pub const DEFAULT_MIN_MEMORY_LIMIT: &str = "24Mi";
 
 impl Default for SidecarConfig {
     fn default() -> Self {
@@ -74,6 +88,7 @@ impl Default for SidecarConfig {
             native_sidecar: true,
             seccomp_profile: SeccompProfile::default(),
             resources: ResourcesConfig::default(),
+            min_memory_limit: DEFAULT_MIN_MEMORY_LIMIT.into(),
         }
     }
 }
@@ -144,6 +159,8 @@ pub struct Sidecar {
     pub native_sidecar: bool,
     pub seccomp_profile: SeccompProfile,
     pub resources: Resources,
+    /// No memory limit below this is given to the tracer.
+    pub min_memory_limit: Quantity,
     /// The tracer container as Kubernetes JSON, built from the fields above
     /// when validated: it does not depend on the pod.
     container: Value,
@@ -216,13 +233,21 @@ impl SidecarConfig {
             ("cpu", &resources.cpu_request, &resources.cpu_limit),
             ("memory", &resources.memory_request, &resources.memory_limit),
         ] {
-            if request.value() > limit.value() {
+            if request.cmp_amount(limit) == std::cmp::Ordering::Greater {
                 return Err(ConfigError::RequestAboveLimit {
                     resource,
                     request: request.to_string(),
                     limit: limit.to_string(),
                 });
             }
+        }
+        let min_memory_limit = Quantity::parse_resource(&self.min_memory_limit)
+            .map_err(ConfigError::MinMemoryLimit)?;
+        if resources.memory_limit.cmp_amount(&min_memory_limit) == std::cmp::Ordering::Less {
+            return Err(ConfigError::MemoryBelowFloor {
+                limit: resources.memory_limit.to_string(),
+                floor: min_memory_limit.to_string(),
+            });
         }
         let mut sidecar = Sidecar {
             name: self.name,
@@ -233,6 +258,7 @@ impl SidecarConfig {
             native_sidecar: native_sidecar.unwrap_or(self.native_sidecar),
             seccomp_profile: self.seccomp_profile,
             resources,
+            min_memory_limit,
             container: Value::Null,
         };
         sidecar.container = crate::patch::tracer_container(&sidecar, &sidecar.resources);
@@ -310,6 +336,15 @@ mod tests {
             bad("sidecar: {seccompProfile: {type: Localhost, localhostProfile: ''}}"),
             Err(ConfigError::LocalhostProfile)
         ));
+        assert!(matches!(
+            bad("sidecar: {resources: {requests: {memory: 8Mi}, limits: {memory: 16Mi}}}"),
+            Err(ConfigError::MemoryBelowFloor { .. })
+        ));
+        assert!(matches!(
+            bad("sidecar: {minMemoryLimit: lots}"),
+            Err(ConfigError::MinMemoryLimit(_))
+        ));
+        assert!(bad("sidecar: {minMemoryLimit: 8Mi, resources: {requests: {memory: 8Mi}, limits: {memory: 16Mi}}}").is_ok());
         assert!(matches!(
             bad("sidecar: {metricsPort: 0}"),
             Err(ConfigError::MetricsPort)

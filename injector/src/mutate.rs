@@ -1,6 +1,8 @@
 //! Decision plus patch for one pod or pod template: the piece `serve` and
 //! `inject` share.
 
+use std::cmp::Ordering;
+
 use json_patch::jsonptr::Pointer;
 use json_patch::PatchOperation;
 
@@ -45,7 +47,7 @@ pub fn mutate(
     let mut warnings = Vec::new();
     let ops = match &decision {
         Decision::Inject => {
-            let resources = overrides(pod, &sidecar.resources, &mut warnings);
+            let resources = overrides(pod, sidecar, &mut warnings);
             patch::inject(pod, base, sidecar, resources.as_ref(), INJECTED_STATUS)
         }
         Decision::Skip(skip) => {
@@ -72,40 +74,51 @@ pub fn mutate(
 
 /// Applies `sidecar.linnix.io/cpu` and `sidecar.linnix.io/memory`: each sets
 /// the limit, and lowers the request when the configured one would exceed
-/// it (the API server rejects request > limit). A bad value keeps the
-/// configured resources and produces a warning; it never stops injection.
+/// it (the API server rejects request > limit; both are compared exactly, as
+/// it does). A bad value keeps the configured resources and produces a
+/// warning; it never stops injection. So does a memory limit below
+/// `minMemoryLimit`: the tracer would be OOM-killed while it loads and, as a
+/// native sidecar, hold the app containers back for good.
 /// `None` when neither annotation is set: the configured resources apply.
 fn overrides(
     facts: &PodFacts<'_>,
-    base: &Resources,
+    sidecar: &Sidecar,
     warnings: &mut Vec<String>,
 ) -> Option<Resources> {
     if facts.annotation(CPU_ANNOTATION).is_none() && facts.annotation(MEMORY_ANNOTATION).is_none() {
         return None;
     }
-    let mut r = base.clone();
-    for (key, request, limit) in [
-        (CPU_ANNOTATION, &mut r.cpu_request, &mut r.cpu_limit),
+    let mut r = sidecar.resources.clone();
+    for (key, request, limit, floor) in [
+        (CPU_ANNOTATION, &mut r.cpu_request, &mut r.cpu_limit, None),
         (
             MEMORY_ANNOTATION,
             &mut r.memory_request,
             &mut r.memory_limit,
+            Some(&sidecar.min_memory_limit),
         ),
     ] {
         let Some(text) = facts.annotation(key) else {
             continue;
         };
         match Quantity::parse_resource(text) {
-            Ok(q) if q.value() > 0.0 => {
-                if request.value() > q.value() {
+            Ok(q) if q.is_zero() => warnings.push(format!(
+                "{key}={:?} ignored: the limit must be greater than zero; keeping {limit}",
+                shorten(text)
+            )),
+            Ok(q) if floor.is_some_and(|f| q.cmp_amount(f) == Ordering::Less) => {
+                warnings.push(format!(
+                    "{key}={:?} ignored: below {}, the least the tracer needs to load its programs (minMemoryLimit); keeping {limit}",
+                    shorten(text),
+                    floor.map(Quantity::as_str).unwrap_or_default(),
+                ))
+            }
+            Ok(q) => {
+                if request.cmp_amount(&q) == Ordering::Greater {
                     *request = q.clone();
                 }
                 *limit = q;
             }
-            Ok(_) => warnings.push(format!(
-                "{key}={:?} ignored: the limit must be greater than zero; keeping {limit}",
-                shorten(text)
-            )),
             Err(e) => warnings.push(format!(
                 "{key}={:?} ignored: {e}; keeping {limit}",
                 shorten(text)
@@ -142,6 +155,60 @@ mod tests {
         let (l, r) = limits(&pod);
         assert_eq!(l, json!({"cpu": "5m", "memory": "256Mi"}));
         assert_eq!(r, json!({"cpu": "5m", "memory": "32Mi"}));
+    }
+
+    #[test]
+    fn memory_below_the_load_peak_is_refused() {
+        let with = |memory: &str| json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", MEMORY_ANNOTATION: memory}}, "spec": {"containers": []}});
+        for low in ["16Mi", "25165823", "24M", "1"] {
+            let out = run(with(low));
+            assert_eq!(out.decision, Decision::Inject);
+            assert_eq!(out.warnings.len(), 1, "{low}: {:?}", out.warnings);
+            assert!(out.warnings[0].contains("below 24Mi"), "{:?}", out.warnings);
+            let (l, _) = limits(&with(low));
+            assert_eq!(l["memory"], "64Mi", "{low}");
+        }
+        // The floor itself is fine, and the request follows the limit down.
+        let out = run(with("25165824"));
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        let (l, r) = limits(&with("24Mi"));
+        assert_eq!(
+            (&l["memory"], &r["memory"]),
+            (&json!("24Mi"), &json!("24Mi"))
+        );
+        // The floor comes from the configuration.
+        let s = Config::from_yaml("sidecar: {minMemoryLimit: 8Mi}")
+            .unwrap()
+            .sidecar
+            .validate(None)
+            .unwrap();
+        let pod = with("16Mi");
+        let out = mutate(
+            &PodFacts::of(&pod),
+            &PointerBuf::root(),
+            &s,
+            &Context::default(),
+            true,
+        );
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    }
+
+    /// The API server compares quantities exactly (after rounding up to
+    /// nano units): a limit a nano below the 32Mi request must lower it.
+    #[test]
+    fn overrides_compare_exactly() {
+        for (limit, request) in [
+            ("33554431.999999999", "33554431.999999999"),
+            // Beyond nano precision the API server rounds up to 32Mi.
+            ("33554431.9999999991", "32Mi"),
+            ("33554432", "32Mi"),
+            ("32Mi", "32Mi"),
+        ] {
+            let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", MEMORY_ANNOTATION: limit}}, "spec": {"containers": []}});
+            let (l, r) = limits(&pod);
+            assert_eq!(l["memory"], limit);
+            assert_eq!(r["memory"], request, "limit {limit}");
+        }
     }
 
     #[test]

@@ -100,6 +100,7 @@ part of its name so the same release name in two namespaces does not collide.
   "nativeSidecar" $s.nativeSidecar
   "seccompProfile" $s.seccompProfile
   "resources" $s.resources
+  "minMemoryLimit" $s.minMemoryLimit
 -}}
 {{- dict "sidecar" $sidecar | toYaml }}
 {{- end }}
