@@ -14,6 +14,10 @@ use json_patch::jsonptr::Pointer;
 use k8s_openapi::ByteString;
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::{ApiResource, DynamicResourceScope, ObjectMeta, Resource};
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use tracing::Instrument;
 
@@ -34,19 +38,59 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// object is never turned into a typed `Pod`.
 pub struct PodObject<'a> {
     pub facts: PodFacts<'a>,
+    /// The JSON type of an object that is not a JSON object (`5`, `"pod"`,
+    /// `[]`): no patch can apply to it.
+    pub not_an_object: Option<&'static str>,
     meta: ObjectMeta,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for PodObject<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let facts = PodFacts::read(d)?;
+        let (facts, not_an_object) = d.deserialize_any(ObjectVisitor(PhantomData))?;
         let meta = ObjectMeta {
             name: facts.name().map(str::to_owned),
             generate_name: facts.generate_name().map(str::to_owned),
             namespace: facts.namespace().map(str::to_owned),
             ..ObjectMeta::default()
         };
-        Ok(Self { facts, meta })
+        Ok(Self {
+            facts,
+            not_an_object,
+            meta,
+        })
+    }
+}
+
+/// Reads a JSON object as pod facts, and anything else as its type's name.
+struct ObjectVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ObjectVisitor<'a> {
+    type Value = (PodFacts<'a>, Option<&'static str>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Ok((PodFacts::read(MapAccessDeserializer::new(map))?, None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok((PodFacts::default(), Some("an array")))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok((PodFacts::default(), Some("a boolean")))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok((PodFacts::default(), Some("a number")))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok((PodFacts::default(), Some("a number")))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok((PodFacts::default(), Some("a number")))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok((PodFacts::default(), Some("a string")))
     }
 }
 
@@ -90,8 +134,35 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/mutate", post(mutate_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// What the webhook serves, for the bodies of 404 and 405 answers.
+const ROUTES: &str = "POST /mutate, GET /healthz, GET /readyz";
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such path: {}; this webhook serves {ROUTES}\n",
+            uri.path()
+        ),
+    )
+        .into_response()
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {method} not allowed on {}; this webhook serves {ROUTES}\n",
+            uri.path()
+        ),
+    )
+        .into_response()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -216,6 +287,9 @@ async fn review_pod(state: &AppState, req: &AdmissionRequest<PodObject<'_>>) -> 
     let Some(object) = &req.object else {
         return internal_error(state, req, "no-object", "the request carries no object");
     };
+    if let Some(kind) = object.not_an_object {
+        return malformed_object(state, req, kind);
+    }
     // A pod's own namespace field is often empty at admission time.
     let namespace = req
         .namespace
@@ -277,6 +351,29 @@ async fn review_pod(state: &AppState, req: &AdmissionRequest<PodObject<'_>>) -> 
             failed.warnings.append(&mut answer.warnings);
             failed
         }
+    }
+}
+
+/// A pod CREATE whose object is not a JSON object: the API server would not
+/// apply a patch to it, so the pod is allowed unchanged and the user told.
+fn malformed_object(
+    state: &AppState,
+    req: &AdmissionRequest<PodObject<'_>>,
+    kind: &'static str,
+) -> Answer {
+    tracing::warn!(
+        object = kind,
+        "request.object is not a JSON object; pod allowed unchanged"
+    );
+    if !req.dry_run {
+        state.metrics.error("not-an-object");
+        state.metrics.record("error", "not-an-object");
+    }
+    Answer {
+        warnings: vec![format!(
+            "linnix tracer not injected: request.object is {kind}, not a pod object"
+        )],
+        ..Answer::default()
     }
 }
 

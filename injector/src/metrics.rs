@@ -107,29 +107,47 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics` on the plain-HTTP metrics address.
+/// `GET /metrics` on the plain-HTTP metrics address; anything else gets an
+/// answer that says what is served.
 pub fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            async move {
-                match metrics.encode() {
-                    Ok(body) => (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        body,
-                    )
-                        .into_response(),
-                    Err(_) => (
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        "cannot encode metrics",
-                    )
-                        .into_response(),
+    use axum::http::{Method, StatusCode, Uri};
+    Router::new()
+        .fallback(|uri: Uri| async move {
+            (
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no such path: {}; this port serves GET /metrics\n",
+                    uri.path()
+                ),
+            )
+        })
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    match metrics.encode() {
+                        Ok(body) => (
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            body,
+                        )
+                            .into_response(),
+                        Err(_) => (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            "cannot encode metrics",
+                        )
+                            .into_response(),
+                    }
                 }
-            }
-        }),
-    )
+            }),
+        )
+        .method_not_allowed_fallback(|method: Method| async move {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {method} not allowed; this port serves GET /metrics\n"),
+            )
+        })
 }

@@ -45,8 +45,11 @@ pub fn mutate(
 ) -> Outcome {
     let decision = decision::decide(pod, &sidecar.name, ctx);
     let mut warnings = Vec::new();
+    non_string(pod, INJECT_ANNOTATION, &mut warnings);
     let ops = match &decision {
         Decision::Inject => {
+            non_string(pod, CPU_ANNOTATION, &mut warnings);
+            non_string(pod, MEMORY_ANNOTATION, &mut warnings);
             let resources = overrides(pod, sidecar, &mut warnings);
             patch::inject(pod, base, sidecar, resources.as_ref(), INJECTED_STATUS)
         }
@@ -69,6 +72,16 @@ pub fn mutate(
         decision,
         ops,
         warnings,
+    }
+}
+
+/// Annotation values are strings; another type (an unquoted `64` or `true`
+/// in a manifest) is ignored, and says so.
+fn non_string(pod: &PodFacts<'_>, key: &str, warnings: &mut Vec<String>) {
+    if let Some(kind) = pod.non_string_annotation(key) {
+        warnings.push(format!(
+            "{key} ignored: its value is {kind}, not a string (quote it)"
+        ));
     }
 }
 
@@ -219,6 +232,22 @@ mod tests {
         assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
         let (l, _) = limits(&pod);
         assert_eq!(l, json!({"cpu": "200m", "memory": "64Mi"}));
+    }
+
+    #[test]
+    fn non_string_values_are_reported() {
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", CPU_ANNOTATION: 1, MEMORY_ANNOTATION: 128}}, "spec": {"containers": []}});
+        let out = run(pod.clone());
+        assert_eq!(out.decision, Decision::Inject);
+        assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
+        assert!(out.warnings[0].contains("sidecar.linnix.io/cpu ignored: its value is a number"));
+        assert!(out.warnings[1].contains("sidecar.linnix.io/memory ignored"));
+        let (l, _) = limits(&pod);
+        assert_eq!(l, json!({"cpu": "200m", "memory": "64Mi"}));
+        let out = run(json!({"metadata": {"annotations": {INJECT_ANNOTATION: true}}, "spec": {}}));
+        assert!(matches!(out.decision, Decision::Skip(Skip::NotRequested)));
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+        assert!(out.warnings[0].contains("its value is a boolean, not a string"));
     }
 
     #[test]

@@ -105,8 +105,8 @@ fn inject_object(obj: &mut Value, opts: &Options<'_>) -> Result<(), json_patch::
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    let Some(pod) = obj.pointer(pointer) else {
-        tracing::warn!(%kind, %name, "no pod template at {pointer}; left unchanged");
+    let Some(pod) = obj.pointer(pointer).filter(|p| p.is_object()) else {
+        tracing::warn!(%kind, %name, "no pod template object at {pointer}; left unchanged");
         return Ok(());
     };
     let namespace = obj
@@ -193,6 +193,16 @@ mod tests {
         );
         assert!(docs[0]["spec"].get("initContainers").is_none());
         assert!(docs[0]["metadata"].get("annotations").is_none());
+    }
+
+    #[test]
+    fn templates_that_are_not_objects_are_left_alone() {
+        let input = "kind: Deployment\nmetadata: {name: d}\nspec: {template: 5}\n---\nkind: Job\nspec: {template: [x]}\n---\nkind: CronJob\nspec: {jobTemplate: {spec: {template: null}}}\n";
+        let docs = run(input, true);
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0]["spec"]["template"], 5);
+        assert_eq!(docs[1]["spec"]["template"][0], "x");
+        assert!(docs[2]["spec"]["jobTemplate"]["spec"]["template"].is_null());
     }
 
     #[test]

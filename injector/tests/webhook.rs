@@ -241,6 +241,45 @@ async fn resource_overrides_and_bad_overrides() {
     assert_eq!(res["limits"], json!({"cpu": "200m", "memory": "64Mi"}));
 }
 
+#[tokio::test]
+async fn non_string_and_exact_overrides() {
+    let server = Server::start(&[]);
+    let pod = pod(
+        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/memory": 128}),
+        app_spec(),
+    );
+    let review = server.review(&review_of(&pod, "apps")).await;
+    let w = warnings(&review);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("sidecar.linnix.io/memory ignored: its value is a number"),
+        "{w:?}"
+    );
+    // Below the request by a nano: the request must follow, or the API
+    // server rejects the patched pod.
+    let pod = pod_with_memory("33554431.999999999");
+    let out = patched(&pod, &server.review(&review_of(&pod, "apps")).await);
+    let res = &out["spec"]["initContainers"][0]["resources"];
+    assert_eq!(res["requests"]["memory"], "33554431.999999999");
+    // Below the tracer's load-time peak: refused, with a warning.
+    let pod = pod_with_memory("16Mi");
+    let review = server.review(&review_of(&pod, "apps")).await;
+    let w = warnings(&review);
+    assert!(w.len() == 1 && w[0].contains("below 24Mi"), "{w:?}");
+    let out = patched(&pod, &review);
+    assert_eq!(
+        out["spec"]["initContainers"][0]["resources"]["limits"]["memory"],
+        "64Mi"
+    );
+}
+
+fn pod_with_memory(memory: &str) -> Value {
+    pod(
+        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/memory": memory}),
+        app_spec(),
+    )
+}
+
 fn pod_bad_overrides() -> Value {
     pod(
         json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/cpu": "2 cores", "sidecar.linnix.io/memory": "-64Mi"}),
@@ -389,6 +428,37 @@ async fn malformed_requests_are_rejected_clearly() {
         .await;
     assert!(plain.is_err(), "{plain:?}");
 
+    // Unknown paths and wrong methods say what is served.
+    let resp = client.get(server.url("/nope")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("no such path: /nope") && body.contains("POST /mutate"),
+        "{body}"
+    );
+    let resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("method GET not allowed on /mutate"), "{body}");
+    let resp = client.delete(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(!resp.text().await.unwrap().is_empty());
+    let metrics = format!("http://127.0.0.1:{}", server.metrics_port);
+    let resp = plain_client()
+        .get(format!("{metrics}/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(resp.text().await.unwrap().contains("GET /metrics"));
+    let resp = plain_client()
+        .post(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(resp.text().await.unwrap().contains("GET /metrics"));
+
     // And the server is still fine.
     let pod = pod(json!({"sidecar.linnix.io/inject": "true"}), app_spec());
     assert!(patch_of(&server.review(&review_of(&pod, "apps")).await).is_some());
@@ -401,6 +471,31 @@ async fn malformed_requests_are_rejected_clearly() {
 #[tokio::test]
 async fn strange_objects_never_block() {
     let server = Server::start(&[]);
+    // A pod CREATE whose object is not a JSON object: allowed, no patch
+    // (it could not apply), a warning that says why.
+    for (object, kind) in [
+        (json!(5), "a number"),
+        (json!("pod"), "a string"),
+        (json!([]), "an array"),
+        (json!([{"metadata": {}}]), "an array"),
+        (json!(true), "a boolean"),
+        (json!(1.5), "a number"),
+    ] {
+        let answer = server.review(&review_of(&object, "apps")).await;
+        assert_eq!(answer["response"]["allowed"], true, "{object}: {answer}");
+        assert!(patch_of(&answer).is_none(), "{object}: {answer}");
+        let w = warnings(&answer);
+        assert_eq!(w.len(), 1, "{object}: {w:?}");
+        assert!(
+            w[0].contains(&format!("request.object is {kind}, not a pod object")),
+            "{w:?}"
+        );
+    }
+    let m = server.metrics().await;
+    assert_eq!(
+        sample(&m, r#"linnix_injector_errors_total{kind="not-an-object"}"#),
+        6.0
+    );
     // Shapes the API server would never send still get an allowed answer.
     for object in [
         json!(null),
@@ -411,6 +506,12 @@ async fn strange_objects_never_block() {
     ] {
         let answer = server.review(&review_of(&object, "apps")).await;
         assert_eq!(answer["response"]["allowed"], true, "{object}: {answer}");
+        // Whatever patch comes back applies to the object.
+        if object.is_object() {
+            patched(&object, &answer);
+        } else {
+            assert!(patch_of(&answer).is_none(), "{object}: {answer}");
+        }
     }
     let mut no_object = review_of(&json!({}), "apps");
     no_object["request"]
