@@ -27,6 +27,8 @@ pub enum ConfigError {
     Image,
     #[error("sidecar.metricsPort must be between 1 and 65535")]
     MetricsPort,
+    #[error(transparent)]
+    Args(#[from] crate::sidecar_args::ArgsError),
     #[error("sidecar.seccompProfile of type Localhost needs a non-empty localhostProfile")]
     LocalhostProfile,
     #[error("sidecar.resources.{field}: {source}")]
@@ -209,6 +211,7 @@ impl SidecarConfig {
         if self.metrics_port == 0 {
             return Err(ConfigError::MetricsPort);
         }
+        crate::sidecar_args::check(&self.args, self.metrics_port)?;
         if let SeccompProfile::Localhost { localhost_profile } = &self.seccomp_profile {
             if localhost_profile.trim().is_empty() {
                 return Err(ConfigError::LocalhostProfile);
@@ -345,6 +348,13 @@ mod tests {
             Err(ConfigError::MinMemoryLimit(_))
         ));
         assert!(bad("sidecar: {minMemoryLimit: 8Mi, resources: {requests: {memory: 8Mi}, limits: {memory: 16Mi}}}").is_ok());
+        assert!(matches!(
+            bad("sidecar: {metricsPort: 9000, args: [--metrics-addr=0.0.0.0:9464]}"),
+            Err(ConfigError::Args(_))
+        ));
+        assert!(
+            bad("sidecar: {metricsPort: 9000, args: [--metrics-addr, '0.0.0.0:9000']}").is_ok()
+        );
         assert!(matches!(
             bad("sidecar: {metricsPort: 0}"),
             Err(ConfigError::MetricsPort)

@@ -13,4 +13,5 @@ pub mod patch;
 pub mod pod;
 pub mod quantity;
 pub mod serve;
+pub mod sidecar_args;
 pub mod tls;

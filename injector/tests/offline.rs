@@ -232,6 +232,23 @@ fn config_file_and_errors() {
     );
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not valid"));
+    // A template that contradicts itself: the probe would never succeed.
+    std::fs::write(
+        &config,
+        "sidecar:\n  metricsPort: 9464\n  args: [--metrics-addr=0.0.0.0:9100]\n",
+    )
+    .unwrap();
+    let bad = run(
+        &["inject", "-f", "-", "--config", config.to_str().unwrap()],
+        Some(input),
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("listens on port 9100, but sidecar.metricsPort is 9464"),
+        "{err}"
+    );
+    assert!(bad.stdout.is_empty());
     let bad = run(&["inject", "-f", "/nonexistent/x.yaml"], None);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent/x.yaml"));
