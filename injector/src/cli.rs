@@ -118,6 +118,20 @@ pub struct CertsArgs {
     /// DNS name of the serving certificate (repeatable).
     #[arg(long = "dns", value_name = "NAME", required = true)]
     pub dns: Vec<String>,
+
+    /// Validity of the serving certificate (humantime: 90d, 1y, 12h).
+    #[arg(long, default_value = "1y", value_parser = parse_validity)]
+    pub cert_validity: Duration,
+}
+
+/// A certificate validity in humantime syntax (`1y`, `90d`, `6s`), at least
+/// a second: renewal runs at fractions of it.
+fn parse_validity(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d < Duration::from_secs(1) {
+        return Err("a certificate validity must be at least 1s".into());
+    }
+    Ok(d)
 }
 
 /// `500ms`, `5s`, `2m`, or plain seconds.

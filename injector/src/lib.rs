@@ -2,6 +2,7 @@
 //! adds the linnix tracer sidecar to opted-in pods.
 
 pub mod admission;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod decision;

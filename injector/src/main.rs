@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use linnix_injector::cli::{Cli, Command};
 use linnix_injector::config::Config;
-use linnix_injector::{offline, serve, tls};
+use linnix_injector::{certs, offline, serve};
 use tracing_subscriber::EnvFilter;
 
 // Admission is allocation-heavy (JSON in, JSON out); glibc's malloc showed
@@ -58,8 +58,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Certs(args) => {
-            let generated = tls::generate(&args.dns)?;
-            tls::write_files(&args.out, &generated)?;
+            let generated = certs::generate(&args.dns, args.cert_validity, certs::CA_VALIDITY)?;
+            certs::write_files(&args.out, &generated)?;
             tracing::info!(dir = %args.out.display(), dns = ?args.dns, "wrote ca.crt, tls.crt, tls.key");
             Ok(())
         }

@@ -37,7 +37,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             args.dns.clone()
         };
-        let generated = tls::generate(&dns)?;
+        let generated = crate::certs::generate(
+            &dns,
+            crate::certs::SERVING_VALIDITY,
+            crate::certs::SERVING_VALIDITY,
+        )?;
         let (config, not_after) =
             tls::server_config(generated.cert_pem.as_bytes(), generated.key_pem.as_bytes())?;
         metrics.cert_expiry.set(not_after as f64);
