@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the admission webhook (HTTPS) and metrics (plain HTTP).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inject manifests offline: YAML in, YAML out on stdout.
     Inject(InjectArgs),
     /// Write a CA and a serving certificate signed by it.
@@ -71,6 +71,15 @@ pub struct ServeArgs {
     /// of --webhook-config.
     #[arg(long, requires = "webhook_config")]
     pub self_signed: bool,
+
+    /// Validity of each self-signed certificate (humantime: 1y, 90d, 6s).
+    #[arg(long, env = "LINNIX_CERT_VALIDITY", default_value = "1y", value_parser = parse_validity, requires = "self_signed")]
+    pub cert_validity: Duration,
+
+    /// Renew a self-signed certificate this long before it expires; default
+    /// a third of --cert-validity (renewal at two thirds).
+    #[arg(long, env = "LINNIX_CERT_RENEW_BEFORE", value_parser = parse_validity, requires = "self_signed")]
+    pub cert_renew_before: Option<Duration>,
 
     /// Name of the MutatingWebhookConfiguration whose caBundle is set.
     #[arg(long, env = "LINNIX_WEBHOOK_CONFIG")]

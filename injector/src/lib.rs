@@ -13,6 +13,7 @@ pub mod offline;
 pub mod patch;
 pub mod pod;
 pub mod quantity;
+pub mod renewal;
 pub mod serve;
 pub mod sidecar_args;
 pub mod tls;

@@ -39,7 +39,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(serve::run(args)),
+            .block_on(serve::run(*args)),
         Command::Inject(args) => {
             let sidecar = Config::load(args.config.as_deref())?
                 .sidecar

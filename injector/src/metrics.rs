@@ -37,6 +37,7 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
     pub cert_expiry: Gauge<f64, AtomicU64>,
+    pub cert_renewal: Gauge<f64, AtomicU64>,
     pub cert_reloads: Family<ReloadLabels, Counter>,
 }
 
@@ -74,6 +75,12 @@ impl Metrics {
             "Expiry (notAfter, Unix time) of the serving certificate in use",
             cert_expiry.clone(),
         );
+        let cert_renewal = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "certificate_renewal_timestamp_seconds",
+            "When the self-signed serving certificate in use is renewed (Unix time; --self-signed only)",
+            cert_renewal.clone(),
+        );
         let cert_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "certificate_reloads",
@@ -86,6 +93,7 @@ impl Metrics {
             errors,
             duration,
             cert_expiry,
+            cert_renewal,
             cert_reloads,
         }
     }

@@ -37,25 +37,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             args.dns.clone()
         };
-        let generated = crate::certs::generate(
-            &dns,
-            crate::certs::SERVING_VALIDITY,
-            crate::certs::SERVING_VALIDITY,
-        )?;
-        let (config, not_after) =
-            tls::server_config(generated.cert_pem.as_bytes(), generated.key_pem.as_bytes())?;
-        metrics.cert_expiry.set(not_after as f64);
+        let schedule = crate::renewal::Schedule::new(args.cert_validity, args.cert_renew_before)?;
         // clap guarantees --webhook-config with --self-signed.
-        let name = args.webhook_config.clone().unwrap_or_default();
-        match &client {
-            Some(client) => tls::spawn_ca_bundle_patcher(client.clone(), name, generated.ca_pem),
-            None => tracing::warn!(
-                webhook_config = %name,
-                "no cluster reachable: the caBundle is not set; the API server will not trust this certificate"
-            ),
-        }
-        tracing::info!(?dns, "serving a self-signed certificate");
-        RustlsConfig::from_config(config)
+        let bundle = client.clone().map(|client| crate::renewal::Bundle {
+            client,
+            webhook_config: args.webhook_config.clone().unwrap_or_default(),
+        });
+        tracing::info!(?dns, validity = ?schedule.validity, renew_before = ?schedule.renew_before, "self-signed certificates");
+        crate::renewal::start(dns, schedule, bundle, metrics.clone())?
     } else {
         let (Some(cert), Some(key)) = (args.tls_cert.clone(), args.tls_key.clone()) else {
             anyhow::bail!("--tls-cert and --tls-key are required without --self-signed");

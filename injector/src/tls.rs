@@ -15,6 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
 use crate::metrics::{Metrics, ReloadLabels};
 
@@ -352,26 +353,37 @@ pub async fn patch_ca_bundle(client: Client, name: &str, ca_pem: &str) -> Result
     Ok(changed)
 }
 
-/// Keeps this replica's CA in the caBundle for the life of the process: the
-/// configuration may be created after the injector starts (Helm installs it
-/// last), and a Helm upgrade resets the bundle.
-pub fn spawn_ca_bundle_patcher(client: Client, name: String, ca_pem: String) {
+/// Keeps this replica's CA (the latest value of `own_ca`, which changes on
+/// renewal) in the caBundle for the life of the process: the configuration
+/// may be created after the injector starts (Helm installs it last), and a
+/// Helm upgrade resets the bundle.
+pub fn spawn_ca_bundle_patcher(client: Client, name: String, mut own_ca: watch::Receiver<String>) {
     const RECHECK: Duration = Duration::from_secs(60);
     tokio::spawn(async move {
         let mut delay = Duration::from_secs(1);
         loop {
-            match patch_ca_bundle(client.clone(), &name, &ca_pem).await {
+            let ca_pem = own_ca.borrow_and_update().clone();
+            let wait = match patch_ca_bundle(client.clone(), &name, &ca_pem).await {
                 Ok(n) => {
                     if n > 0 {
                         tracing::info!(webhook_config = %name, webhooks = n, "caBundle updated");
                     }
                     delay = Duration::from_secs(1);
-                    tokio::time::sleep(RECHECK).await;
+                    RECHECK
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?delay, "caBundle not set yet");
-                    tokio::time::sleep(delay).await;
+                    let d = delay;
                     delay = (delay * 2).min(Duration::from_secs(30));
+                    d
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                changed = own_ca.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
                 }
             }
         }

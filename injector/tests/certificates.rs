@@ -374,3 +374,109 @@ async fn a_pair_written_one_file_at_a_time_is_waited_for() {
     let log = std::fs::read_to_string(server.dir.path().join("serve.log")).unwrap();
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+/// `--self-signed` with a 6 s validity renews at 4 s. Across two renewals
+/// every request, each on a fresh TLS connection from a client that trusts
+/// exactly the caBundle as the API server stores it at that moment,
+/// succeeds: the new CA reaches the bundle before its certificate is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_certificates_are_renewed_without_a_failed_request() {
+    use common::fake_api::FakeApi;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = FakeApi::start(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "linnix-injector", "resourceVersion": "1"},
+        "webhooks": [{
+            "name": "inject.sidecar.linnix.io",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "clientConfig": {"service": {"name": "linnix-injector", "namespace": "linnix"}}
+        }]
+    }))
+    .await;
+    let kubeconfig = api.kubeconfig.to_str().unwrap().to_owned();
+    let server = Server::start_with_env(
+        tempfile::tempdir().unwrap(),
+        &[
+            "--self-signed",
+            "--webhook-config=linnix-injector",
+            "--dns=localhost",
+            "--cert-validity=6s",
+        ],
+        false,
+        &[("KUBECONFIG", &kubeconfig)],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api.ca_bundle().is_empty() {
+        assert!(Instant::now() < deadline, "caBundle never set");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let review = review_of(
+        &pod(json!({"sidecar.linnix.io/inject": "true"}), app_spec()),
+        "apps",
+    );
+    let mut served: Vec<Vec<u8>> = Vec::new();
+    let mut failures = Vec::new();
+    let mut ok = 0;
+    let started = Instant::now();
+    // Two renewals: at about 4 s and 8.3 s (4 s after the first, plus the
+    // 0.3 s wait for the bundle to propagate).
+    while served.len() < 3 && started.elapsed() < Duration::from_secs(20) {
+        let client = client_with_tls_info(&api.ca_bundle(), true);
+        match client
+            .post(server.url("/mutate"))
+            .json(&review)
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 200 => {
+                let der = r
+                    .extensions()
+                    .get::<reqwest::tls::TlsInfo>()
+                    .and_then(|i| i.peer_certificate())
+                    .map(<[u8]>::to_vec)
+                    .unwrap();
+                if served.last() != Some(&der) {
+                    served.push(der);
+                }
+                ok += 1;
+            }
+            Ok(r) => failures.push(format!("status {}", r.status())),
+            Err(e) => failures.push(format!("{e:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(failures.is_empty(), "{} ok, failed: {failures:?}", ok);
+    assert_eq!(served.len(), 3, "certificates served: {}", served.len());
+    // Three CAs with three subjects; the bundle still holds the unexpired ones.
+    let issuers: Vec<String> = served
+        .iter()
+        .map(|der| {
+            let (_, c) = x509_parser::parse_x509_certificate(der).unwrap();
+            c.issuer().to_string()
+        })
+        .collect();
+    assert!(
+        issuers[0] != issuers[1] && issuers[1] != issuers[2],
+        "{issuers:?}"
+    );
+    let bundle = api.ca_bundle();
+    assert!(CertificateDer::pem_slice_iter(&bundle).count() >= 2);
+
+    // The metrics say when the certificate expires and when it is renewed.
+    let m = server.metrics().await;
+    let expiry = sample(&m, "linnix_injector_certificate_expiry_timestamp_seconds");
+    let renewal = sample(&m, "linnix_injector_certificate_renewal_timestamp_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        renewal > now - 1.0 && renewal < expiry,
+        "{renewal} {expiry} {now}"
+    );
+    assert!((expiry - renewal - 2.0).abs() < 1.5, "{renewal} {expiry}");
+    let log = std::fs::read_to_string(server.dir.path().join("serve.log")).unwrap();
+    assert!(!log.contains("ERROR"), "{log}");
+}

@@ -2,6 +2,8 @@
 //! certificates, a real HTTPS client.
 #![allow(dead_code)]
 
+pub mod fake_api;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -72,6 +74,17 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str], files: bool) -> Self {
+        Self::start_with_env(dir, extra, files, &[])
+    }
+
+    /// As [`Server::start_in`], with environment variables set (a
+    /// `KUBECONFIG` among them replaces the unreachable default).
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        files: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
         let cert = dir.path().join("tls.crt");
         let key = dir.path().join("tls.key");
         // Port 0: the server picks free ports and logs them, so parallel
@@ -95,6 +108,7 @@ impl Server {
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("POD_NAMESPACE")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
