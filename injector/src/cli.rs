@@ -67,6 +67,24 @@ pub struct ServeArgs {
     #[arg(long, env = "LINNIX_TLS_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub tls_reload_interval: Duration,
 
+    /// Longest a client may take to send a request's headers (HTTP/1.1).
+    #[arg(long, env = "LINNIX_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Longest a client may take to send a request's body, after its headers.
+    #[arg(long, env = "LINNIX_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// A connection with no traffic for this long is closed (kept-alive ones
+    /// too). Longer than the API server's own idle timeout (90 s), so that
+    /// it closes first.
+    #[arg(long, env = "LINNIX_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most connections open at once; more are closed when accepted.
+    #[arg(long, env = "LINNIX_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Generate a CA and serving certificate in memory and set the caBundle
     /// of --webhook-config.
     #[arg(long, requires = "webhook_config")]

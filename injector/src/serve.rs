@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::Handle;
 
 use crate::admission::{self, AppState};
 use crate::cli::ServeArgs;
 use crate::config::Config;
+use crate::conn_limits::{Limiter, Limits};
 use crate::metrics::{self, Metrics};
 use crate::namespaces::{Disconnected, NamespaceLookup, Reflected};
 use crate::tls::{self, CertFiles};
@@ -74,8 +75,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         namespaces,
         own_namespace: args.namespace.clone(),
         metrics: metrics.clone(),
+        body_read_timeout: args.body_read_timeout,
     });
+    let limits = Limits {
+        header_read: args.header_read_timeout,
+        body_read: args.body_read_timeout,
+        idle: args.idle_timeout,
+        max_connections: args.max_connections as usize,
+    };
 
+    let limiter_metrics = metrics.clone();
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("binding the metrics address {}", args.metrics_addr))?;
@@ -95,8 +104,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let served = axum_server::bind_rustls(args.addr, rustls)
-        .handle(handle)
+    let acceptor = RustlsAcceptor::new(rustls).acceptor(Limiter::new(&limits, limiter_metrics));
+    let mut server = axum_server::bind(args.addr)
+        .acceptor(acceptor)
+        .handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    tracing::info!(?limits, "connection limits");
+    let served = server
         .serve(admission::router(state).into_make_service())
         .await;
     metrics_server.abort();

@@ -538,3 +538,75 @@ async fn sigterm_stops_cleanly() {
     let status = server.terminate();
     assert!(status.success(), "{status}");
 }
+
+/// A body over the limit gets its 413 over HTTP/1.1 and HTTP/2, from clients
+/// that write the whole body before they read (reqwest/hyper) and from curl:
+/// the length is refused before the body is read, and the body is then read
+/// and dropped instead of resetting the stream or the connection.
+#[tokio::test]
+async fn oversized_bodies_get_413_over_both_protocols() {
+    let server = Server::start(&[]);
+    let ca = std::fs::read(server.ca_path()).unwrap();
+    let big = vec![b' '; 5 * 1024 * 1024];
+    for (alpn, version) in [
+        (&b"http/1.1"[..], reqwest::Version::HTTP_11),
+        (&b"h2"[..], reqwest::Version::HTTP_2),
+    ] {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config(&ca, &[alpn]))
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            let resp = client
+                .post(server.url("/mutate"))
+                .header("Content-Type", "application/json")
+                .body(big.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{version:?}: {e:?}"));
+            assert_eq!(resp.version(), version);
+            assert_eq!(resp.status(), 413, "{version:?}");
+            assert!(resp
+                .text()
+                .await
+                .unwrap()
+                .contains("larger than 4194304 bytes"));
+        }
+        // The connection (or stream) is still good for a real review.
+        let pod = pod(json!({"sidecar.linnix.io/inject": "true"}), app_spec());
+        let resp = client
+            .post(server.url("/mutate"))
+            .json(&review_of(&pod, "apps"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.json");
+    std::fs::write(&file, &big).unwrap();
+    for flag in ["--http1.1", "--http2"] {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+                flag,
+            ])
+            .arg("--cacert")
+            .arg(server.ca_path())
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(format!("@{}", file.display()))
+            .arg(server.url("/mutate"))
+            .output()
+            .expect("curl");
+        let answer = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            answer.starts_with("413 "),
+            "curl {flag}: {answer} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
