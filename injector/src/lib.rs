@@ -18,3 +18,4 @@ pub mod renewal;
 pub mod serve;
 pub mod sidecar_args;
 pub mod tls;
+pub mod yaml11;
