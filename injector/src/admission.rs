@@ -280,15 +280,9 @@ async fn mutate_handler(
         Ok(body) => body,
         Err(response) => return response,
     };
-    let response = match serde_json::from_slice::<AdmissionReview<PodObject<'_>>>(&body) {
-        Ok(review) => answer(&state, review).await,
-        Err(e) => {
-            state.metrics.error("malformed-request");
-            return bad_request(format!("malformed AdmissionReview JSON: {e}"));
-        }
-    };
-    match response {
-        Ok(response) => {
+    match parse_review(&body) {
+        Ok(request) => {
+            let response = answer(&state, request).await;
             state
                 .metrics
                 .duration
@@ -300,6 +294,21 @@ async fn mutate_handler(
             bad_request(message)
         }
     }
+}
+
+/// Reads a review body: its request, or the message of a 400 answer.
+pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<PodObject<'_>>, String> {
+    let review: AdmissionReview<PodObject<'_>> =
+        serde_json::from_slice(body).map_err(|e| format!("malformed AdmissionReview JSON: {e}"))?;
+    if review.types.kind != "AdmissionReview" {
+        return Err(format!(
+            "expected kind AdmissionReview, got {:?}",
+            review.types.kind
+        ));
+    }
+    review
+        .try_into()
+        .map_err(|_| "AdmissionReview has no request".to_owned())
 }
 
 /// The review sent back, serialized in one go. `patch` is base64, the way
@@ -335,22 +344,10 @@ struct Answer {
     warnings: Vec<String>,
 }
 
-async fn answer(
-    state: &AppState,
-    review: AdmissionReview<PodObject<'_>>,
-) -> Result<Response, String> {
-    if review.types.kind != "AdmissionReview" {
-        return Err(format!(
-            "expected kind AdmissionReview, got {:?}",
-            review.types.kind
-        ));
-    }
-    let request: AdmissionRequest<PodObject<'_>> = review
-        .try_into()
-        .map_err(|_| "AdmissionReview has no request".to_owned())?;
+async fn answer(state: &AppState, request: AdmissionRequest<PodObject<'_>>) -> Response {
     let span = tracing::info_span!("admission", uid = %request.uid);
     let answer = review_pod(state, &request).instrument(span).await;
-    Ok(Json(ReviewResponse {
+    Json(ReviewResponse {
         api_version: &request.types.api_version,
         kind: &request.types.kind,
         response: Verdict {
@@ -359,7 +356,7 @@ async fn answer(
             answer,
         },
     })
-    .into_response())
+    .into_response()
 }
 
 /// The answer to one review. Never denies: any failure allows the pod
