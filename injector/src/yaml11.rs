@@ -476,12 +476,42 @@ fn write_value(out: &mut String, v: &Value, indent: usize, in_seq: bool) {
             out.push('\n');
             write_seq(out, a, if in_seq { indent + 2 } else { indent });
         }
+        Value::String(text) if literal_block_fits(text) => {
+            out.push_str(" |");
+            let body = text.trim_end_matches('\n');
+            match text.len() - body.len() {
+                0 => out.push('-'),
+                1 => {}
+                _ => out.push('+'),
+            }
+            out.push('\n');
+            let pad = " ".repeat(indent + 2);
+            for line in text.strip_suffix('\n').unwrap_or(text).split('\n') {
+                if !line.is_empty() {
+                    out.push_str(&pad);
+                    out.push_str(line);
+                }
+                out.push('\n');
+            }
+        }
         other => {
             out.push(' ');
             out.push_str(&inline(other));
             out.push('\n');
         }
     }
+}
+
+/// Whether a multi-line string can be written as a literal block (`|`),
+/// which both YAML versions read verbatim: printable text, tabs allowed,
+/// whose first line does not start with a space or a line break (the
+/// indentation would be misread) and with no carriage return.
+fn literal_block_fits(s: &str) -> bool {
+    s.contains('\n')
+        && !s.starts_with([' ', '\n'])
+        && s.chars().all(|c| c == '\n' || c == '\t' || printable(c))
+        && s.split('\n')
+            .all(|line| !line.starts_with('\t') || !line.trim().is_empty())
 }
 
 fn inline(v: &Value) -> String {
@@ -666,6 +696,8 @@ mod tests {
             "plain": "nginx", "yes": "yes", "on": "on", "oct": "0644", "time": "12:30",
             "num": "1_000", "date": "2024-01-01", "empty": "", "null": "null", "sp": "a b",
             "colon": "a: b", "hash": "# x", "dash": "- x", "star": "*x", "nl": "a\nb",
+            "nl1": "a\n\n  b\tc\n", "nl2": "x\n\n\n", "nl3": " lead\nx", "nl4": "\nfirst",
+            "seqnl": ["one\ntwo", {"k": "p\nq\n"}],
             "sep": "a\u{2028}b", "bell": "\u{7}", "mode": 420, "f": 1e300, "half": 0.5,
             "b": true, "n": null, "list": [{"name": "a", "v": [1, "2"]}, [], {}], "m": {}
         });

@@ -260,7 +260,7 @@ fn config_file_and_errors() {
 #[test]
 fn output_means_to_a_yaml_1_1_reader_what_the_input_meant() {
     let config_map = "# keep this comment\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: flags}\ndata:\n  a: \"yes\"\n  b: \"on\"\n  c: 'off'\n  d: \"no\"\n  e: \"12:30\"\n  f: \"1_000\"\n  g: \"2024-01-01\"\n  h: \"0644\"\n  i: \"~\"\n";
-    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    sidecar.linnix.io/inject: \"true\"\n    a: \"yes\"\n    b: \"on\"\n    c: 'off'\n    d: \"no\"\n    e: \"12:30\"\n    f: \"1_000\"\n    g: \"2024-01-01\"\n    h: \"0644\"\n    \"on\": \"y\"\n    note: \"a: b # c\\n\\u2028end\"\nspec:\n  hostNetwork: no\n  containers:\n  - name: app\n    image: nginx\n    env:\n    - {name: A, value: \"0x10\"}\n    - {name: B, value: \"1e3\"}\n  volumes:\n  - name: cfg\n    configMap: {name: flags, defaultMode: 0644}\n  - name: other\n    secret: {secretName: s, defaultMode: 0600}\n";
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    sidecar.linnix.io/inject: \"true\"\n    a: \"yes\"\n    b: \"on\"\n    c: 'off'\n    d: \"no\"\n    e: \"12:30\"\n    f: \"1_000\"\n    g: \"2024-01-01\"\n    h: \"0644\"\n    \"on\": \"y\"\n    note: \"a: b # c\\n\\u2028end\"\nspec:\n  hostNetwork: no\n  containers:\n  - name: app\n    image: nginx\n    env:\n    - {name: A, value: \"0x10\"}\n    - {name: B, value: \"1e3\"}\n    - {name: C, value: \"line 1\\n  line 2\\twith a tab\\n\"}\n    - {name: D, value: \"x\\n\\n\\n\"}\n    - {name: E, value: \"no end\\n# not a comment\"}\n  volumes:\n  - name: cfg\n    configMap: {name: flags, defaultMode: 0644}\n  - name: other\n    secret: {secretName: s, defaultMode: 0600}\n";
     let input = format!("{config_map}---\n{pod}---\napiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec: {{ports: [{{port: 80}}]}}\n");
     let out = inject(&["inject", "-f", "-"], Some(&input));
     // The ConfigMap and the Service, byte for byte.
@@ -292,7 +292,7 @@ assert vols[1]["secret"]["defaultMode"] == 384, vols
 a = pod["metadata"]["annotations"]
 assert [a[k] for k in "abcdefgh"] == ["yes", "on", "off", "no", "12:30", "1_000", "2024-01-01", "0644"], a
 assert a["on"] == "y" and pod["spec"]["hostNetwork"] is False
-assert [e["value"] for e in pod["spec"]["containers"][0]["env"]] == ["0x10", "1e3"]
+assert [e["value"] for e in pod["spec"]["containers"][0]["env"]] == ["0x10", "1e3", "line 1\n  line 2\twith a tab\n", "x\n\n\n", "no end\n# not a comment"]
 print("ok")
 "#;
     let run = std::process::Command::new(&python)
@@ -307,6 +307,10 @@ print("ok")
         "{}{}\n--- output ---\n{out}",
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        out.contains("value: |\n"),
+        "multi-line strings as literal blocks: {out}"
     );
     kubernetes_validate(&out);
     // Injecting the output again changes nothing at all.
