@@ -298,8 +298,12 @@ async fn mutate_handler(
 
 /// Reads a review body: its request, or the message of a 400 answer.
 pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<PodObject<'_>>, String> {
+    // serde_json skips the strings of fields it ignores without checking
+    // their UTF-8, so a body that is not JSON (RFC 8259: UTF-8) would pass.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| format!("malformed AdmissionReview JSON: not UTF-8: {e}"))?;
     let review: AdmissionReview<PodObject<'_>> =
-        serde_json::from_slice(body).map_err(|e| format!("malformed AdmissionReview JSON: {e}"))?;
+        serde_json::from_str(text).map_err(|e| format!("malformed AdmissionReview JSON: {e}"))?;
     if review.types.kind != "AdmissionReview" {
         return Err(format!(
             "expected kind AdmissionReview, got {:?}",

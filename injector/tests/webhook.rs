@@ -428,6 +428,21 @@ async fn malformed_requests_are_rejected_clearly() {
         .await;
     assert!(plain.is_err(), "{plain:?}");
 
+    // Invalid UTF-8, even in a field the webhook ignores, is not JSON
+    // (found by the admission fuzz target).
+    let mut body = serde_json::to_vec(&review_of(&json!({}), "a")).unwrap();
+    let at = body.windows(5).position(|w| w == b"admin").unwrap();
+    body[at] = 0x92;
+    let resp = client
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("not UTF-8"));
+
     // Unknown paths and wrong methods say what is served.
     let resp = client.get(server.url("/nope")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
