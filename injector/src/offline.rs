@@ -78,6 +78,9 @@ pub fn inject_yaml(text: &str, opts: &Options<'_>) -> Result<String, OfflineErro
             out.push_str("---\n");
         }
         out.push_str(&yaml11::write_document(&value));
+        if yaml11::ends_with_end_marker(raw.text) {
+            out.push_str("...\n");
+        }
     }
     Ok(out)
 }
@@ -230,6 +233,29 @@ mod tests {
         assert_eq!(docs[0]["spec"]["template"], 5);
         assert_eq!(docs[1]["spec"]["template"][0], "x");
         assert!(docs[2]["spec"]["jobTemplate"]["spec"]["template"].is_null());
+    }
+
+    /// Found by the inject_yaml fuzz target: an injected document that
+    /// ended with `...` lost it, and the `%YAML` directive after it became
+    /// invalid.
+    #[test]
+    fn end_markers_before_directives_survive_injection() {
+        let input =
+            "kind: Pod\nmetadata: {name: p}\nspec: {}\n...\n%YAML 1.1\n---\nkind: Service\n";
+        let sidecar = Config::default().sidecar.validate(None).unwrap();
+        let opts = Options {
+            sidecar: &sidecar,
+            inject_all: true,
+        };
+        let out = inject_yaml(input, &opts).unwrap();
+        assert!(
+            out.ends_with("...\n%YAML 1.1\n---\nkind: Service\n"),
+            "{out}"
+        );
+        for doc in yaml11::split_documents(&out) {
+            yaml11::read_document(doc.text).unwrap();
+        }
+        assert_eq!(inject_yaml(&out, &opts).unwrap(), out);
     }
 
     #[test]

@@ -87,6 +87,17 @@ pub fn split_documents(text: &str) -> Vec<RawDocument<'_>> {
         } else if is_marker(line, "...") {
             ended = true;
         } else if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+            if ended {
+                // Content after `...` is a new (bare) document.
+                let (cut, cut_line) = directives.unwrap_or((pos, line_no));
+                docs.push(RawDocument {
+                    text: &text[start..cut],
+                    line: start_line,
+                });
+                start = cut;
+                start_line = cut_line;
+                ended = false;
+            }
             directives = None;
         }
         pos += line.len();
@@ -98,6 +109,14 @@ pub fn split_documents(text: &str) -> Vec<RawDocument<'_>> {
         });
     }
     docs
+}
+
+/// Whether the document is closed by a `...` line.
+pub fn ends_with_end_marker(text: &str) -> bool {
+    text.lines().any(|l| {
+        l.strip_prefix("...")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
+    })
 }
 
 /// Reads one document (as split by [`split_documents`]) the way kubectl
@@ -616,6 +635,27 @@ mod tests {
             ]
         );
         assert_eq!(docs[1].line, 2);
+    }
+
+    #[test]
+    fn content_after_an_end_marker_is_a_new_document() {
+        let text = "a: 1\n...\n# x\nb: 2\n...\n%YAML 1.1\n---\nc: 3\n";
+        let texts: Vec<&str> = split_documents(text).iter().map(|d| d.text).collect();
+        assert_eq!(
+            texts,
+            ["a: 1\n...\n# x\n", "b: 2\n...\n", "%YAML 1.1\n---\nc: 3\n"]
+        );
+        for t in texts {
+            assert!(read_document(t).unwrap().is_some(), "{t}");
+        }
+    }
+
+    /// Whether a document ends with `...` (then a rewritten one must too:
+    /// directives may follow).
+    #[test]
+    fn end_markers_are_seen() {
+        assert!(ends_with_end_marker("a: 1\n...\n# c\n"));
+        assert!(!ends_with_end_marker("a: '...'\n"));
     }
 
     #[test]
