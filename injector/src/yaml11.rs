@@ -459,10 +459,22 @@ pub fn write_document(value: &Value) -> String {
     out
 }
 
+/// Longest key written as an implicit key; YAML allows 1024 characters
+/// there, longer ones need the explicit `? key` form.
+const MAX_IMPLICIT_KEY: usize = 1000;
+
 fn write_map(out: &mut String, map: &Map<String, Value>, indent: usize) {
     for (k, v) in map {
+        let key = string(k);
         out.push_str(&" ".repeat(indent));
-        out.push_str(&string(k));
+        if key.chars().count() > MAX_IMPLICIT_KEY {
+            out.push_str("? ");
+            out.push_str(&key);
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+        } else {
+            out.push_str(&key);
+        }
         out.push(':');
         write_value(out, v, indent, false);
     }
@@ -738,6 +750,7 @@ mod tests {
             "colon": "a: b", "hash": "# x", "dash": "- x", "star": "*x", "nl": "a\nb",
             "nl1": "a\n\n  b\tc\n", "nl2": "x\n\n\n", "nl3": " lead\nx", "nl4": "\nfirst",
             "seqnl": ["one\ntwo", {"k": "p\nq\n"}],
+            "long": {"k".repeat(1100): {"x": 1}, "\u{19}".repeat(300): "v"},
             "sep": "a\u{2028}b", "bell": "\u{7}", "mode": 420, "f": 1e300, "half": 0.5,
             "b": true, "n": null, "list": [{"name": "a", "v": [1, "2"]}, [], {}], "m": {}
         });
