@@ -16,6 +16,9 @@ use crate::metrics::{self, Metrics};
 use crate::namespaces::{Disconnected, NamespaceLookup, Reflected};
 use crate::tls::{self, CertFiles};
 
+/// Connections open at once on the metrics port.
+const METRICS_MAX_CONNECTIONS: usize = 64;
+
 /// Time given to in-flight reviews after SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -90,8 +93,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the metrics address {}", args.metrics_addr))?;
     let metrics_addr = metrics_listener.local_addr()?;
     tracing::info!(addr = %metrics_addr, "metrics listening (HTTP)");
-    let metrics_server =
-        tokio::spawn(async move { axum::serve(metrics_listener, metrics::router(metrics)).await });
+    // The metrics port gets the same timeouts; its own, small, connection cap
+    // keeps scrapers (or anyone) from holding the webhook's.
+    let metrics_limits = Limits {
+        max_connections: METRICS_MAX_CONNECTIONS,
+        ..limits
+    };
+    let mut metrics_http = axum_server::from_tcp(metrics_listener.into_std()?)?
+        .acceptor(Limiter::new(&metrics_limits, metrics.clone()));
+    metrics_http
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    let metrics_server = tokio::spawn(async move {
+        metrics_http
+            .serve(metrics::router(metrics).into_make_service())
+            .await
+    });
 
     let handle: Handle<std::net::SocketAddr> = Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));

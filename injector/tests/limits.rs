@@ -140,6 +140,21 @@ async fn slow_and_idle_clients_are_cut_off() {
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), 408);
 
+    // The plain-HTTP metrics port cuts off half headers too.
+    let mut plain = TcpStream::connect(("127.0.0.1", server.metrics_port))
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /metrics HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let cut = tokio::time::timeout(limit, plain.read(&mut buf)).await;
+    assert!(
+        matches!(cut, Ok(Ok(0)) | Ok(Err(_))),
+        "metrics port kept a half-sent request: {cut:?}"
+    );
+
     // The server still answers, and counted the slow bodies.
     let health = server
         .client()
