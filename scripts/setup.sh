@@ -43,19 +43,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # podman on this kind of host: crun refuses hybrid cgroups, and the default
-# ulimits cannot be applied inside the sandbox.
-CONF=/etc/containers/containers.conf
-if ! grep -q '^runtime = "runc"' "$CONF" 2>/dev/null; then
-  log "writing $CONF (runtime runc, default ulimits)"
-  mkdir -p /etc/containers
-  cat > "$CONF" <<'CONF'
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-
-[engine]
-runtime = "runc"
-CONF
-fi
+# ulimits cannot be applied inside the sandbox. Only those two keys are set;
+# the rest of the file is kept.
+python3 scripts/containers_conf.py /etc/containers/containers.conf
 
 if ! command -v cargo >/dev/null 2>&1; then
   for d in "$HOME/.cargo/bin" /root/.cargo/bin /usr/local/cargo/bin; do

@@ -3,7 +3,7 @@
 #   lint    cargo fmt --check and cargo clippy -D warnings
 #   rust    cargo test: real BPF, real HTTPS
 #   charts  tests/charts: Helm, Kubernetes schemas, the chart against the
-#           injector binary this script builds
+#           injector binary this script builds; tests/scripts: set-up helpers
 #   e2e     tests/e2e: injected example pods on podman
 # With no argument, every stage in that order: what CI and the README run.
 # rust and e2e need root (they load BPF programs and run containers).
@@ -61,8 +61,8 @@ stage_charts() {
   LINNIX_INJECTOR_BIN=$(build_bin linnix-injector linnix-injector)
   LINNIX_SIDECAR_BIN=$(build_bin linnix-sidecar linnix-sidecar)
   export LINNIX_INJECTOR_BIN LINNIX_SIDECAR_BIN
-  step "pytest tests/charts"
-  tests/.venv/bin/pytest -v tests/charts
+  step "pytest tests/charts tests/scripts"
+  tests/.venv/bin/pytest -v tests/charts tests/scripts
 }
 
 stage_e2e() {

@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +14,10 @@ use json_patch::jsonptr::Pointer;
 use k8s_openapi::ByteString;
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::{ApiResource, DynamicResourceScope, ObjectMeta, Resource};
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use tracing::Instrument;
 
@@ -28,25 +32,69 @@ use crate::pod::PodFacts;
 /// about 1.5 MiB, so a review (object plus options) fits with room to spare.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// Largest declared body that is read and dropped after a 413, so that the
+/// client sees the answer; larger ones are cut off.
+const DRAIN_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The object of a review as the decision and the patch see it, read in
 /// the same pass as the review (see [`crate::pod`]). Patches target the
 /// object exactly as the API server sent it, unknown fields included; the
 /// object is never turned into a typed `Pod`.
 pub struct PodObject<'a> {
     pub facts: PodFacts<'a>,
+    /// The JSON type of an object that is not a JSON object (`5`, `"pod"`,
+    /// `[]`): no patch can apply to it.
+    pub not_an_object: Option<&'static str>,
     meta: ObjectMeta,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for PodObject<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let facts = PodFacts::read(d)?;
+        let (facts, not_an_object) = d.deserialize_any(ObjectVisitor(PhantomData))?;
         let meta = ObjectMeta {
             name: facts.name().map(str::to_owned),
             generate_name: facts.generate_name().map(str::to_owned),
             namespace: facts.namespace().map(str::to_owned),
             ..ObjectMeta::default()
         };
-        Ok(Self { facts, meta })
+        Ok(Self {
+            facts,
+            not_an_object,
+            meta,
+        })
+    }
+}
+
+/// Reads a JSON object as pod facts, and anything else as its type's name.
+struct ObjectVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ObjectVisitor<'a> {
+    type Value = (PodFacts<'a>, Option<&'static str>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Ok((PodFacts::read(MapAccessDeserializer::new(map))?, None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok((PodFacts::default(), Some("an array")))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok((PodFacts::default(), Some("a boolean")))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok((PodFacts::default(), Some("a number")))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok((PodFacts::default(), Some("a number")))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok((PodFacts::default(), Some("a number")))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok((PodFacts::default(), Some("a string")))
     }
 }
 
@@ -83,6 +131,8 @@ pub struct AppState {
     /// The injector's own namespace, never injected.
     pub own_namespace: Option<String>,
     pub metrics: Arc<Metrics>,
+    /// Longest wait for a request body once its headers arrived.
+    pub body_read_timeout: std::time::Duration,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -90,8 +140,34 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/mutate", post(mutate_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// What the webhook serves, for the bodies of 404 and 405 answers.
+const ROUTES: &str = "POST /mutate, GET /healthz, GET /readyz";
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such path: {}; this webhook serves {ROUTES}\n",
+            uri.path()
+        ),
+    )
+        .into_response()
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {method} not allowed on {}; this webhook serves {ROUTES}\n",
+            uri.path()
+        ),
+    )
+        .into_response()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -102,6 +178,86 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body larger than {MAX_BODY_BYTES} bytes\n"),
+    )
+        .into_response()
+}
+
+/// The whole body, or the answer when it is too large or too slow.
+///
+/// A declared `Content-Length` over the limit is refused before a byte of
+/// the body is read, so that the status is sent while the client is still
+/// at the start of its upload (over HTTP/2 a client that is still sending
+/// when the server ends the stream may report the reset instead of the
+/// answer). Bodies without a length are cut off at the limit.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > MAX_BODY_BYTES as u64) {
+        state.metrics.error("body-too-large");
+        // Read what the client sends and drop it, while the answer goes
+        // out: closing the connection (HTTP/1.1) or resetting the stream
+        // (HTTP/2) on unread data makes clients that are still writing
+        // report the reset and lose the 413. Bounded in bytes and time.
+        if n <= DRAIN_MAX_BYTES {
+            let timeout = state.body_read_timeout;
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(timeout, drain(body)).await;
+            });
+        }
+        return Err(too_large());
+    }
+    match tokio::time::timeout(
+        state.body_read_timeout,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let e = e.into_inner();
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                state.metrics.error("body-too-large");
+                Err(too_large())
+            } else {
+                state.metrics.error("body-read");
+                Err(bad_request(format!("cannot read the request body: {e}")))
+            }
+        }
+        Err(_) => {
+            state.metrics.error("body-timeout");
+            tracing::warn!(timeout = ?state.body_read_timeout, "request body not received in time");
+            Err((
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {:?}\n",
+                    state.body_read_timeout
+                ),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Reads a body to its end (at most [`DRAIN_MAX_BYTES`]), keeping nothing.
+async fn drain(mut body: Body) {
+    use http_body_util::BodyExt;
+    let mut read = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, |d| d.len() as u64);
+        if read > DRAIN_MAX_BYTES {
+            return;
+        }
+    }
+}
+
 fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, message).into_response()
 }
@@ -109,7 +265,7 @@ fn bad_request(message: String) -> Response {
 async fn mutate_handler(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let started = Instant::now();
     if !is_json(&headers) {
@@ -120,15 +276,13 @@ async fn mutate_handler(
         )
             .into_response();
     }
-    let response = match serde_json::from_slice::<AdmissionReview<PodObject<'_>>>(&body) {
-        Ok(review) => answer(&state, review).await,
-        Err(e) => {
-            state.metrics.error("malformed-request");
-            return bad_request(format!("malformed AdmissionReview JSON: {e}"));
-        }
+    let body = match read_body(&state, &headers, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
     };
-    match response {
-        Ok(response) => {
+    match parse_review(&body) {
+        Ok(request) => {
+            let response = answer(&state, request).await;
             state
                 .metrics
                 .duration
@@ -140,6 +294,25 @@ async fn mutate_handler(
             bad_request(message)
         }
     }
+}
+
+/// Reads a review body: its request, or the message of a 400 answer.
+pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<PodObject<'_>>, String> {
+    // serde_json skips the strings of fields it ignores without checking
+    // their UTF-8, so a body that is not JSON (RFC 8259: UTF-8) would pass.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| format!("malformed AdmissionReview JSON: not UTF-8: {e}"))?;
+    let review: AdmissionReview<PodObject<'_>> =
+        serde_json::from_str(text).map_err(|e| format!("malformed AdmissionReview JSON: {e}"))?;
+    if review.types.kind != "AdmissionReview" {
+        return Err(format!(
+            "expected kind AdmissionReview, got {:?}",
+            review.types.kind
+        ));
+    }
+    review
+        .try_into()
+        .map_err(|_| "AdmissionReview has no request".to_owned())
 }
 
 /// The review sent back, serialized in one go. `patch` is base64, the way
@@ -175,22 +348,10 @@ struct Answer {
     warnings: Vec<String>,
 }
 
-async fn answer(
-    state: &AppState,
-    review: AdmissionReview<PodObject<'_>>,
-) -> Result<Response, String> {
-    if review.types.kind != "AdmissionReview" {
-        return Err(format!(
-            "expected kind AdmissionReview, got {:?}",
-            review.types.kind
-        ));
-    }
-    let request: AdmissionRequest<PodObject<'_>> = review
-        .try_into()
-        .map_err(|_| "AdmissionReview has no request".to_owned())?;
+async fn answer(state: &AppState, request: AdmissionRequest<PodObject<'_>>) -> Response {
     let span = tracing::info_span!("admission", uid = %request.uid);
     let answer = review_pod(state, &request).instrument(span).await;
-    Ok(Json(ReviewResponse {
+    Json(ReviewResponse {
         api_version: &request.types.api_version,
         kind: &request.types.kind,
         response: Verdict {
@@ -199,7 +360,7 @@ async fn answer(
             answer,
         },
     })
-    .into_response())
+    .into_response()
 }
 
 /// The answer to one review. Never denies: any failure allows the pod
@@ -216,6 +377,9 @@ async fn review_pod(state: &AppState, req: &AdmissionRequest<PodObject<'_>>) -> 
     let Some(object) = &req.object else {
         return internal_error(state, req, "no-object", "the request carries no object");
     };
+    if let Some(kind) = object.not_an_object {
+        return malformed_object(state, req, kind);
+    }
     // A pod's own namespace field is often empty at admission time.
     let namespace = req
         .namespace
@@ -277,6 +441,29 @@ async fn review_pod(state: &AppState, req: &AdmissionRequest<PodObject<'_>>) -> 
             failed.warnings.append(&mut answer.warnings);
             failed
         }
+    }
+}
+
+/// A pod CREATE whose object is not a JSON object: the API server would not
+/// apply a patch to it, so the pod is allowed unchanged and the user told.
+fn malformed_object(
+    state: &AppState,
+    req: &AdmissionRequest<PodObject<'_>>,
+    kind: &'static str,
+) -> Answer {
+    tracing::warn!(
+        object = kind,
+        "request.object is not a JSON object; pod allowed unchanged"
+    );
+    if !req.dry_run {
+        state.metrics.error("not-an-object");
+        state.metrics.record("error", "not-an-object");
+    }
+    Answer {
+        warnings: vec![format!(
+            "linnix tracer not injected: request.object is {kind}, not a pod object"
+        )],
+        ..Answer::default()
     }
 }
 

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the admission webhook (HTTPS) and metrics (plain HTTP).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inject manifests offline: YAML in, YAML out on stdout.
     Inject(InjectArgs),
     /// Write a CA and a serving certificate signed by it.
@@ -71,10 +71,37 @@ pub struct ServeArgs {
     #[arg(long, env = "LINNIX_TLS_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub tls_reload_interval: Duration,
 
+    /// Longest a client may take to send a request's headers (HTTP/1.1).
+    #[arg(long, env = "LINNIX_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Longest a client may take to send a request's body, after its headers.
+    #[arg(long, env = "LINNIX_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// A connection with no traffic for this long is closed (kept-alive ones
+    /// too). Longer than the API server's own idle timeout (90 s), so that
+    /// it closes first.
+    #[arg(long, env = "LINNIX_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most connections open at once; more are closed when accepted.
+    #[arg(long, env = "LINNIX_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Generate a CA and serving certificate in memory and set the caBundle
     /// of --webhook-config.
     #[arg(long, requires = "webhook_config")]
     pub self_signed: bool,
+
+    /// Validity of each self-signed certificate (humantime: 1y, 90d, 6s).
+    #[arg(long, env = "LINNIX_CERT_VALIDITY", default_value = "1y", value_parser = parse_validity, requires = "self_signed")]
+    pub cert_validity: Duration,
+
+    /// Renew a self-signed certificate this long before it expires; default
+    /// a third of --cert-validity (renewal at two thirds).
+    #[arg(long, env = "LINNIX_CERT_RENEW_BEFORE", value_parser = parse_validity, requires = "self_signed")]
+    pub cert_renew_before: Option<Duration>,
 
     /// Name of the MutatingWebhookConfiguration whose caBundle is set.
     #[arg(long, env = "LINNIX_WEBHOOK_CONFIG")]
@@ -182,6 +209,20 @@ pub struct CertsArgs {
     /// DNS name of the serving certificate (repeatable).
     #[arg(long = "dns", value_name = "NAME", required = true)]
     pub dns: Vec<String>,
+
+    /// Validity of the serving certificate (humantime: 90d, 1y, 12h).
+    #[arg(long, default_value = "1y", value_parser = parse_validity)]
+    pub cert_validity: Duration,
+}
+
+/// A certificate validity in humantime syntax (`1y`, `90d`, `6s`), at least
+/// a second: renewal runs at fractions of it.
+fn parse_validity(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d < Duration::from_secs(1) {
+        return Err("a certificate validity must be at least 1s".into());
+    }
+    Ok(d)
 }
 
 /// `500ms`, `5s`, `2m`, or plain seconds.

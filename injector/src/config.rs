@@ -28,6 +28,8 @@ pub enum ConfigError {
     Image,
     #[error("sidecar.metricsPort must be between 1 and 65535")]
     MetricsPort,
+    #[error(transparent)]
+    Args(#[from] crate::sidecar_args::ArgsError),
     #[error("sidecar.seccompProfile of type Localhost needs a non-empty localhostProfile")]
     LocalhostProfile,
     #[error("sidecar.resources.{field}: {source}")]
@@ -35,6 +37,10 @@ pub enum ConfigError {
         field: &'static str,
         source: QuantityError,
     },
+    #[error("sidecar.minMemoryLimit: {0}")]
+    MinMemoryLimit(QuantityError),
+    #[error("sidecar.resources.limits.memory {limit} is below sidecar.minMemoryLimit {floor}, the least the tracer needs to load its programs")]
+    MemoryBelowFloor { limit: String, floor: String },
     #[error("sidecar.resources: the {resource} request {request} exceeds its limit {limit}")]
     RequestAboveLimit {
         resource: &'static str,
@@ -64,7 +70,17 @@ pub struct SidecarConfig {
     pub resources: ResourcesConfig,
     /// The settings pods and namespaces may override by annotation.
     pub allowed_overrides: Vec<Override>,
+    /// Smallest memory limit the tracer gets, from the file or a pod's
+    /// `sidecar.linnix.io/memory`; see [`DEFAULT_MIN_MEMORY_LIMIT`].
+    pub min_memory_limit: String,
 }
+
+/// The tracer's memory peak while it loads: 23 MiB measured (aya parsing the
+/// kernel's BTF; README, "Tracer" benchmark figures), rounded up. Below it
+/// the tracer is OOM-killed before its programs attach, and a native sidecar
+/// that never starts holds the app containers back for good. It is a
+/// setting because the peak moves with the tracer and the kernel's BTF.
+pub const DEFAULT_MIN_MEMORY_LIMIT: &str = "24Mi";
 
 impl Default for SidecarConfig {
     fn default() -> Self {
@@ -78,6 +94,7 @@ impl Default for SidecarConfig {
             seccomp_profile: SeccompProfile::default(),
             resources: ResourcesConfig::default(),
             allowed_overrides: Override::ALL.to_vec(),
+            min_memory_limit: DEFAULT_MIN_MEMORY_LIMIT.into(),
         }
     }
 }
@@ -149,6 +166,8 @@ pub struct Sidecar {
     pub seccomp_profile: SeccompProfile,
     pub resources: Resources,
     pub allowed_overrides: Vec<Override>,
+    /// No memory limit below this is given to the tracer.
+    pub min_memory_limit: Quantity,
     /// The tracer container as Kubernetes JSON, built from the fields above
     /// when validated: it does not depend on the pod.
     container: Value,
@@ -222,6 +241,7 @@ impl SidecarConfig {
         if self.metrics_port == 0 {
             return Err(ConfigError::MetricsPort);
         }
+        crate::sidecar_args::check(&self.args, self.metrics_port)?;
         if let SeccompProfile::Localhost { localhost_profile } = &self.seccomp_profile {
             if localhost_profile.trim().is_empty() {
                 return Err(ConfigError::LocalhostProfile);
@@ -246,13 +266,21 @@ impl SidecarConfig {
             ("cpu", &resources.cpu_request, &resources.cpu_limit),
             ("memory", &resources.memory_request, &resources.memory_limit),
         ] {
-            if request.value() > limit.value() {
+            if request.cmp_amount(limit) == std::cmp::Ordering::Greater {
                 return Err(ConfigError::RequestAboveLimit {
                     resource,
                     request: request.to_string(),
                     limit: limit.to_string(),
                 });
             }
+        }
+        let min_memory_limit = Quantity::parse_resource(&self.min_memory_limit)
+            .map_err(ConfigError::MinMemoryLimit)?;
+        if resources.memory_limit.cmp_amount(&min_memory_limit) == std::cmp::Ordering::Less {
+            return Err(ConfigError::MemoryBelowFloor {
+                limit: resources.memory_limit.to_string(),
+                floor: min_memory_limit.to_string(),
+            });
         }
         let mut sidecar = Sidecar {
             name: self.name,
@@ -264,6 +292,7 @@ impl SidecarConfig {
             seccomp_profile: self.seccomp_profile,
             resources,
             allowed_overrides: self.allowed_overrides,
+            min_memory_limit,
             container: Value::Null,
             status: String::new(),
         };
@@ -392,6 +421,22 @@ mod tests {
             bad("sidecar: {seccompProfile: {type: Localhost, localhostProfile: ''}}"),
             Err(ConfigError::LocalhostProfile)
         ));
+        assert!(matches!(
+            bad("sidecar: {resources: {requests: {memory: 8Mi}, limits: {memory: 16Mi}}}"),
+            Err(ConfigError::MemoryBelowFloor { .. })
+        ));
+        assert!(matches!(
+            bad("sidecar: {minMemoryLimit: lots}"),
+            Err(ConfigError::MinMemoryLimit(_))
+        ));
+        assert!(bad("sidecar: {minMemoryLimit: 8Mi, resources: {requests: {memory: 8Mi}, limits: {memory: 16Mi}}}").is_ok());
+        assert!(matches!(
+            bad("sidecar: {metricsPort: 9000, args: [--metrics-addr=0.0.0.0:9464]}"),
+            Err(ConfigError::Args(_))
+        ));
+        assert!(
+            bad("sidecar: {metricsPort: 9000, args: [--metrics-addr, '0.0.0.0:9000']}").is_ok()
+        );
         assert!(matches!(
             bad("sidecar: {metricsPort: 0}"),
             Err(ConfigError::MetricsPort)

@@ -2,9 +2,11 @@
 //! adds the linnix tracer sidecar to opted-in pods.
 
 pub mod admission;
+pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod conn_limits;
 pub mod decision;
 pub mod metrics;
 pub mod mutate;
@@ -14,5 +16,8 @@ pub mod overrides;
 pub mod patch;
 pub mod pod;
 pub mod quantity;
+pub mod renewal;
 pub mod serve;
+pub mod sidecar_args;
 pub mod tls;
+pub mod yaml11;

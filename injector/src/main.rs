@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use linnix_injector::cli::{Cli, Command};
 use linnix_injector::config::Config;
-use linnix_injector::{check, offline, serve, tls};
+use linnix_injector::{certs, check, offline, serve};
 use tracing_subscriber::EnvFilter;
 
 // Admission is allocation-heavy (JSON in, JSON out); glibc's malloc showed
@@ -39,7 +39,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(serve::run(args))
+            .block_on(serve::run(*args))
             .map(|()| ExitCode::SUCCESS),
         Command::Inject(args) => {
             let sidecar = Config::load(args.config.as_deref())?
@@ -61,8 +61,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         // Its own exit codes: whether the pods would be injected.
         Command::Check(args) => Ok(check::main(args)),
         Command::Certs(args) => {
-            let generated = tls::generate(&args.dns)?;
-            tls::write_files(&args.out, &generated)?;
+            let generated = certs::generate(&args.dns, args.cert_validity, certs::CA_VALIDITY)?;
+            certs::write_files(&args.out, &generated)?;
             tracing::info!(dir = %args.out.display(), dns = ?args.dns, "wrote ca.crt, tls.crt, tls.key");
             Ok(ExitCode::SUCCESS)
         }

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
     pub cert_expiry: Gauge<f64, AtomicU64>,
+    pub cert_renewal: Gauge<f64, AtomicU64>,
     pub cert_reloads: Family<ReloadLabels, Counter>,
 }
 
@@ -74,6 +75,12 @@ impl Metrics {
             "Expiry (notAfter, Unix time) of the serving certificate in use",
             cert_expiry.clone(),
         );
+        let cert_renewal = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "certificate_renewal_timestamp_seconds",
+            "When the self-signed serving certificate in use is renewed (Unix time; --self-signed only)",
+            cert_renewal.clone(),
+        );
         let cert_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "certificate_reloads",
@@ -86,6 +93,7 @@ impl Metrics {
             errors,
             duration,
             cert_expiry,
+            cert_renewal,
             cert_reloads,
         }
     }
@@ -107,29 +115,47 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics` on the plain-HTTP metrics address.
+/// `GET /metrics` on the plain-HTTP metrics address; anything else gets an
+/// answer that says what is served.
 pub fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            async move {
-                match metrics.encode() {
-                    Ok(body) => (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        body,
-                    )
-                        .into_response(),
-                    Err(_) => (
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        "cannot encode metrics",
-                    )
-                        .into_response(),
+    use axum::http::{Method, StatusCode, Uri};
+    Router::new()
+        .fallback(|uri: Uri| async move {
+            (
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no such path: {}; this port serves GET /metrics\n",
+                    uri.path()
+                ),
+            )
+        })
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    match metrics.encode() {
+                        Ok(body) => (
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            body,
+                        )
+                            .into_response(),
+                        Err(_) => (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            "cannot encode metrics",
+                        )
+                            .into_response(),
+                    }
                 }
-            }
-        }),
-    )
+            }),
+        )
+        .method_not_allowed_fallback(|method: Method| async move {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {method} not allowed; this port serves GET /metrics\n"),
+            )
+        })
 }

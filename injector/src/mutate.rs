@@ -1,6 +1,7 @@
 //! Decision plus patch for one pod or pod template: the piece `serve` and
 //! `inject` share.
 
+
 use json_patch::jsonptr::Pointer;
 use json_patch::PatchOperation;
 
@@ -43,6 +44,7 @@ pub fn mutate(
 ) -> Outcome {
     let decision = decision::decide(pod, &sidecar.name, ctx);
     let mut warnings = Vec::new();
+    non_string(pod, INJECT_ANNOTATION, &mut warnings);
     let ops = match &decision {
         Decision::Inject => inject(pod, base, sidecar, ctx, &mut warnings),
         Decision::Skip(skip) => {
@@ -76,6 +78,9 @@ fn inject(
     ctx: &Context<'_>,
     warnings: &mut Vec<String>,
 ) -> Vec<PatchOperation> {
+    for o in overrides::Override::ALL {
+        non_string(pod, o.annotation(), warnings);
+    }
     let namespace_sets = ctx.namespace_facts.is_some_and(|n| !n.settings.is_empty());
     let pod_sets = overrides::Override::ALL
         .iter()
@@ -110,12 +115,25 @@ fn inject(
     patch::inject(pod, base, tracer, native_sidecar, &annotations)
 }
 
+/// Annotation values are strings; another type (an unquoted `64` or `true`
+/// in a manifest) is ignored, and says so.
+fn non_string(pod: &PodFacts<'_>, key: &str, warnings: &mut Vec<String>) {
+    if let Some(kind) = pod.non_string_annotation(key) {
+        warnings.push(format!(
+            "{key} ignored: its value is {kind}, not a string (quote it)"
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
     use json_patch::jsonptr::PointerBuf;
     use serde_json::{json, Value};
+
+    const CPU_LIMIT_ANNOTATION: &str = "sidecar.linnix.io/cpu-limit";
+    const MEMORY_LIMIT_ANNOTATION: &str = "sidecar.linnix.io/memory-limit";
 
     fn run(pod: Value) -> Outcome {
         let s = Config::default().sidecar.validate(None).unwrap();
@@ -137,6 +155,60 @@ mod tests {
         let (l, r) = limits(&pod);
         assert_eq!(l, json!({"cpu": "200m", "memory": "256Mi"}));
         assert_eq!(r, json!({"cpu": "5m", "memory": "32Mi"}));
+    }
+
+    #[test]
+    fn memory_below_the_load_peak_is_refused() {
+        let with = |memory: &str| json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", MEMORY_LIMIT_ANNOTATION: memory}}, "spec": {"containers": []}});
+        for low in ["16Mi", "25165823", "24M", "1"] {
+            let out = run(with(low));
+            assert_eq!(out.decision, Decision::Inject);
+            assert_eq!(out.warnings.len(), 1, "{low}: {:?}", out.warnings);
+            assert!(out.warnings[0].contains("below 24Mi"), "{:?}", out.warnings);
+            let (l, _) = limits(&with(low));
+            assert_eq!(l["memory"], "64Mi", "{low}");
+        }
+        // The floor itself is fine, and the request follows the limit down.
+        let out = run(with("25165824"));
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        let (l, r) = limits(&with("24Mi"));
+        assert_eq!(
+            (&l["memory"], &r["memory"]),
+            (&json!("24Mi"), &json!("24Mi"))
+        );
+        // The floor comes from the configuration.
+        let s = Config::from_yaml("sidecar: {minMemoryLimit: 8Mi}")
+            .unwrap()
+            .sidecar
+            .validate(None)
+            .unwrap();
+        let pod = with("16Mi");
+        let out = mutate(
+            &PodFacts::of(&pod),
+            &PointerBuf::root(),
+            &s,
+            &Context::default(),
+            true,
+        );
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    }
+
+    /// The API server compares quantities exactly (after rounding up to
+    /// nano units): a limit a nano below the 32Mi request must lower it.
+    #[test]
+    fn overrides_compare_exactly() {
+        for (limit, request) in [
+            ("33554431.999999999", "33554431.999999999"),
+            // Beyond nano precision the API server rounds up to 32Mi.
+            ("33554431.9999999991", "32Mi"),
+            ("33554432", "32Mi"),
+            ("32Mi", "32Mi"),
+        ] {
+            let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", MEMORY_LIMIT_ANNOTATION: limit}}, "spec": {"containers": []}});
+            let (l, r) = limits(&pod);
+            assert_eq!(l["memory"], limit);
+            assert_eq!(r["memory"], request, "limit {limit}");
+        }
     }
 
     #[test]
@@ -176,6 +248,22 @@ mod tests {
         assert!(out["spec"].get("initContainers").is_none());
         assert_eq!(out["spec"]["containers"][1]["name"], "linnix-tracer");
         assert!(out["spec"]["containers"][1].get("startupProbe").is_none());
+    }
+
+    #[test]
+    fn non_string_values_are_reported() {
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", CPU_LIMIT_ANNOTATION: 1, MEMORY_LIMIT_ANNOTATION: 128}}, "spec": {"containers": []}});
+        let out = run(pod.clone());
+        assert_eq!(out.decision, Decision::Inject);
+        assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
+        assert!(out.warnings[0].contains("sidecar.linnix.io/cpu-limit ignored: its value is a number"));
+        assert!(out.warnings[1].contains("sidecar.linnix.io/memory-limit ignored"));
+        let (l, _) = limits(&pod);
+        assert_eq!(l, json!({"cpu": "200m", "memory": "64Mi"}));
+        let out = run(json!({"metadata": {"annotations": {INJECT_ANNOTATION: true}}, "spec": {}}));
+        assert!(matches!(out.decision, Decision::Skip(Skip::NotRequested)));
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+        assert!(out.warnings[0].contains("its value is a boolean, not a string"));
     }
 
     #[test]

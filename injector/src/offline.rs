@@ -4,30 +4,29 @@
 use std::io::Read;
 
 use json_patch::jsonptr::PointerBuf;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::Sidecar;
 use crate::decision::{Context, Decision};
 use crate::mutate::mutate;
 use crate::pod::PodFacts;
+use crate::yaml11::{self, YamlError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
     #[error("cannot read {0}: {1}")]
     Read(String, std::io::Error),
-    #[error("document {index}: not valid YAML for a Kubernetes object: {source}")]
+    #[error("document {index} (line {line}): not valid YAML for a Kubernetes object: {source}")]
     Parse {
         index: usize,
-        source: serde_yaml::Error,
+        line: usize,
+        source: YamlError,
     },
     #[error("document {index}: cannot apply the patch: {source}")]
     Patch {
         index: usize,
         source: json_patch::PatchError,
     },
-    #[error("cannot write YAML: {0}")]
-    Write(serde_yaml::Error),
 }
 
 pub struct Options<'a> {
@@ -48,23 +47,49 @@ pub fn read_input(path: &str) -> Result<String, OfflineError> {
     Ok(text)
 }
 
-/// Injects every pod and pod template in the YAML stream; other documents
-/// pass through. Returns the new stream, documents separated by `---`.
+/// Injects every pod and pod template in the YAML stream. Documents that
+/// do not change (other kinds, skipped pods, comments, empty documents) are
+/// copied byte for byte, so they mean to kubectl exactly what they meant;
+/// an injected document is read as kubectl reads it (YAML 1.1) and written
+/// so that YAML 1.1 and 1.2 readers alike read the same values (see
+/// [`crate::yaml11`]).
 pub fn inject_yaml(text: &str, opts: &Options<'_>) -> Result<String, OfflineError> {
-    let mut out = String::new();
-    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let mut value =
-            Value::deserialize(doc).map_err(|source| OfflineError::Parse { index, source })?;
-        if value.is_null() {
-            continue; // empty document, e.g. a trailing `---`
+    let mut out = String::with_capacity(text.len() + 4096);
+    for (index, raw) in yaml11::split_documents(text).into_iter().enumerate() {
+        let parsed = yaml11::read_document(raw.text).map_err(|source| OfflineError::Parse {
+            index,
+            line: raw.line,
+            source,
+        })?;
+        let Some(mut value) = parsed.filter(|v| !v.is_null()) else {
+            out.push_str(raw.text);
+            continue;
+        };
+        let changed = inject_object(&mut value, opts)
+            .map_err(|source| OfflineError::Patch { index, source })?;
+        if !changed {
+            out.push_str(raw.text);
+            continue;
         }
-        inject_object(&mut value, opts).map_err(|source| OfflineError::Patch { index, source })?;
-        if !out.is_empty() {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        if index > 0 || starts_with_marker(raw.text) {
             out.push_str("---\n");
         }
-        out.push_str(&serde_yaml::to_string(&value).map_err(OfflineError::Write)?);
+        out.push_str(&yaml11::write_document(&value));
+        if yaml11::ends_with_end_marker(raw.text) {
+            out.push_str("...\n");
+        }
     }
     Ok(out)
+}
+
+/// Whether the document opens with directives or a `---` line.
+fn starts_with_marker(text: &str) -> bool {
+    text.lines()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .is_some_and(|l| l.starts_with("---") || l.starts_with('%'))
 }
 
 /// Where the pod template of each supported kind lives.
@@ -82,22 +107,24 @@ pub fn template_pointer(kind: &str) -> Option<&'static str> {
     }
 }
 
-fn inject_object(obj: &mut Value, opts: &Options<'_>) -> Result<(), json_patch::PatchError> {
+/// Injects `obj` in place; whether anything changed.
+fn inject_object(obj: &mut Value, opts: &Options<'_>) -> Result<bool, json_patch::PatchError> {
     let kind = obj
         .get("kind")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
     if kind == "List" || (kind.ends_with("List") && obj.get("items").is_some_and(Value::is_array)) {
+        let mut changed = false;
         if let Some(items) = obj.get_mut("items").and_then(Value::as_array_mut) {
             for item in items {
-                inject_object(item, opts)?;
+                changed |= inject_object(item, opts)?;
             }
         }
-        return Ok(());
+        return Ok(changed);
     }
     let Some(pointer) = template_pointer(&kind) else {
-        return Ok(());
+        return Ok(false);
     };
     let name = obj
         .pointer("/metadata/name")
@@ -105,9 +132,9 @@ fn inject_object(obj: &mut Value, opts: &Options<'_>) -> Result<(), json_patch::
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    let Some(pod) = obj.pointer(pointer) else {
-        tracing::warn!(%kind, %name, "no pod template at {pointer}; left unchanged");
-        return Ok(());
+    let Some(pod) = obj.pointer(pointer).filter(|p| p.is_object()) else {
+        tracing::warn!(%kind, %name, "no pod template object at {pointer}; left unchanged");
+        return Ok(false);
     };
     let namespace = obj
         .pointer("/metadata/namespace")
@@ -121,7 +148,7 @@ fn inject_object(obj: &mut Value, opts: &Options<'_>) -> Result<(), json_patch::
     };
     let base = match PointerBuf::parse(pointer) {
         Ok(base) => base,
-        Err(_) => return Ok(()),
+        Err(_) => return Ok(false),
     };
     let outcome = mutate(&PodFacts::of(pod), &base, opts.sidecar, &ctx, false);
     for w in &outcome.warnings {
@@ -133,7 +160,8 @@ fn inject_object(obj: &mut Value, opts: &Options<'_>) -> Result<(), json_patch::
             tracing::info!(%kind, %name, reason = skip.reason(), "skipped: {}", skip.message())
         }
     }
-    json_patch::patch(obj, &outcome.ops)
+    json_patch::patch(obj, &outcome.ops)?;
+    Ok(!outcome.ops.is_empty())
 }
 
 #[cfg(test)]
@@ -151,8 +179,10 @@ mod tests {
             },
         )
         .unwrap();
-        serde_yaml::Deserializer::from_str(&out)
-            .map(|d| Value::deserialize(d).unwrap())
+        yaml11::split_documents(&out)
+            .iter()
+            .filter_map(|d| yaml11::read_document(d.text).unwrap())
+            .filter(|v| !v.is_null())
             .collect()
     }
 
@@ -193,6 +223,39 @@ mod tests {
         );
         assert!(docs[0]["spec"].get("initContainers").is_none());
         assert!(docs[0]["metadata"].get("annotations").is_none());
+    }
+
+    #[test]
+    fn templates_that_are_not_objects_are_left_alone() {
+        let input = "kind: Deployment\nmetadata: {name: d}\nspec: {template: 5}\n---\nkind: Job\nspec: {template: [x]}\n---\nkind: CronJob\nspec: {jobTemplate: {spec: {template: null}}}\n";
+        let docs = run(input, true);
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0]["spec"]["template"], 5);
+        assert_eq!(docs[1]["spec"]["template"][0], "x");
+        assert!(docs[2]["spec"]["jobTemplate"]["spec"]["template"].is_null());
+    }
+
+    /// Found by the inject_yaml fuzz target: an injected document that
+    /// ended with `...` lost it, and the `%YAML` directive after it became
+    /// invalid.
+    #[test]
+    fn end_markers_before_directives_survive_injection() {
+        let input =
+            "kind: Pod\nmetadata: {name: p}\nspec: {}\n...\n%YAML 1.1\n---\nkind: Service\n";
+        let sidecar = Config::default().sidecar.validate(None).unwrap();
+        let opts = Options {
+            sidecar: &sidecar,
+            inject_all: true,
+        };
+        let out = inject_yaml(input, &opts).unwrap();
+        assert!(
+            out.ends_with("...\n%YAML 1.1\n---\nkind: Service\n"),
+            "{out}"
+        );
+        for doc in yaml11::split_documents(&out) {
+            yaml11::read_document(doc.text).unwrap();
+        }
+        assert_eq!(inject_yaml(&out, &opts).unwrap(), out);
     }
 
     #[test]

@@ -60,9 +60,14 @@ struct Named<'a> {
     name: Lenient<Cow<'a, str>>,
 }
 
-/// The annotations, keeping string values only.
+/// The annotations: string values, and the keys whose value is of another
+/// JSON type (with that type's name), so that a value that is ignored can be
+/// reported.
 #[derive(Debug, Default)]
-struct Annotations<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+struct Annotations<'a> {
+    strings: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    others: Vec<(Cow<'a, str>, &'static str)>,
+}
 
 /// The container names of a container list.
 #[derive(Debug, Default)]
@@ -134,11 +139,28 @@ impl<'a> PodFacts<'a> {
     pub fn annotation(&self, key: &str) -> Option<&str> {
         let annotations = self.metadata()?.annotations.0.as_ref()?;
         annotations
-            .0
+            .strings
             .iter()
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_ref())
+    }
+
+    /// The JSON type of annotation `key` when its value is not a string
+    /// (`"a number"`, `"a boolean"`, …); such a value reads as absent. The
+    /// API server never sends one, but a manifest given to `inject` may
+    /// (`sidecar.linnix.io/memory: 64` is a number in YAML).
+    pub fn non_string_annotation(&self, key: &str) -> Option<&'static str> {
+        if self.annotation(key).is_some() {
+            return None;
+        }
+        let annotations = self.metadata()?.annotations.0.as_ref()?;
+        annotations
+            .others
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, kind)| *kind)
     }
 
     /// Whether `spec` is an object.
@@ -298,14 +320,72 @@ loose_object!(PodFacts, Metadata, Spec, Named);
 
 impl<'de: 'a, 'a> Loose<'de> for Annotations<'a> {
     fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
-        let mut entries = Vec::new();
+        let mut annotations = Annotations::default();
         while let Some(Lenient(key)) = map.next_key::<Lenient<Cow<'a, str>>>()? {
-            let Lenient(value) = map.next_value::<Lenient<Cow<'a, str>>>()?;
-            if let (Some(key), Some(value)) = (key, value) {
-                entries.push((key, value));
+            let value = map.next_value::<AnnotationValue<'a>>()?;
+            match (key, value) {
+                (Some(key), AnnotationValue::String(value)) => {
+                    annotations.strings.push((key, value))
+                }
+                (Some(key), AnnotationValue::Other(kind)) => annotations.others.push((key, kind)),
+                (None, _) => {}
             }
         }
-        Ok(Some(Annotations(entries)))
+        Ok(Some(annotations))
+    }
+}
+
+/// An annotation's value: a string, or the name of the JSON type it has.
+enum AnnotationValue<'a> {
+    String(Cow<'a, str>),
+    Other(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for AnnotationValue<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = AnnotationValue<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(AnnotationValue::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(AnnotationValue::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(AnnotationValue::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(AnnotationValue::Other("a number"))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(AnnotationValue::String(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AnnotationValue::String(Cow::Owned(v.to_owned())))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(AnnotationValue::Other("null"))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(AnnotationValue::Other("null"))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(AnnotationValue::Other("an object"))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(AnnotationValue::Other("an array"))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
     }
 }
 
@@ -394,6 +474,18 @@ mod tests {
         );
         assert_eq!(facts.annotation("a"), Some("3"));
         assert_eq!(facts.annotation("b"), None);
+        assert_eq!(facts.non_string_annotation("b"), Some("a number"));
+        assert_eq!(facts.non_string_annotation("a"), None);
+        let odd = from_text(
+            r#"{"metadata": {"annotations": {"t": true, "n": null, "o": {"x": [1]}, "l": [], "s": "x", "s": 1}}}"#,
+        );
+        assert_eq!(odd.non_string_annotation("t"), Some("a boolean"));
+        assert_eq!(odd.non_string_annotation("n"), Some("null"));
+        assert_eq!(odd.non_string_annotation("o"), Some("an object"));
+        assert_eq!(odd.non_string_annotation("l"), Some("an array"));
+        // A string under the same key wins, as annotation() reads it.
+        assert_eq!(odd.non_string_annotation("s"), None);
+        assert_eq!(odd.annotation("s"), Some("x"));
         assert!(facts.has_container("tracer"));
         assert!(!facts.has_list(ContainerList::Containers));
         assert_eq!(facts.first_container(), None);

@@ -16,11 +16,25 @@
 //! <decimalExponent> ::= "e" <signedNumber> | "E" <signedNumber>
 //! ```
 
+use std::cmp::Ordering;
 use std::fmt;
+
+use num_bigint::BigInt;
+use num_traits::{Signed, ToPrimitive, Zero};
 
 /// Longest accepted text; real quantities are a handful of characters and the
 /// limit keeps hostile annotations from costing anything.
 const MAX_LEN: usize = 64;
+
+/// Nano units per base unit: apimachinery keeps quantities to 10^-9, rounding
+/// any finer value up (`amount.Round(amount, Nano.infScale(), inf.RoundUp)`
+/// in `ParseQuantity`), so that a tiny request is never rounded to nothing.
+const NANOS_PER_UNIT: i128 = 1_000_000_000;
+
+/// Largest magnitude, in base units, that apimachinery stores (`maxAllowed`,
+/// `math.MaxInt64`); it caps anything larger. Such values are refused here:
+/// no tracer limit is meant to be 9 exabytes.
+const MAX_UNITS: i128 = i64::MAX as i128;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantityError {
@@ -40,12 +54,14 @@ pub enum QuantityError {
     OutOfRange(String),
 }
 
-/// A syntactically valid quantity together with its numeric value, kept for
-/// comparisons (requests must not exceed limits).
-#[derive(Debug, Clone, PartialEq)]
+/// A syntactically valid quantity together with its exact amount, kept for
+/// comparisons (requests must not exceed limits). The amount is what the
+/// API server stores: nano units, finer fractions rounded up, so that
+/// comparisons here agree with the API server's validation to the last nano.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quantity {
     text: String,
-    value: f64,
+    nanos: i128,
 }
 
 impl Quantity {
@@ -70,41 +86,41 @@ impl Quantity {
             }
             _ => false,
         };
-        let number_start = pos;
+        let int_start = pos;
         let int_digits = count_digits(&bytes[pos..]);
         pos += int_digits;
-        let mut frac_digits = 0;
+        let int_part = &input[int_start..pos];
+        let mut frac_part = "";
         if bytes.get(pos) == Some(&b'.') {
             pos += 1;
-            frac_digits = count_digits(&bytes[pos..]);
+            let frac_digits = count_digits(&bytes[pos..]);
+            frac_part = &input[pos..pos + frac_digits];
             pos += frac_digits;
         }
-        if int_digits + frac_digits == 0 {
+        if int_part.is_empty() && frac_part.is_empty() {
             return Err(QuantityError::NoDigits(input.to_owned()));
         }
-        let number: f64 = input[number_start..pos]
-            .trim_end_matches('.')
+        let suffix = &input[pos..];
+        let (exp10, exp2) = suffix_exponents(input, suffix)?;
+        let digits: String = [int_part, frac_part].concat();
+        let unscaled: BigInt = digits
             .parse()
             .map_err(|_| QuantityError::NoDigits(input.to_owned()))?;
-        let suffix = &input[pos..];
-        let multiplier = suffix_multiplier(input, suffix)?;
-        let mut value = number * multiplier;
-        if !value.is_finite() {
-            return Err(QuantityError::OutOfRange(input.to_owned()));
-        }
-        if negative {
-            value = -value;
-        }
+        // The amount is unscaled * 2^exp2 * 10^(exp10 - frac digits), in nanos.
+        let scale = i64::from(exp10) - frac_part.len() as i64 + 9;
+        let nanos = scaled_nanos(unscaled << exp2, scale)
+            .filter(|n| *n <= MAX_UNITS * NANOS_PER_UNIT)
+            .ok_or_else(|| QuantityError::OutOfRange(input.to_owned()))?;
         Ok(Self {
             text: input.to_owned(),
-            value,
+            nanos: if negative { -nanos } else { nanos },
         })
     }
 
     /// Parses a quantity usable as a resource request or limit: not negative.
     pub fn parse_resource(input: &str) -> Result<Self, QuantityError> {
         let quantity = Self::parse(input)?;
-        if quantity.value < 0.0 {
+        if quantity.nanos < 0 {
             return Err(QuantityError::Negative(input.to_owned()));
         }
         Ok(quantity)
@@ -114,9 +130,19 @@ impl Quantity {
         &self.text
     }
 
-    /// The value in base units (cores, bytes).
-    pub fn value(&self) -> f64 {
-        self.value
+    /// Compares the amounts exactly, as the API server does (`100m` equals
+    /// `0.1`; the texts may differ).
+    pub fn cmp_amount(&self, other: &Self) -> Ordering {
+        self.nanos.cmp(&other.nanos)
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.nanos == 0
+    }
+
+    /// The amount in nano units (10^-9 cores, 10^-9 bytes).
+    pub fn nanos(&self) -> i128 {
+        self.nanos
     }
 }
 
@@ -130,24 +156,51 @@ fn count_digits(bytes: &[u8]) -> usize {
     bytes.iter().take_while(|b| b.is_ascii_digit()).count()
 }
 
-fn suffix_multiplier(input: &str, suffix: &str) -> Result<f64, QuantityError> {
-    let decimal = |exp: i32| Ok(10f64.powi(exp));
-    let binary = |exp: i32| Ok(2f64.powi(exp));
-    match suffix {
-        "" => decimal(0),
-        "m" => decimal(-3),
-        "k" => decimal(3),
-        "M" => decimal(6),
-        "G" => decimal(9),
-        "T" => decimal(12),
-        "P" => decimal(15),
-        "E" => decimal(18),
-        "Ki" => binary(10),
-        "Mi" => binary(20),
-        "Gi" => binary(30),
-        "Ti" => binary(40),
-        "Pi" => binary(50),
-        "Ei" => binary(60),
+/// `magnitude * 10^scale`, rounded up to an integer; `None` when it is far
+/// beyond any value [`Quantity`] keeps (the caller checks the exact bound).
+fn scaled_nanos(magnitude: BigInt, scale: i64) -> Option<i128> {
+    if magnitude.is_zero() {
+        return Some(0);
+    }
+    // At most 63 digits times 2^60 is below 10^83: beyond these exponents
+    // the result is certainly huge, or certainly a fraction of one nano.
+    if scale > 40 {
+        return None;
+    }
+    if scale < -100 {
+        return Some(1);
+    }
+    let exact = if scale >= 0 {
+        magnitude * BigInt::from(10u8).pow(scale as u32)
+    } else {
+        let divisor = BigInt::from(10u8).pow(scale.unsigned_abs() as u32);
+        let (q, r) = (&magnitude / &divisor, &magnitude % &divisor);
+        if r.is_positive() {
+            q + 1
+        } else {
+            q
+        }
+    };
+    exact.to_i128()
+}
+
+/// The decimal and binary exponents a suffix stands for.
+fn suffix_exponents(input: &str, suffix: &str) -> Result<(i32, u32), QuantityError> {
+    Ok(match suffix {
+        "" => (0, 0),
+        "m" => (-3, 0),
+        "k" => (3, 0),
+        "M" => (6, 0),
+        "G" => (9, 0),
+        "T" => (12, 0),
+        "P" => (15, 0),
+        "E" => (18, 0),
+        "Ki" => (0, 10),
+        "Mi" => (0, 20),
+        "Gi" => (0, 30),
+        "Ti" => (0, 40),
+        "Pi" => (0, 50),
+        "Ei" => (0, 60),
         s if s.starts_with(['e', 'E']) => {
             let exp = &s[1..];
             let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
@@ -157,10 +210,10 @@ fn suffix_multiplier(input: &str, suffix: &str) -> Result<f64, QuantityError> {
             let exp: i32 = exp
                 .parse()
                 .map_err(|_| QuantityError::OutOfRange(input.to_owned()))?;
-            decimal(exp)
+            (exp, 0)
         }
-        other => Err(QuantityError::BadSuffix(input.to_owned(), other.to_owned())),
-    }
+        other => return Err(QuantityError::BadSuffix(input.to_owned(), other.to_owned())),
+    })
 }
 
 #[cfg(test)]
@@ -169,31 +222,28 @@ mod tests {
 
     #[test]
     fn accepts_the_grammar() {
+        const G: i128 = 1_000_000_000;
         let cases = [
-            ("0", 0.0),
-            ("100m", 0.1),
-            ("1", 1.0),
-            ("1.5", 1.5),
-            ("2.", 2.0),
-            (".5", 0.5),
-            ("+3", 3.0),
-            ("64Mi", 64.0 * 1024.0 * 1024.0),
-            ("1Gi", 1024.0 * 1024.0 * 1024.0),
-            ("1k", 1000.0),
-            ("1M", 1e6),
-            ("1E", 1e18),
-            ("12e6", 12e6),
-            ("1E3", 1e3),
-            ("5e-3", 5e-3),
-            ("5e+3", 5e3),
+            ("0", 0),
+            ("100m", G / 10),
+            ("1", G),
+            ("1.5", 3 * G / 2),
+            ("2.", 2 * G),
+            (".5", G / 2),
+            ("+3", 3 * G),
+            ("64Mi", (64 << 20) * G),
+            ("1Gi", (1 << 30) * G),
+            ("1k", 1000 * G),
+            ("1M", 1_000_000 * G),
+            ("1E", 1_000_000_000_000_000_000 * G),
+            ("12e6", 12_000_000 * G),
+            ("1E3", 1000 * G),
+            ("5e-3", 5_000_000),
+            ("5e+3", 5000 * G),
         ];
         for (text, want) in cases {
             let q = Quantity::parse_resource(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-            assert!(
-                (q.value() - want).abs() <= want.abs() * 1e-12,
-                "{text}: {} != {want}",
-                q.value()
-            );
+            assert_eq!(q.nanos(), want, "{text}");
             assert_eq!(q.as_str(), text);
         }
     }
@@ -227,6 +277,54 @@ mod tests {
                 "{text:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn amounts_compare_exactly() {
+        let q = |t: &str| Quantity::parse(t).unwrap();
+        assert_eq!(q("100m").cmp_amount(&q("0.1")), Ordering::Equal);
+        assert_eq!(q("1Ki").cmp_amount(&q("1024")), Ordering::Equal);
+        assert_eq!(q("1e3").cmp_amount(&q("1k")), Ordering::Equal);
+        // A float would call these equal.
+        assert_eq!(
+            q("33554431.999999999").cmp_amount(&q("32Mi")),
+            Ordering::Less
+        );
+        assert_eq!(
+            q("9007199254740993").cmp_amount(&q("9007199254740992")),
+            Ordering::Greater
+        );
+        // Finer than a nano rounds up, as apimachinery does.
+        assert_eq!(
+            q("33554431.9999999991").cmp_amount(&q("32Mi")),
+            Ordering::Equal
+        );
+        assert_eq!(q("1e-20").nanos(), 1);
+        assert_eq!(q("0.0000000001").nanos(), 1);
+        assert_eq!(q("-1e-20").nanos(), -1);
+        assert!(q("0.000").is_zero() && q("-0").is_zero() && q("0e99").is_zero());
+        assert!(Quantity::parse_resource("-0").is_ok());
+        assert_eq!(q("1.5Gi").nanos(), 3 * (1 << 29) * 1_000_000_000);
+        assert_eq!(q("0.5Ki").nanos(), 512 * 1_000_000_000);
+        // The largest amount apimachinery keeps, and one more.
+        assert_eq!(
+            q("9223372036854775807").nanos(),
+            i64::MAX as i128 * 1_000_000_000
+        );
+        for big in ["9223372036854775808", "8Ei", "1e19", "10E"] {
+            assert!(
+                matches!(Quantity::parse(big), Err(QuantityError::OutOfRange(_))),
+                "{big}"
+            );
+        }
+        assert!(Quantity::parse("7.999Ei").is_ok());
+        let digits = format!("0.{}1", "0".repeat(60));
+        assert_eq!(q(&digits).nanos(), 1);
+        assert_eq!(q("1e-2147483648").nanos(), 1);
+        assert!(matches!(
+            Quantity::parse("1e2147483647"),
+            Err(QuantityError::OutOfRange(_))
+        ));
     }
 
     #[test]

@@ -5,15 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::Handle;
 
 use crate::admission::{self, AppState};
 use crate::cli::ServeArgs;
 use crate::config::Config;
+use crate::conn_limits::{Limiter, Limits};
 use crate::metrics::{self, Metrics};
 use crate::namespaces::{Disconnected, NamespaceLookup, Reflected};
 use crate::tls::{self, CertFiles};
+
+/// Connections open at once on the metrics port.
+const METRICS_MAX_CONNECTIONS: usize = 64;
 
 /// Time given to in-flight reviews after SIGTERM.
 const GRACE: Duration = Duration::from_secs(10);
@@ -37,21 +41,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             args.dns.clone()
         };
-        let generated = tls::generate(&dns)?;
-        let (config, not_after) =
-            tls::server_config(generated.cert_pem.as_bytes(), generated.key_pem.as_bytes())?;
-        metrics.cert_expiry.set(not_after as f64);
+        let schedule = crate::renewal::Schedule::new(args.cert_validity, args.cert_renew_before)?;
         // clap guarantees --webhook-config with --self-signed.
-        let name = args.webhook_config.clone().unwrap_or_default();
-        match &client {
-            Some(client) => tls::spawn_ca_bundle_patcher(client.clone(), name, generated.ca_pem),
-            None => tracing::warn!(
-                webhook_config = %name,
-                "no cluster reachable: the caBundle is not set; the API server will not trust this certificate"
-            ),
-        }
-        tracing::info!(?dns, "serving a self-signed certificate");
-        RustlsConfig::from_config(config)
+        let bundle = client.clone().map(|client| crate::renewal::Bundle {
+            client,
+            webhook_config: args.webhook_config.clone().unwrap_or_default(),
+        });
+        tracing::info!(?dns, validity = ?schedule.validity, renew_before = ?schedule.renew_before, "self-signed certificates");
+        crate::renewal::start(dns, schedule, bundle, metrics.clone())?
     } else {
         let (Some(cert), Some(key)) = (args.tls_cert.clone(), args.tls_key.clone()) else {
             anyhow::bail!("--tls-cert and --tls-key are required without --self-signed");
@@ -81,15 +78,39 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         namespaces,
         own_namespace: args.namespace.clone(),
         metrics: metrics.clone(),
+        body_read_timeout: args.body_read_timeout,
     });
+    let limits = Limits {
+        header_read: args.header_read_timeout,
+        body_read: args.body_read_timeout,
+        idle: args.idle_timeout,
+        max_connections: args.max_connections as usize,
+    };
 
+    let limiter_metrics = metrics.clone();
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("binding the metrics address {}", args.metrics_addr))?;
     let metrics_addr = metrics_listener.local_addr()?;
     tracing::info!(addr = %metrics_addr, "metrics listening (HTTP)");
-    let metrics_server =
-        tokio::spawn(async move { axum::serve(metrics_listener, metrics::router(metrics)).await });
+    // The metrics port gets the same timeouts; its own, small, connection cap
+    // keeps scrapers (or anyone) from holding the webhook's.
+    let metrics_limits = Limits {
+        max_connections: METRICS_MAX_CONNECTIONS,
+        ..limits
+    };
+    let mut metrics_http = axum_server::from_tcp(metrics_listener.into_std()?)?
+        .acceptor(Limiter::new(&metrics_limits, metrics.clone()));
+    metrics_http
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    let metrics_server = tokio::spawn(async move {
+        metrics_http
+            .serve(metrics::router(metrics).into_make_service())
+            .await
+    });
 
     let handle: Handle<std::net::SocketAddr> = Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
@@ -102,8 +123,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let served = axum_server::bind_rustls(args.addr, rustls)
-        .handle(handle)
+    let acceptor = RustlsAcceptor::new(rustls).acceptor(Limiter::new(&limits, limiter_metrics));
+    let mut server = axum_server::bind(args.addr)
+        .acceptor(acceptor)
+        .handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    tracing::info!(?limits, "connection limits");
+    let served = server
         .serve(admission::router(state).into_make_service())
         .await;
     metrics_server.abort();

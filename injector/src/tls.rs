@@ -1,23 +1,21 @@
-//! Serving certificates: generation (rcgen), loading, reload on change, and
-//! the caBundle of the injector's own MutatingWebhookConfiguration.
+//! Serving certificates: loading, reload on change, and the caBundle of the
+//! injector's own MutatingWebhookConfiguration. Generation is in
+//! [`crate::certs`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum_server::tls_rustls::RustlsConfig;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::ByteString;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
 use crate::metrics::{Metrics, ReloadLabels};
 
@@ -25,6 +23,10 @@ use crate::metrics::{Metrics, ReloadLabels};
 pub enum TlsError {
     #[error("cannot generate certificates: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("a validity of {0:?} is out of range")]
+    Validity(Duration),
+    #[error("the system's random number generator failed")]
+    Random,
     #[error("no certificate in the PEM data")]
     NoCertificate,
     #[error("bad certificate PEM: {0}")]
@@ -46,84 +48,6 @@ pub enum TlsError {
         #[source]
         source: Box<kube::Error>,
     },
-}
-
-/// A CA and a serving certificate it signed, all PEM.
-pub struct Generated {
-    pub ca_pem: String,
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-const CA_DAYS: i64 = 3650;
-const SERVING_DAYS: i64 = 365;
-
-/// Makes a fresh CA and a serving certificate for `dns` names.
-pub fn generate(dns: &[String]) -> Result<Generated, TlsError> {
-    let now = OffsetDateTime::now_utc();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "linnix-injector CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params.not_before = now - time::Duration::minutes(5);
-    ca_params.not_after = now + time::Duration::days(CA_DAYS);
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let mut params = CertificateParams::new(dns.to_vec())?;
-    if let Some(first) = dns.first() {
-        params
-            .distinguished_name
-            .push(DnType::CommonName, first.as_str());
-    }
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_before = now - time::Duration::minutes(5);
-    params.not_after = now + time::Duration::days(SERVING_DAYS);
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok(Generated {
-        ca_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
-}
-
-/// Writes `ca.crt`, `tls.crt` and `tls.key` (mode 0600) into `dir`.
-pub fn write_files(dir: &Path, g: &Generated) -> Result<(), TlsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| TlsError::Io { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    for (name, content, mode) in [
-        ("ca.crt", &g.ca_pem, 0o644),
-        ("tls.crt", &g.cert_pem, 0o644),
-        ("tls.key", &g.key_pem, 0o600),
-    ] {
-        let path = dir.join(name);
-        // Write a sibling and rename it, so a reader never sees half a file
-        // and the key is never readable by others, not even briefly.
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(content.as_bytes()).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    }
-    Ok(())
 }
 
 /// A rustls server configuration (ring, HTTP/2 and HTTP/1.1) and the
@@ -192,10 +116,85 @@ impl CertFiles {
     }
 }
 
+/// What the reloader has seen of the files since the pair in use.
+#[derive(Debug, Default)]
+pub struct ReloadState {
+    /// Since when the files have held something other than the pair in use
+    /// that does not load.
+    bad_since: Option<Instant>,
+    /// The last bad content reported, so each is reported once.
+    reported: Option<Observed>,
+}
+
+/// One reading of the two files: their content, or why they could not be read.
+pub type Observed = Result<PemPair, String>;
+
+/// What to do after one reading.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict<T> {
+    /// Same as the pair in use.
+    Unchanged,
+    /// A new pair that loads: serve it.
+    Load(T),
+    /// Not (yet) a usable pair; a writer may be between the two files.
+    Waiting(String),
+    /// Still unusable after the settle time: report it (once).
+    Failed(String),
+}
+
+impl ReloadState {
+    /// Judges one reading. `load` turns a pair into something servable;
+    /// it is called only for content that differs from `current`. A bad
+    /// reading becomes a failure only once bad readings have lasted
+    /// `settle`: a writer that replaces the certificate and then the key
+    /// (or a reader that opened them on either side of a switch) shows a
+    /// mismatched pair for a moment, which is not an error.
+    pub fn judge<T>(
+        &mut self,
+        observed: Observed,
+        current: &PemPair,
+        now: Instant,
+        settle: Duration,
+        load: impl FnOnce(&PemPair) -> Result<T, TlsError>,
+    ) -> Verdict<T> {
+        let error = match &observed {
+            Ok(pair) if pair == current => {
+                self.bad_since = None;
+                return Verdict::Unchanged;
+            }
+            Ok(pair) => match load(pair) {
+                Ok(loaded) => {
+                    self.bad_since = None;
+                    self.reported = None;
+                    return Verdict::Load(loaded);
+                }
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.clone(),
+        };
+        let since = *self.bad_since.get_or_insert(now);
+        if now.duration_since(since) < settle {
+            return Verdict::Waiting(error);
+        }
+        if self.reported.as_ref() == Some(&observed) {
+            return Verdict::Waiting(error);
+        }
+        self.reported = Some(observed);
+        Verdict::Failed(error)
+    }
+}
+
+/// How long bad readings may last before they count as a failure: a few
+/// polls, at least a second.
+pub fn settle_time(interval: Duration) -> Duration {
+    (interval * 5).max(Duration::from_secs(1))
+}
+
 /// Polls the files and swaps the served configuration when their content
 /// changes. New handshakes get the new certificate; connections already
 /// open keep theirs, so no in-flight request is dropped. A bad pair keeps
-/// the old configuration.
+/// the old configuration; it is reported only when it outlasts
+/// [`settle_time`] (see [`ReloadState::judge`]).
 pub fn spawn_reloader(
     files: CertFiles,
     rustls: RustlsConfig,
@@ -204,27 +203,25 @@ pub fn spawn_reloader(
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        // Last content seen, good or bad: a bad pair is reported once, not
-        // on every poll, and retried as soon as either file changes again.
-        let mut seen = loaded;
+        let mut current = loaded;
+        let mut state = ReloadState::default();
+        let settle = settle_time(interval);
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let files = files.clone();
-            let pair = match tokio::task::spawn_blocking(move || files.read()).await {
-                Ok(Ok(pair)) => pair,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "cannot read certificate files; keeping the current pair");
-                    continue;
-                }
+            let reader = files.clone();
+            let observed = match tokio::task::spawn_blocking(move || reader.read()).await {
+                Ok(read) => read.map_err(|e| e.to_string()),
                 Err(_) => continue,
             };
-            if pair == seen {
-                continue;
-            }
-            match server_config(&pair.0, &pair.1) {
-                Ok((config, not_after)) => {
+            let pair = observed.as_ref().ok().cloned();
+            let verdict = state.judge(observed, &current, Instant::now(), settle, |p| {
+                server_config(&p.0, &p.1)
+            });
+            match verdict {
+                Verdict::Unchanged => {}
+                Verdict::Load((config, not_after)) => {
                     rustls.reload_from_config(config);
                     metrics.cert_expiry.set(not_after as f64);
                     metrics
@@ -232,16 +229,19 @@ pub fn spawn_reloader(
                         .get_or_create(&ReloadLabels { result: "success" })
                         .inc();
                     tracing::info!(not_after, "serving certificate reloaded");
+                    current = pair.unwrap_or_default();
                 }
-                Err(e) => {
+                Verdict::Waiting(error) => {
+                    tracing::debug!(%error, "certificate files not usable yet; waiting for a matching pair")
+                }
+                Verdict::Failed(error) => {
                     metrics
                         .cert_reloads
                         .get_or_create(&ReloadLabels { result: "failure" })
                         .inc();
-                    tracing::error!(error = %e, "new certificate files rejected; still serving the previous pair");
+                    tracing::error!(%error, ?settle, "certificate files unusable; still serving the previous pair");
                 }
             }
-            seen = pair;
         }
     })
 }
@@ -353,26 +353,37 @@ pub async fn patch_ca_bundle(client: Client, name: &str, ca_pem: &str) -> Result
     Ok(changed)
 }
 
-/// Keeps this replica's CA in the caBundle for the life of the process: the
-/// configuration may be created after the injector starts (Helm installs it
-/// last), and a Helm upgrade resets the bundle.
-pub fn spawn_ca_bundle_patcher(client: Client, name: String, ca_pem: String) {
+/// Keeps this replica's CA (the latest value of `own_ca`, which changes on
+/// renewal) in the caBundle for the life of the process: the configuration
+/// may be created after the injector starts (Helm installs it last), and a
+/// Helm upgrade resets the bundle.
+pub fn spawn_ca_bundle_patcher(client: Client, name: String, mut own_ca: watch::Receiver<String>) {
     const RECHECK: Duration = Duration::from_secs(60);
     tokio::spawn(async move {
         let mut delay = Duration::from_secs(1);
         loop {
-            match patch_ca_bundle(client.clone(), &name, &ca_pem).await {
+            let ca_pem = own_ca.borrow_and_update().clone();
+            let wait = match patch_ca_bundle(client.clone(), &name, &ca_pem).await {
                 Ok(n) => {
                     if n > 0 {
                         tracing::info!(webhook_config = %name, webhooks = n, "caBundle updated");
                     }
                     delay = Duration::from_secs(1);
-                    tokio::time::sleep(RECHECK).await;
+                    RECHECK
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?delay, "caBundle not set yet");
-                    tokio::time::sleep(delay).await;
+                    let d = delay;
                     delay = (delay * 2).min(Duration::from_secs(30));
+                    d
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                changed = own_ca.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
                 }
             }
         }
@@ -383,10 +394,19 @@ pub fn spawn_ca_bundle_patcher(client: Client, name: String, ca_pem: String) {
 mod tests {
     use super::*;
 
+    fn generate(dns: &[String]) -> crate::certs::Generated {
+        crate::certs::generate(
+            dns,
+            crate::certs::SERVING_VALIDITY,
+            crate::certs::CA_VALIDITY,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn generated_pair_loads_and_mismatch_is_rejected() {
-        let a = generate(&["a.ns.svc".into()]).unwrap();
-        let b = generate(&["b.ns.svc".into()]).unwrap();
+        let a = generate(&["a.ns.svc".into()]);
+        let b = generate(&["b.ns.svc".into()]);
         let (_, not_after) = server_config(a.cert_pem.as_bytes(), a.key_pem.as_bytes()).unwrap();
         let year = 365 * 24 * 3600;
         let now = OffsetDateTime::now_utc().unix_timestamp();
@@ -401,8 +421,8 @@ mod tests {
 
     #[test]
     fn bundle_merging_keeps_other_replicas() {
-        let own = generate(&["a".into()]).unwrap().ca_pem;
-        let other = generate(&["b".into()]).unwrap().ca_pem;
+        let own = generate(&["a".into()]).ca_pem;
+        let other = generate(&["b".into()]).ca_pem;
         // Empty bundle: just ours.
         let b = merged_bundle(b"", &own).unwrap();
         assert_eq!(CertificateDer::pem_slice_iter(b.as_bytes()).count(), 1);
@@ -424,7 +444,7 @@ mod tests {
         assert!(merged_bundle(b.as_bytes(), &other).is_none());
         // Bounded: the oldest extra CAs are dropped, ours never.
         let many: String = (0..MAX_BUNDLE_CAS + 3)
-            .map(|i| generate(&[format!("n{i}")]).unwrap().ca_pem)
+            .map(|i| generate(&[format!("n{i}")]).ca_pem)
             .collect();
         let b = merged_bundle(many.as_bytes(), &own).unwrap();
         let certs: Vec<_> = CertificateDer::pem_slice_iter(b.as_bytes())
@@ -435,18 +455,73 @@ mod tests {
     }
 
     #[test]
-    fn key_file_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let g = generate(&["x.y.svc".into()]).unwrap();
-        write_files(dir.path(), &g).unwrap();
-        let mode = std::fs::metadata(dir.path().join("tls.key"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        for f in ["ca.crt", "tls.crt"] {
-            assert!(dir.path().join(f).exists());
-        }
+    fn a_bad_pair_is_a_failure_only_once_it_settles() {
+        let settle = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let current: PemPair = (b"cert-a".to_vec(), b"key-a".to_vec());
+        let half: PemPair = (b"cert-b".to_vec(), b"key-a".to_vec());
+        let whole: PemPair = (b"cert-b".to_vec(), b"key-b".to_vec());
+        // Loads only the matching new pair.
+        let load = |p: &PemPair| {
+            if p.0.ends_with(b"b") && p.1.ends_with(b"b") {
+                Ok("b")
+            } else {
+                Err(TlsError::NoCertificate)
+            }
+        };
+        let mut st = ReloadState::default();
+        assert_eq!(
+            st.judge(Ok(current.clone()), &current, ms(0), settle, load),
+            Verdict::Unchanged
+        );
+        // The certificate is new, the key not yet: wait.
+        assert!(matches!(
+            st.judge(Ok(half.clone()), &current, ms(10), settle, load),
+            Verdict::Waiting(_)
+        ));
+        assert!(matches!(
+            st.judge(Ok(half.clone()), &current, ms(500), settle, load),
+            Verdict::Waiting(_)
+        ));
+        // Then the key: loaded, nothing reported.
+        assert_eq!(
+            st.judge(Ok(whole.clone()), &current, ms(600), settle, load),
+            Verdict::Load("b")
+        );
+        // A mismatch that lasts is reported once, then waited on.
+        let mut st = ReloadState::default();
+        assert!(matches!(
+            st.judge(Ok(half.clone()), &current, ms(0), settle, load),
+            Verdict::Waiting(_)
+        ));
+        assert!(matches!(
+            st.judge(Ok(half.clone()), &current, ms(1000), settle, load),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            st.judge(Ok(half.clone()), &current, ms(2000), settle, load),
+            Verdict::Waiting(_)
+        ));
+        // Another bad content, or an unreadable file, is reported in turn;
+        // the settle time runs from the first bad reading.
+        assert!(matches!(
+            st.judge(Err("gone".into()), &current, ms(2100), settle, load),
+            Verdict::Failed(_)
+        ));
+        // Back to the pair in use: nothing to do, and the clock restarts.
+        assert_eq!(
+            st.judge(Ok(current.clone()), &current, ms(2200), settle, load),
+            Verdict::Unchanged
+        );
+        assert!(matches!(
+            st.judge(Err("gone".into()), &current, ms(2300), settle, load),
+            Verdict::Waiting(_)
+        ));
+        assert_eq!(
+            settle_time(Duration::from_millis(200)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(settle_time(Duration::from_secs(5)), Duration::from_secs(25));
     }
 }

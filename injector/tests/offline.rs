@@ -132,7 +132,88 @@ fn config_file_and_errors() {
     );
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not valid"));
+    // A template that contradicts itself: the probe would never succeed.
+    std::fs::write(
+        &config,
+        "sidecar:\n  metricsPort: 9464\n  args: [--metrics-addr=0.0.0.0:9100]\n",
+    )
+    .unwrap();
+    let bad = run(
+        &["inject", "-f", "-", "--config", config.to_str().unwrap()],
+        Some(input),
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("listens on port 9100, but sidecar.metricsPort is 9464"),
+        "{err}"
+    );
+    assert!(bad.stdout.is_empty());
     let bad = run(&["inject", "-f", "/nonexistent/x.yaml"], None);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent/x.yaml"));
+}
+
+/// What kubectl (a YAML 1.1 reader) reads in the output is what it read in
+/// the input: checked with PyYAML, which reads YAML 1.1 as kubectl does.
+/// Untouched documents come out byte for byte.
+#[test]
+fn output_means_to_a_yaml_1_1_reader_what_the_input_meant() {
+    let config_map = "# keep this comment\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: flags}\ndata:\n  a: \"yes\"\n  b: \"on\"\n  c: 'off'\n  d: \"no\"\n  e: \"12:30\"\n  f: \"1_000\"\n  g: \"2024-01-01\"\n  h: \"0644\"\n  i: \"~\"\n";
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    sidecar.linnix.io/inject: \"true\"\n    a: \"yes\"\n    b: \"on\"\n    c: 'off'\n    d: \"no\"\n    e: \"12:30\"\n    f: \"1_000\"\n    g: \"2024-01-01\"\n    h: \"0644\"\n    \"on\": \"y\"\n    note: \"a: b # c\\n\\u2028end\"\nspec:\n  hostNetwork: no\n  containers:\n  - name: app\n    image: nginx\n    env:\n    - {name: A, value: \"0x10\"}\n    - {name: B, value: \"1e3\"}\n    - {name: C, value: \"line 1\\n  line 2\\twith a tab\\n\"}\n    - {name: D, value: \"x\\n\\n\\n\"}\n    - {name: E, value: \"no end\\n# not a comment\"}\n  volumes:\n  - name: cfg\n    configMap: {name: flags, defaultMode: 0644}\n  - name: other\n    secret: {secretName: s, defaultMode: 0600}\n";
+    let input = format!("{config_map}---\n{pod}---\napiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec: {{ports: [{{port: 80}}]}}\n");
+    let out = inject(&["inject", "-f", "-"], Some(&input));
+    // The ConfigMap and the Service, byte for byte.
+    assert!(out.starts_with(config_map), "{out}");
+    assert!(out.ends_with("---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.yaml"), &input).unwrap();
+    std::fs::write(dir.path().join("out.yaml"), &out).unwrap();
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/.venv/bin/python");
+    let script = r#"
+import json, sys, yaml
+def load(p):
+    return [d for d in yaml.safe_load_all(open(p)) if d is not None]
+before, after = load(sys.argv[1]), load(sys.argv[2])
+assert len(before) == len(after) == 3, (len(before), len(after))
+pod = after[1]
+tracer = pod["spec"]["initContainers"].pop(0)
+assert tracer["name"] == "linnix-tracer", tracer
+status = pod["metadata"]["annotations"].pop("sidecar.linnix.io/status")
+assert status.startswith("injected"), status
+assert pod["metadata"]["annotations"].pop("kubectl.kubernetes.io/default-container") == "app"
+assert pod["spec"].pop("shareProcessNamespace") is True
+assert pod["spec"].pop("initContainers") == []
+assert after == before, json.dumps([before, after], default=str, indent=1)
+# The values themselves, as kubectl reads them.
+vols = pod["spec"]["volumes"]
+assert vols[0]["configMap"]["defaultMode"] == 420, vols
+assert vols[1]["secret"]["defaultMode"] == 384, vols
+a = pod["metadata"]["annotations"]
+assert [a[k] for k in "abcdefgh"] == ["yes", "on", "off", "no", "12:30", "1_000", "2024-01-01", "0644"], a
+assert a["on"] == "y" and pod["spec"]["hostNetwork"] is False
+assert [e["value"] for e in pod["spec"]["containers"][0]["env"]] == ["0x10", "1e3", "line 1\n  line 2\twith a tab\n", "x\n\n\n", "no end\n# not a comment"]
+print("ok")
+"#;
+    let run = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path().join("in.yaml"))
+        .arg(dir.path().join("out.yaml"))
+        .output()
+        .expect("tests/.venv python (scripts/setup.sh)");
+    assert!(
+        run.status.success(),
+        "{}{}\n--- output ---\n{out}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        out.contains("value: |\n"),
+        "multi-line strings as literal blocks: {out}"
+    );
+    kubernetes_validate(&out);
+    // Injecting the output again changes nothing at all.
+    assert_eq!(inject(&["inject", "-f", "-"], Some(&out)), out);
 }

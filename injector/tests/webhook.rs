@@ -210,16 +210,16 @@ fn pod_with(key: &str, value: &str) -> Value {
 async fn resource_overrides_and_bad_overrides() {
     let server = Server::start(&[]);
     let pod = pod(
-        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/cpu-limit": "500m", "sidecar.linnix.io/memory-limit": "16Mi"}),
+        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/cpu-limit": "500m", "sidecar.linnix.io/memory-limit": "28Mi"}),
         app_spec(),
     );
     let review = server.review(&review_of(&pod, "apps")).await;
     assert!(warnings(&review).is_empty());
     let out = patched(&pod, &review);
     let res = &out["spec"]["initContainers"][0]["resources"];
-    assert_eq!(res["limits"], json!({"cpu": "500m", "memory": "16Mi"}));
+    assert_eq!(res["limits"], json!({"cpu": "500m", "memory": "28Mi"}));
     // The memory request (32Mi by default) is lowered to the smaller limit.
-    assert_eq!(res["requests"], json!({"cpu": "10m", "memory": "16Mi"}));
+    assert_eq!(res["requests"], json!({"cpu": "10m", "memory": "28Mi"}));
     kubernetes_validate(&serde_yaml::to_string(&out).unwrap());
 
     let pod = pod_bad_overrides();
@@ -239,6 +239,45 @@ async fn resource_overrides_and_bad_overrides() {
     let out = patched(&pod, &review);
     let res = &out["spec"]["initContainers"][0]["resources"];
     assert_eq!(res["limits"], json!({"cpu": "200m", "memory": "64Mi"}));
+}
+
+#[tokio::test]
+async fn non_string_and_exact_overrides() {
+    let server = Server::start(&[]);
+    let pod = pod(
+        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/memory": 128}),
+        app_spec(),
+    );
+    let review = server.review(&review_of(&pod, "apps")).await;
+    let w = warnings(&review);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("sidecar.linnix.io/memory ignored: its value is a number"),
+        "{w:?}"
+    );
+    // Below the request by a nano: the request must follow, or the API
+    // server rejects the patched pod.
+    let pod = pod_with_memory("33554431.999999999");
+    let out = patched(&pod, &server.review(&review_of(&pod, "apps")).await);
+    let res = &out["spec"]["initContainers"][0]["resources"];
+    assert_eq!(res["requests"]["memory"], "33554431.999999999");
+    // Below the tracer's load-time peak: refused, with a warning.
+    let pod = pod_with_memory("16Mi");
+    let review = server.review(&review_of(&pod, "apps")).await;
+    let w = warnings(&review);
+    assert!(w.len() == 1 && w[0].contains("below 24Mi"), "{w:?}");
+    let out = patched(&pod, &review);
+    assert_eq!(
+        out["spec"]["initContainers"][0]["resources"]["limits"]["memory"],
+        "64Mi"
+    );
+}
+
+fn pod_with_memory(memory: &str) -> Value {
+    pod(
+        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/memory": memory}),
+        app_spec(),
+    )
 }
 
 fn pod_bad_overrides() -> Value {
@@ -389,6 +428,52 @@ async fn malformed_requests_are_rejected_clearly() {
         .await;
     assert!(plain.is_err(), "{plain:?}");
 
+    // Invalid UTF-8, even in a field the webhook ignores, is not JSON
+    // (found by the admission fuzz target).
+    let mut body = serde_json::to_vec(&review_of(&json!({}), "a")).unwrap();
+    let at = body.windows(5).position(|w| w == b"admin").unwrap();
+    body[at] = 0x92;
+    let resp = client
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("not UTF-8"));
+
+    // Unknown paths and wrong methods say what is served.
+    let resp = client.get(server.url("/nope")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("no such path: /nope") && body.contains("POST /mutate"),
+        "{body}"
+    );
+    let resp = client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("method GET not allowed on /mutate"), "{body}");
+    let resp = client.delete(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(!resp.text().await.unwrap().is_empty());
+    let metrics = format!("http://127.0.0.1:{}", server.metrics_port);
+    let resp = plain_client()
+        .get(format!("{metrics}/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(resp.text().await.unwrap().contains("GET /metrics"));
+    let resp = plain_client()
+        .post(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(resp.text().await.unwrap().contains("GET /metrics"));
+
     // And the server is still fine.
     let pod = pod(json!({"sidecar.linnix.io/inject": "true"}), app_spec());
     assert!(patch_of(&server.review(&review_of(&pod, "apps")).await).is_some());
@@ -401,6 +486,31 @@ async fn malformed_requests_are_rejected_clearly() {
 #[tokio::test]
 async fn strange_objects_never_block() {
     let server = Server::start(&[]);
+    // A pod CREATE whose object is not a JSON object: allowed, no patch
+    // (it could not apply), a warning that says why.
+    for (object, kind) in [
+        (json!(5), "a number"),
+        (json!("pod"), "a string"),
+        (json!([]), "an array"),
+        (json!([{"metadata": {}}]), "an array"),
+        (json!(true), "a boolean"),
+        (json!(1.5), "a number"),
+    ] {
+        let answer = server.review(&review_of(&object, "apps")).await;
+        assert_eq!(answer["response"]["allowed"], true, "{object}: {answer}");
+        assert!(patch_of(&answer).is_none(), "{object}: {answer}");
+        let w = warnings(&answer);
+        assert_eq!(w.len(), 1, "{object}: {w:?}");
+        assert!(
+            w[0].contains(&format!("request.object is {kind}, not a pod object")),
+            "{w:?}"
+        );
+    }
+    let m = server.metrics().await;
+    assert_eq!(
+        sample(&m, r#"linnix_injector_errors_total{kind="not-an-object"}"#),
+        6.0
+    );
     // Shapes the API server would never send still get an allowed answer.
     for object in [
         json!(null),
@@ -411,6 +521,12 @@ async fn strange_objects_never_block() {
     ] {
         let answer = server.review(&review_of(&object, "apps")).await;
         assert_eq!(answer["response"]["allowed"], true, "{object}: {answer}");
+        // Whatever patch comes back applies to the object.
+        if object.is_object() {
+            patched(&object, &answer);
+        } else {
+            assert!(patch_of(&answer).is_none(), "{object}: {answer}");
+        }
     }
     let mut no_object = review_of(&json!({}), "apps");
     no_object["request"]
@@ -436,4 +552,76 @@ async fn sigterm_stops_cleanly() {
     assert!(patch_of(&server.review(&review_of(&pod, "apps")).await).is_some());
     let status = server.terminate();
     assert!(status.success(), "{status}");
+}
+
+/// A body over the limit gets its 413 over HTTP/1.1 and HTTP/2, from clients
+/// that write the whole body before they read (reqwest/hyper) and from curl:
+/// the length is refused before the body is read, and the body is then read
+/// and dropped instead of resetting the stream or the connection.
+#[tokio::test]
+async fn oversized_bodies_get_413_over_both_protocols() {
+    let server = Server::start(&[]);
+    let ca = std::fs::read(server.ca_path()).unwrap();
+    let big = vec![b' '; 5 * 1024 * 1024];
+    for (alpn, version) in [
+        (&b"http/1.1"[..], reqwest::Version::HTTP_11),
+        (&b"h2"[..], reqwest::Version::HTTP_2),
+    ] {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config(&ca, &[alpn]))
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            let resp = client
+                .post(server.url("/mutate"))
+                .header("Content-Type", "application/json")
+                .body(big.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{version:?}: {e:?}"));
+            assert_eq!(resp.version(), version);
+            assert_eq!(resp.status(), 413, "{version:?}");
+            assert!(resp
+                .text()
+                .await
+                .unwrap()
+                .contains("larger than 4194304 bytes"));
+        }
+        // The connection (or stream) is still good for a real review.
+        let pod = pod(json!({"sidecar.linnix.io/inject": "true"}), app_spec());
+        let resp = client
+            .post(server.url("/mutate"))
+            .json(&review_of(&pod, "apps"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.json");
+    std::fs::write(&file, &big).unwrap();
+    for flag in ["--http1.1", "--http2"] {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+                flag,
+            ])
+            .arg("--cacert")
+            .arg(server.ca_path())
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(format!("@{}", file.display()))
+            .arg(server.url("/mutate"))
+            .output()
+            .expect("curl");
+        let answer = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            answer.starts_with("413 "),
+            "curl {flag}: {answer} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -226,7 +226,7 @@ PARAMETER_VALUES = {
         "metricsPort": 9500,
         "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/linnix-tracer.json"},
     }},
-    "own-metrics-addr": {"sidecar": {"args": ["--metrics-addr=127.0.0.1:9000", "--threads"], "nativeSidecar": False}},
+    "own-metrics-addr": {"sidecar": {"args": ["--metrics-addr=0.0.0.0:9464", "--threads"], "nativeSidecar": False}},
     "runtime-default": {"sidecar": {"seccompProfile": {"type": "RuntimeDefault"}}},
 }
 

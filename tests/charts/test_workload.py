@@ -195,7 +195,7 @@ def config_of(objects: list[dict]) -> dict:
 
 CONTRACT_KEYS = {
     "name", "image", "imagePullPolicy", "args", "metricsPort", "nativeSidecar",
-    "seccompProfile", "resources", "allowedOverrides",
+    "seccompProfile", "resources", "allowedOverrides", "minMemoryLimit",
 }
 
 
@@ -219,6 +219,7 @@ def test_default_config_is_written_in_full(injector_chart):
                 "cpu", "memory", "cpu-limit", "memory-limit", "log-level",
                 "max-events-per-sec", "threads", "ignore-exec-probes", "native-sidecar",
             ],
+            "minMemoryLimit": "24Mi",
         }
     }
 

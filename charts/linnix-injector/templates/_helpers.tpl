@@ -100,6 +100,7 @@ part of its name so the same release name in two namespaces does not collide.
   "nativeSidecar" $s.nativeSidecar
   "seccompProfile" $s.seccompProfile
   "resources" $s.resources
+  "minMemoryLimit" $s.minMemoryLimit
 -}}
 {{- /* Unset (null): the injector's built-in default, every override. */}}
 {{- if not (kindIs "invalid" $s.allowedOverrides) }}

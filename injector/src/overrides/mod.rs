@@ -146,7 +146,7 @@ impl Settings {
 /// Whether `a` is larger than `b`. The one place quantities are compared,
 /// so that the comparison is the one `quantity` provides.
 fn exceeds(a: &Quantity, b: &Quantity) -> bool {
-    a.value() > b.value()
+    a.cmp_amount(b) == std::cmp::Ordering::Greater
 }
 
 /// A value one source offered and why it was not used.
@@ -248,7 +248,9 @@ pub fn resolve(
 
     let configured = &sidecar.resources;
     let mut resources = configured.clone();
-    for (request_setting, limit_setting, request, limit, configured_request, configured_limit) in [
+    // A memory limit below minMemoryLimit would have the tracer OOM-killed
+    // while it loads and, as a native sidecar, hold the app back for good.
+    for (request_setting, limit_setting, request, limit, configured_request, configured_limit, floor) in [
         (
             Override::Cpu,
             Override::CpuLimit,
@@ -256,6 +258,7 @@ pub fn resolve(
             &mut resources.cpu_limit,
             &configured.cpu_request,
             &configured.cpu_limit,
+            None,
         ),
         (
             Override::Memory,
@@ -264,6 +267,7 @@ pub fn resolve(
             &mut resources.memory_limit,
             &configured.memory_request,
             &configured.memory_limit,
+            Some(&sidecar.min_memory_limit),
         ),
     ] {
         // The limit first: it bounds the request.
@@ -272,7 +276,16 @@ pub fn resolve(
             candidates(limit_setting, pod, namespace),
             allowed(limit_setting),
             &mut rejected,
-            parse_limit,
+            |text| {
+                let q = parse_limit(text)?;
+                match floor {
+                    Some(f) if q.cmp_amount(f) == std::cmp::Ordering::Less => Err(format!(
+                        "below {}, the least the tracer needs to load its programs (minMemoryLimit)",
+                        f.as_str()
+                    )),
+                    _ => Ok(q),
+                }
+            },
         )
         .unwrap_or_else(|| (configured_limit.clone(), Origin::Config));
         let mut rejected_requests = Vec::new();

@@ -48,7 +48,7 @@ pub fn parse_log_level(text: &str) -> Result<String, String> {
 
 pub fn parse_limit(text: &str) -> Result<Quantity, String> {
     let q = Quantity::parse_resource(text).map_err(|e| e.to_string())?;
-    if q.value() > 0.0 {
+    if !q.is_zero() {
         Ok(q)
     } else {
         Err("the limit must be greater than zero".into())

@@ -2,6 +2,8 @@
 //! certificates, a real HTTPS client.
 #![allow(dead_code)]
 
+pub mod fake_api;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -25,12 +27,12 @@ pub fn run(args: &[&str], stdin: Option<&str>) -> Output {
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn linnix-injector");
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        // A command that refuses its configuration exits before it reads
+        // its input: that is a result to check, not a test failure.
+        match child.stdin.take().unwrap().write_all(input.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("write stdin: {e}"),
+            _ => {}
+        }
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("wait for linnix-injector")
@@ -72,6 +74,17 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str], files: bool) -> Self {
+        Self::start_with_env(dir, extra, files, &[])
+    }
+
+    /// As [`Server::start_in`], with environment variables set (a
+    /// `KUBECONFIG` among them replaces the unreachable default).
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        files: bool,
+        env: &[(&str, &str)],
+    ) -> Self {
         let cert = dir.path().join("tls.crt");
         let key = dir.path().join("tls.key");
         // Port 0: the server picks free ports and logs them, so parallel
@@ -95,6 +108,7 @@ impl Server {
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("POD_NAMESPACE")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -324,4 +338,24 @@ pub fn kubernetes_validate(yaml: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A rustls client configuration (ring) that trusts exactly `ca_pem` and
+/// offers `alpn` (e.g. `h2`).
+pub fn tls_config(ca_pem: &[u8], alpn: &[&[u8]]) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
 }
