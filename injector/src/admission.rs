@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,14 +27,9 @@ use crate::metrics::Metrics;
 use crate::mutate::mutate;
 use crate::namespaces::NamespaceLookup;
 use crate::pod::PodFacts;
+use crate::request_body::read_body;
 
-/// Largest accepted request body. The API server's own limit on objects is
-/// about 1.5 MiB, so a review (object plus options) fits with room to spare.
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-
-/// Largest declared body that is read and dropped after a 413, so that the
-/// client sees the answer; larger ones are cut off.
-const DRAIN_MAX_BYTES: u64 = 16 * 1024 * 1024;
+pub use crate::request_body::MAX_BODY_BYTES;
 
 /// The object of a review as the decision and the patch see it, read in
 /// the same pass as the review (see [`crate::pod`]). Patches target the
@@ -178,86 +173,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn too_large() -> Response {
-    (
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request body larger than {MAX_BODY_BYTES} bytes\n"),
-    )
-        .into_response()
-}
-
-/// The whole body, or the answer when it is too large or too slow.
-///
-/// A declared `Content-Length` over the limit is refused before a byte of
-/// the body is read, so that the status is sent while the client is still
-/// at the start of its upload (over HTTP/2 a client that is still sending
-/// when the server ends the stream may report the reset instead of the
-/// answer). Bodies without a length are cut off at the limit.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(n) = declared.filter(|n| *n > MAX_BODY_BYTES as u64) {
-        state.metrics.error("body-too-large");
-        // Read what the client sends and drop it, while the answer goes
-        // out: closing the connection (HTTP/1.1) or resetting the stream
-        // (HTTP/2) on unread data makes clients that are still writing
-        // report the reset and lose the 413. Bounded in bytes and time.
-        if n <= DRAIN_MAX_BYTES {
-            let timeout = state.body_read_timeout;
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(timeout, drain(body)).await;
-            });
-        }
-        return Err(too_large());
-    }
-    match tokio::time::timeout(
-        state.body_read_timeout,
-        axum::body::to_bytes(body, MAX_BODY_BYTES),
-    )
-    .await
-    {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => {
-            let e = e.into_inner();
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                state.metrics.error("body-too-large");
-                Err(too_large())
-            } else {
-                state.metrics.error("body-read");
-                Err(bad_request(format!("cannot read the request body: {e}")))
-            }
-        }
-        Err(_) => {
-            state.metrics.error("body-timeout");
-            tracing::warn!(timeout = ?state.body_read_timeout, "request body not received in time");
-            Err((
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "request body not received within {:?}\n",
-                    state.body_read_timeout
-                ),
-            )
-                .into_response())
-        }
-    }
-}
-
-/// Reads a body to its end (at most [`DRAIN_MAX_BYTES`]), keeping nothing.
-async fn drain(mut body: Body) {
-    use http_body_util::BodyExt;
-    let mut read = 0u64;
-    while let Some(Ok(frame)) = body.frame().await {
-        read += frame.data_ref().map_or(0, |d| d.len() as u64);
-        if read > DRAIN_MAX_BYTES {
-            return;
-        }
-    }
-}
-
 fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, message).into_response()
 }
@@ -276,7 +191,7 @@ async fn mutate_handler(
         )
             .into_response();
     }
-    let body = match read_body(&state, &headers, body).await {
+    let body = match read_body(&state.metrics, state.body_read_timeout, &headers, body).await {
         Ok(body) => body,
         Err(response) => return response,
     };

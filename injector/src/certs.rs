@@ -125,7 +125,7 @@ pub const FILES: [&str; 3] = ["ca.crt", "tls.crt", "tls.key"];
 /// are symlinks through `..data` (the layout of Kubernetes Secret volumes).
 /// A reader never sees a new certificate next to an old key, except when it
 /// opens the two files on either side of the switch: the reloader re-reads
-/// before it calls a pair bad (see [`crate::tls::spawn_reloader`]).
+/// before it calls a pair bad (see [`crate::reload::spawn_reloader`]).
 pub fn write_files(dir: &Path, g: &Generated) -> Result<(), TlsError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

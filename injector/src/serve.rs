@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::conn_limits::{Limiter, Limits};
 use crate::metrics::{self, Metrics};
 use crate::namespaces::{Disconnected, NamespaceLookup, Reflected};
-use crate::tls::{self, CertFiles};
+use crate::tls::CertFiles;
 
 /// Connections open at once on the metrics port.
 const METRICS_MAX_CONNECTIONS: usize = 64;
@@ -63,7 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })?;
         metrics.cert_expiry.set(loaded.not_after as f64);
         let rustls = RustlsConfig::from_config(loaded.config);
-        tls::spawn_reloader(
+        crate::reload::spawn_reloader(
             files,
             rustls.clone(),
             metrics.clone(),
