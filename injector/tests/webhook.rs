@@ -275,7 +275,7 @@ async fn non_string_and_exact_overrides() {
 
 fn pod_with_memory(memory: &str) -> Value {
     pod(
-        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/memory": memory}),
+        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/memory-limit": memory}),
         app_spec(),
     )
 }
