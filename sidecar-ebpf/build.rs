@@ -15,18 +15,47 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bpf_dir = manifest_dir.join("bpf");
     let include_dir = bpf_dir.join("include");
+    let target_arch = env::var("CARGO_CFG_TARGET_ARCH").expect("cargo sets CARGO_CFG_TARGET_ARCH");
+    let arch_define = format!("-D__TARGET_ARCH_{}", bpf_target_arch(&target_arch));
 
     println!("cargo:rerun-if-changed={}", bpf_dir.display());
     println!("cargo:rerun-if-env-changed=CLANG");
 
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
     for name in BPF_OBJECTS {
-        compile_bpf(&clang, &bpf_dir, &include_dir, &out_dir, name);
+        compile_bpf(&clang, &arch_define, &bpf_dir, &include_dir, &out_dir, name);
     }
     generate_bindings(&include_dir, &out_dir);
 }
 
-fn compile_bpf(clang: &str, bpf_dir: &Path, include_dir: &Path, out_dir: &Path, name: &str) {
+/// The `__TARGET_ARCH_*` name that `bpf_tracing.h` expects for a cargo target
+/// architecture, mapped as libbpf-tools' Makefile maps `uname -m`: the
+/// programs run in the kernel of the machine the tracer is built for.
+fn bpf_target_arch(cargo_arch: &str) -> &'static str {
+    match cargo_arch {
+        "x86_64" | "x86" => "x86",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "powerpc64" | "powerpc" => "powerpc",
+        "mips" | "mips64" | "mips32r6" | "mips64r6" => "mips",
+        "riscv64" | "riscv32" => "riscv",
+        "s390x" => "s390",
+        "sparc64" | "sparc" => "sparc",
+        other => panic!(
+            "no BPF target architecture is known for the cargo target architecture `{other}` \
+             (bpf/include/libbpf/bpf_tracing.h lists the supported ones)"
+        ),
+    }
+}
+
+fn compile_bpf(
+    clang: &str,
+    arch_define: &str,
+    bpf_dir: &Path,
+    include_dir: &Path,
+    out_dir: &Path,
+    name: &str,
+) {
     let source = bpf_dir.join(format!("{name}.bpf.c"));
     let object = out_dir.join(format!("{name}.bpf.o"));
     let status = Command::new(clang)
@@ -34,9 +63,11 @@ fn compile_bpf(clang: &str, bpf_dir: &Path, include_dir: &Path, out_dir: &Path, 
         // v3: 32-bit subregisters and the atomic fetch/cmpxchg used by the rate limit.
         .arg("-mcpu=v3")
         .args(["-g", "-O2", "-Wall", "-Werror"])
-        .arg("-D__TARGET_ARCH_x86")
+        .arg(arch_define)
         .arg("-I")
         .arg(include_dir)
+        .arg("-I")
+        .arg(include_dir.join("libbpf"))
         .arg("-c")
         .arg(&source)
         .arg("-o")

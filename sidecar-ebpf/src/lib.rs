@@ -177,6 +177,8 @@ pub enum TracerError {
     MissingCapability { action: String },
     #[error("this host does not use cgroup v2 for its processes (the tracer's cgroup is the v2 root); a cgroup v2 (unified or hybrid) host is required")]
     NoCgroupV2,
+    #[error("the kernel's page size of {0} bytes is not a power of two of at least 1 KiB")]
+    UnsupportedPageSize(usize),
     #[error("{0}")]
     Other(String),
 }

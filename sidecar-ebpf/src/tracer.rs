@@ -45,8 +45,8 @@ const MAX_RECORDS_PER_DRAIN: usize =
 
 /// While events flow the reader is never woken by the kernel (a wakeup is a
 /// cross-CPU interrupt per event, see `submit_record()` in
-/// `bpf/linnix.bpf.c`): it looks at the ring this often instead. Bounds the
-/// kernel-to-stdout latency.
+/// `bpf/lifecycle/common.h`): it looks at the ring this often instead. Bounds
+/// the kernel-to-stdout latency.
 const POLL_INTERVAL: Duration = Duration::from_micros(500);
 
 /// After this many looks in a row find the ring empty, the reader blocks
@@ -166,7 +166,7 @@ impl Tracer {
 
     /// Ask the kernel for a wakeup, then look once more: a record committed
     /// before the kernel saw the request may not have woken us (see
-    /// `submit_record()` in `bpf/linnix.bpf.c`).
+    /// `submit_record()` in `bpf/lifecycle/common.h`).
     fn fall_asleep(&mut self, sink: &mut dyn FnMut(Event)) -> io::Result<Waiting> {
         if !self.set_asleep(true) {
             // Without the flag no wakeup would come: keep polling.
@@ -235,13 +235,26 @@ impl Tracer {
 
 fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
     let trace_threads = u32::from(config.trace_threads);
+    let page_shift = page_shift(rustix::param::page_size())?;
     EbpfLoader::new()
         .override_global("target_cgroup_id", &config.target.id, true)
         .override_global("target_level", &config.target.level, true)
         .override_global("trace_threads", &trace_threads, true)
         .override_global("max_events_per_sec", &config.max_events_per_sec, true)
+        .override_global("page_shift", &page_shift, true)
         .load(LINNIX_BPF)
         .map_err(|e| classify("create the tracer's BPF maps", &e))
+}
+
+/// log2 of the kernel's page size, which the OOM program needs to turn page
+/// counts into bytes: 4 KiB on x86-64, 4, 16 or 64 KiB on arm64.
+fn page_shift(page_size: usize) -> Result<u32, TracerError> {
+    // The program converts pages to KiB with a shift by page_shift - 10.
+    if page_size.is_power_of_two() && page_size >= 1024 {
+        Ok(page_size.trailing_zeros())
+    } else {
+        Err(TracerError::UnsupportedPageSize(page_size))
+    }
 }
 
 /// Attach the first of `candidates` that loads; the error of the last one
@@ -332,6 +345,21 @@ const _: () = {
 mod tests {
     use super::*;
     use crate::CgroupPosition;
+
+    #[test]
+    fn page_shift_follows_the_page_size() {
+        assert_eq!(page_shift(4096).unwrap(), 12);
+        assert_eq!(page_shift(16 * 1024).unwrap(), 14);
+        assert_eq!(page_shift(64 * 1024).unwrap(), 16);
+        let here = rustix::param::page_size();
+        assert_eq!(1 << page_shift(here).unwrap(), here);
+        for bad in [0, 512, 3000, 4097] {
+            assert!(
+                matches!(page_shift(bad), Err(TracerError::UnsupportedPageSize(n)) if n == bad),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn a_drain_covers_a_full_ring_of_the_smallest_records() {

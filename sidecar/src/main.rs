@@ -5,6 +5,8 @@
 mod apiserver;
 mod cgroup;
 mod cli;
+mod command;
+mod event_writer;
 mod metrics;
 mod names;
 mod output;

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What every lifecycle program shares: the load-time filter, the maps they
+ * all write (ring buffer, reader state, stats), the pod filter, the event
+ * header, reserving and submitting records, and the rate limit.
+ *
+ * It defines maps and globals, so exactly one translation unit includes it:
+ * linnix.bpf.c, which includes the programs after it.
+ */
+#ifndef LINNIX_LIFECYCLE_COMMON_H
+#define LINNIX_LIFECYCLE_COMMON_H
+
+#include "vmlinux_min.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "bpf_tracing.h"
+#include "linnix_events.h"
+#include "linnix_task.h"
+
+#define NSEC_PER_SEC 1000000000ULL
+
+/* Set by the loader before load; rodata, so the verifier prunes dead branches. */
+const volatile u64 target_cgroup_id = 0;
+const volatile u32 target_level = 0;
+const volatile u32 trace_threads = 0;
+const volatile u32 max_events_per_sec = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, LINNIX_RING_BYTES);
+} events SEC(".maps");
+
+/*
+ * One u32, LINNIX_READER_ASLEEP while the reader blocks until woken, else 0
+ * (it polls the ring on its own timer). See submit_record().
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u32);
+} reader_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LINNIX_STAT_MAX);
+	__type(key, u32);
+	__type(value, u64);
+} stats SEC(".maps");
+
+/* Fixed one-second window shared by all CPUs; see rate_limit_allows(). */
+u64 rl_window_start = 0;
+u64 rl_window_count = 0;
+
+static __always_inline void count_stat(u32 index)
+{
+	u64 *value = bpf_map_lookup_elem(&stats, &index);
+
+	/* per-CPU slot: no other writer, a plain add is enough */
+	if (value)
+		*value += 1;
+}
+
+/*
+ * Per-pod budget for fork and exec events: at most max_events_per_sec in each
+ * one-second window. A window is a pair of shared counters updated with
+ * atomics; two CPUs that open a new window at the same moment may let a few
+ * extra events through, which is harmless for a flood guard.
+ */
+static __always_inline bool rate_limit_allows(void)
+{
+	u64 now, start;
+
+	if (!max_events_per_sec)
+		return true;
+
+	now = bpf_ktime_get_ns();
+	start = rl_window_start;
+	if (now - start >= NSEC_PER_SEC) {
+		if (__sync_val_compare_and_swap(&rl_window_start, start, now) == start)
+			__sync_lock_test_and_set(&rl_window_count, 0);
+	}
+	if (__sync_fetch_and_add(&rl_window_count, 1) < max_events_per_sec)
+		return true;
+
+	count_stat(LINNIX_STAT_RATE_LIMITED);
+	return false;
+}
+
+/*
+ * Fork and exec events stop once the ring buffer is three quarters full, so
+ * the last quarter stays free for exits and OOM kills: those are the events a
+ * pod operator cannot reconstruct from anything else.
+ */
+static __always_inline bool ring_has_room_for_bulk(void)
+{
+	u64 used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	if (used <= LINNIX_RING_BYTES - LINNIX_RING_BYTES / 4)
+		return true;
+	count_stat(LINNIX_STAT_LOST);
+	return false;
+}
+
+/* A ring-buffer record of size bytes, or NULL with the loss counted. */
+static __always_inline void *reserve_record(u64 size)
+{
+	void *record = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!record)
+		count_stat(LINNIX_STAT_LOST);
+	return record;
+}
+
+/*
+ * Commit a record, waking the reader only when it needs it. A wakeup is a
+ * cross-CPU interrupt taken in the context of the task that emitted the
+ * record: in a VM, tens of microseconds per event off a spawning pod. So a
+ * busy reader is never woken; it polls the ring on its own timer. Only once
+ * the pod has gone quiet does it set reader_state and block, and the first
+ * record after that wakes it. A reader that falls a quarter of the ring
+ * behind is woken whatever it does.
+ */
+static __always_inline void submit_record(void *record)
+{
+	u32 zero = 0;
+	u32 *asleep;
+	u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= LINNIX_RING_BYTES / 4)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(record, flags);
+
+	/*
+	 * Read after the commit, which is a full barrier: a reader that set the
+	 * flag later drains after setting it and so finds this record; one that
+	 * set it earlier may have drained before the commit and is woken here.
+	 * The wakeup comes from an empty record, discarded at once: consumers
+	 * skip it. Of several CPUs that race here, the one whose exchange sees
+	 * the flag set wakes the reader.
+	 */
+	asleep = bpf_map_lookup_elem(&reader_state, &zero);
+	if (asleep && *asleep == LINNIX_READER_ASLEEP &&
+	    __sync_lock_test_and_set(asleep, 0) == LINNIX_READER_ASLEEP) {
+		void *nudge = bpf_ringbuf_reserve(&events, 8, 0);
+
+		if (nudge)
+			bpf_ringbuf_discard(nudge, BPF_RB_FORCE_WAKEUP);
+		else
+			/* Ring full: the reader is already due a forced wakeup. */
+			*asleep = LINNIX_READER_ASLEEP;
+	}
+}
+
+/*
+ * Does the task belong to the pod? If so, also return the container-level
+ * cgroup: the ancestor one level below the pod, or the task's own cgroup when
+ * it sits in the pod cgroup itself.
+ *
+ * This runs for every fork, exec and exit on the node, in every traced pod's
+ * tracer, so what it can read with plain loads it does: the programs' task
+ * arguments are BTF pointers, and the verifier turns loads through them into
+ * fault-safe ones. The ancestors array sits in a union, which the verifier
+ * does not walk, so from there on it takes probe reads.
+ */
+static __always_inline bool task_in_target(struct task_struct *task, struct cgroup **container)
+{
+	struct cgroup *cgrp = task->cgroups->dfl_cgrp;
+	struct cgroup *ancestor;
+	u32 level;
+
+	if (!cgrp)
+		return false;
+	level = cgrp->level;
+	if (level < target_level)
+		return false;
+	ancestor = cgroup_ancestor(cgrp, target_level);
+	if (!ancestor || cgroup_id(ancestor) != target_cgroup_id)
+		return false;
+
+	*container = level > target_level ? cgroup_ancestor(cgrp, target_level + 1) : cgrp;
+	return true;
+}
+
+static __always_inline void fill_header(struct linnix_event_header *hdr, u32 kind,
+					struct task_struct *task, struct cgroup *container)
+{
+	/* task is a BTF pointer (see task_in_target()); the pid chain below is
+	 * indexed by a runtime level, which only probe reads can follow. */
+	struct task_struct *leader = task->group_leader;
+	struct task_struct *parent = leader->real_parent;
+	struct pid *pid = BPF_CORE_READ(leader, thread_pid);
+	/* real_parent may be a thread: its process number is the leader's. */
+	struct pid *ppid = BPF_CORE_READ(parent, group_leader, thread_pid);
+	u32 level = BPF_CORE_READ(pid, level);
+	struct upid *own = pid_upid(pid, level);
+	struct pid_namespace *ns = BPF_CORE_READ(own, ns);
+
+	hdr->kind = kind;
+	hdr->flags = 0;
+	hdr->ts_boot_ns = bpf_ktime_get_boot_ns();
+	hdr->host_pid = task->tgid;
+	hdr->host_tid = task->pid;
+	hdr->host_ppid = parent->tgid;
+	hdr->_pad0 = 0;
+
+	/* Numbers as the pod sees them: the innermost PID namespace of the task. */
+	hdr->pid = BPF_CORE_READ(own, nr);
+	hdr->ppid = 0;
+	/* The parent is visible only when it has a number in that same namespace. */
+	if (ppid && BPF_CORE_READ(ppid, level) >= level) {
+		struct upid *parent_upid = pid_upid(ppid, level);
+
+		if (BPF_CORE_READ(parent_upid, ns) == ns)
+			hdr->ppid = BPF_CORE_READ(parent_upid, nr);
+	}
+
+	bpf_probe_read_kernel_str(hdr->comm, sizeof(hdr->comm), leader->comm);
+	hdr->cgroup_id = container ? cgroup_id(container) : 0;
+	bpf_probe_read_kernel_str(hdr->cgroup_name, sizeof(hdr->cgroup_name),
+				  BPF_CORE_READ(container, kn, name));
+}
+
+#endif /* LINNIX_LIFECYCLE_COMMON_H */

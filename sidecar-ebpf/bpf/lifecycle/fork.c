@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * fork: a new process (or, with trace_threads, a new thread) in the pod.
+ */
+#include "common.h"
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct linnix_fork_event *e;
+	struct cgroup *container;
+	bool is_thread = child->pid != child->tgid;
+
+	if (is_thread && !trace_threads)
+		return 0;
+	/* The child's cgroup decides: a parent may spawn into another cgroup. */
+	if (!task_in_target(child, &container))
+		return 0;
+	if (!rate_limit_allows() || !ring_has_room_for_bulk())
+		return 0;
+
+	e = reserve_record(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_header(&e->hdr, LINNIX_EVENT_FORK, child, container);
+	if (is_thread)
+		e->hdr.flags |= LINNIX_FLAG_THREAD;
+	submit_record(e);
+	return 0;
+}
