@@ -33,15 +33,16 @@ struct {
 static __always_inline int report_exit(struct task_struct *p, bool dedupe)
 {
 	struct linnix_exit_event *e;
-	struct cgroup *container;
-	struct signal_struct *signal = BPF_CORE_READ(p, signal);
+	struct signal_struct *signal;
 	struct task_struct *leader;
 	struct exit_key key = {};
 	u8 reported = 1;
 	u32 status;
 
-	if (!task_in_target(p, &container))
+	/* do_exit() fires the tracepoint in the exiting task: p is current. */
+	if (!current_in_target())
 		return 0;
+	signal = BPF_CORE_READ(p, signal);
 	leader = BPF_CORE_READ(p, group_leader);
 	key.tgid = BPF_CORE_READ(p, tgid);
 	key.start_time = BPF_CORE_READ(leader, start_time);
@@ -52,7 +53,7 @@ static __always_inline int report_exit(struct task_struct *p, bool dedupe)
 	e = reserve_record(sizeof(*e));
 	if (!e)
 		return 0;
-	fill_header(&e->hdr, LINNIX_EVENT_EXIT, p, container);
+	fill_header(&e->hdr, LINNIX_EVENT_EXIT, p, task_container(p));
 
 	/*
 	 * exit_group() and fatal signals store the group's status in the signal
