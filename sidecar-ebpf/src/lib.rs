@@ -19,6 +19,7 @@ mod bindings;
 mod decode;
 mod error;
 mod poll_timer;
+mod reader;
 mod self_cgroup;
 mod tracer;
 

@@ -17,6 +17,7 @@ use crate::bindings::{
 use crate::decode::decode;
 use crate::error::{classify, parse_btf, require_btf_file};
 use crate::poll_timer::PollTimer;
+use crate::reader::{self, Effect, Found, Input, State, Wait};
 use crate::{Event, KernelStats, TracerConfig, TracerError};
 
 static LINNIX_BPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linnix.bpf.o"));
@@ -43,34 +44,16 @@ const PROGRAMS: [(&str, &[&str]); 4] = [
 const MAX_RECORDS_PER_DRAIN: usize =
     LINNIX_RING_BYTES as usize / (size_of::<linnix_fork_event>() + 8);
 
-/// While events flow the reader is never woken by the kernel (a wakeup is a
-/// cross-CPU interrupt per event, see `submit_record()` in
-/// `bpf/lifecycle/common.h`): it looks at the ring this often instead. Bounds
-/// the kernel-to-stdout latency.
+/// While events flow the reader looks at the ring this often (see
+/// [`crate::reader`]). Bounds the kernel-to-stdout latency.
 const POLL_INTERVAL: Duration = Duration::from_micros(500);
-
-/// After this many looks in a row find the ring empty, the reader blocks
-/// until the kernel wakes it: an idle pod costs no timer wakeups.
-const EMPTY_POLLS_BEFORE_SLEEP: u32 = 20;
-
-/// How the reader waits for the next records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Waiting {
-    /// Look again at the next tick of the POLL_INTERVAL timer; this many
-    /// looks in a row found nothing.
-    Polling { empty: u32 },
-    /// The last look found a full drain's worth: look again at once.
-    Behind,
-    /// Blocked on the ring's descriptor; the kernel wakes it.
-    Asleep,
-}
 
 /// Loaded and attached programs plus the ring buffer they write to.
 pub struct Tracer {
     ring: AsyncFd<RingBuf<MapData>>,
     reader_state: Array<MapData, u32>,
     timer: PollTimer,
-    waiting: Waiting,
+    state: State,
     stats: PerCpuArray<MapData, u64>,
     attached: usize,
     // Owns the programs and their links: dropping it detaches everything.
@@ -125,7 +108,7 @@ impl Tracer {
             ring,
             reader_state,
             timer,
-            waiting: Waiting::Polling { empty: 0 },
+            state: State::Polling { empty: 0 },
             stats,
             attached,
             _ebpf: ebpf,
@@ -134,63 +117,61 @@ impl Tracer {
 
     /// Wait until the ring buffer has data, then hand its records to `sink`:
     /// at most one ring's worth per call (see [`MAX_RECORDS_PER_DRAIN`]); the
-    /// next call continues at once with what is left.
+    /// next call continues at once with what is left. Returns once records
+    /// went to the sink, so that the caller can write them out.
     ///
     /// Cancel-safe: every state change happens between two awaits.
     pub async fn next_batch(&mut self, sink: &mut dyn FnMut(Event)) -> io::Result<()> {
         loop {
-            match self.waiting {
-                Waiting::Behind => {}
-                Waiting::Polling { .. } => self.timer.tick().await?,
-                Waiting::Asleep => {
-                    // Whatever woke us, records or not, start polling again.
+            let input = match self.state.wait() {
+                Wait::Tick => {
+                    self.timer.tick().await?;
+                    self.look(sink)
+                }
+                Wait::Nothing => self.look(sink),
+                Wait::Wakeup => {
                     self.ring.readable_mut().await?.clear_ready();
-                    self.set_asleep(false);
-                    self.timer.start(POLL_INTERVAL)?;
+                    Input::Woken
                 }
-            }
-            let consumed = drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed;
-            self.waiting = match self.waiting {
-                _ if consumed == MAX_RECORDS_PER_DRAIN => Waiting::Behind,
-                _ if consumed > 0 => Waiting::Polling { empty: 0 },
-                Waiting::Polling { empty } if empty + 1 < EMPTY_POLLS_BEFORE_SLEEP => {
-                    Waiting::Polling { empty: empty + 1 }
-                }
-                _ => self.fall_asleep(sink)?,
             };
-            if consumed > 0 {
+            if self.advance(input)? {
                 return Ok(());
             }
         }
     }
 
-    /// Ask the kernel for a wakeup, then look once more: a record committed
-    /// before the kernel saw the request may not have woken us (see
-    /// `submit_record()` in `bpf/lifecycle/common.h`).
-    fn fall_asleep(&mut self, sink: &mut dyn FnMut(Event)) -> io::Result<Waiting> {
-        if !self.set_asleep(true) {
-            // Without the flag no wakeup would come: keep polling.
-            return Ok(Waiting::Polling { empty: 0 });
+    fn look(&mut self, sink: &mut dyn FnMut(Event)) -> Input {
+        let consumed = drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed;
+        Input::Looked(Found::of(consumed, MAX_RECORDS_PER_DRAIN))
+    }
+
+    /// Take the transition for `input` and carry out its effect. True when
+    /// the batch ends.
+    fn advance(&mut self, input: Input) -> io::Result<bool> {
+        let mut step = reader::step(self.state, input);
+        match step.effect {
+            Effect::None => {}
+            Effect::Arm => {
+                if self.set_asleep(true) {
+                    // Orders the store above before the ring positions read
+                    // by the next look, as the kernel side orders its commit
+                    // before reading the flag.
+                    fence(Ordering::SeqCst);
+                } else {
+                    step = reader::step(step.next, Input::FlagRefused);
+                }
+            }
+            Effect::Disarm => {
+                self.set_asleep(false);
+            }
+            Effect::Sleep => self.timer.stop()?,
+            Effect::Wake => {
+                self.set_asleep(false);
+                self.timer.start(POLL_INTERVAL)?;
+            }
         }
-        // Orders the store above before the ring positions read below, as
-        // the kernel side orders its commit before reading the flag.
-        fence(Ordering::SeqCst);
-        Ok(
-            match drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).consumed {
-                0 => {
-                    self.timer.stop()?;
-                    Waiting::Asleep
-                }
-                consumed => {
-                    self.set_asleep(false);
-                    if consumed == MAX_RECORDS_PER_DRAIN {
-                        Waiting::Behind
-                    } else {
-                        Waiting::Polling { empty: 0 }
-                    }
-                }
-            },
-        )
+        self.state = step.next;
+        Ok(step.end_batch)
     }
 
     /// Whether the flag could be written; if not, the reader keeps polling.
