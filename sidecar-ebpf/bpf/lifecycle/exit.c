@@ -10,7 +10,9 @@
  * "live == 0" test together (the last decrement happens on one CPU while
  * another thread, already counted out, is still on its way to the
  * tracepoint); the first to insert the key reports. Entries are only needed
- * for those few microseconds, so a small LRU map is enough.
+ * for those few microseconds, so a small LRU map is enough: it is created
+ * (preallocated, about 90 bytes an entry) even where group_dead makes it
+ * unused, in every tracer on the node, so 512 entries rather than thousands.
  */
 struct exit_key {
 	u32 tgid;
@@ -20,7 +22,7 @@ struct exit_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 512);
 	__type(key, struct exit_key);
 	__type(value, u8);
 } exits_reported SEC(".maps");
