@@ -142,7 +142,12 @@ class Bpftrace:
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=10)
+        # Detaching its probes takes bpftrace seconds when others load the cores.
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self.output.join()
 
 
