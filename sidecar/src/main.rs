@@ -7,6 +7,7 @@ mod cgroup;
 mod cli;
 mod command;
 mod event_writer;
+mod memory;
 mod metrics;
 mod names;
 mod output;
