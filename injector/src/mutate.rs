@@ -141,7 +141,7 @@ mod tests {
         let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", CPU_ANNOTATION: "5m", MEMORY_ANNOTATION: "256Mi"}}, "spec": {"containers": []}});
         let (l, r) = limits(&pod);
         assert_eq!(l, json!({"cpu": "5m", "memory": "256Mi"}));
-        assert_eq!(r, json!({"cpu": "5m", "memory": "32Mi"}));
+        assert_eq!(r, json!({"cpu": "5m", "memory": "16Mi"}));
     }
 
     #[test]

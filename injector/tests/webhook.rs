@@ -210,16 +210,16 @@ fn pod_with(key: &str, value: &str) -> Value {
 async fn resource_overrides_and_bad_overrides() {
     let server = Server::start(&[]);
     let pod = pod(
-        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/cpu": "500m", "sidecar.linnix.io/memory": "16Mi"}),
+        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/cpu": "500m", "sidecar.linnix.io/memory": "12Mi"}),
         app_spec(),
     );
     let review = server.review(&review_of(&pod, "apps")).await;
     assert!(warnings(&review).is_empty());
     let out = patched(&pod, &review);
     let res = &out["spec"]["initContainers"][0]["resources"];
-    assert_eq!(res["limits"], json!({"cpu": "500m", "memory": "16Mi"}));
-    // The memory request (32Mi by default) is lowered to the smaller limit.
-    assert_eq!(res["requests"], json!({"cpu": "10m", "memory": "16Mi"}));
+    assert_eq!(res["limits"], json!({"cpu": "500m", "memory": "12Mi"}));
+    // The memory request (16Mi by default) is lowered to the smaller limit.
+    assert_eq!(res["requests"], json!({"cpu": "10m", "memory": "12Mi"}));
     kubernetes_validate(&serde_yaml::to_string(&out).unwrap());
 
     let pod = pod_bad_overrides();
