@@ -27,7 +27,11 @@ fn clone_into_helper() -> &'static Path {
             .arg(&source)
             .status()
             .unwrap_or_else(|e| panic!("run {clang}: {e}"));
-        assert!(status.success(), "{clang} could not build {}", source.display());
+        assert!(
+            status.success(),
+            "{clang} could not build {}",
+            source.display()
+        );
         (dir, binary)
     });
     path
@@ -64,10 +68,12 @@ fn clone_from_into(from: &Path, into: &Path, argv: &[&str]) -> Cloned {
         .expect("run the clone_into helper");
     let (helper, output) = output;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let child = stdout
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("the helper printed no pid: {stdout:?} ({:?})", output.status));
+    let child = stdout.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "the helper printed no pid: {stdout:?} ({:?})",
+            output.status
+        )
+    });
     Cloned {
         helper,
         child,
@@ -131,7 +137,9 @@ async fn a_child_cloned_out_of_the_pod_is_not_traced() {
         about(&events, run.child).is_empty(),
         "the child cloned out of the pod is not traced: {events:#?}"
     );
-    assert!(events.iter().all(|e| e.task().cgroup_id == pod.position().id));
+    assert!(events
+        .iter()
+        .all(|e| e.task().cgroup_id == pod.position().id));
     // The parent, in the pod, is: the tracer saw the helper run and end.
     let helper = about(&events, run.helper);
     assert!(

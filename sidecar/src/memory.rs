@@ -49,7 +49,8 @@ fn drop_clean_pages() -> io::Result<usize> {
         // kernel just listed it: nothing in it differs from the file, so
         // dropping the pages loses nothing; the next access reads them from
         // the page cache again. Nothing can write to it meanwhile.
-        let rc = unsafe { libc::madvise(mapping.start as *mut _, mapping.len, libc::MADV_DONTNEED) };
+        let rc =
+            unsafe { libc::madvise(mapping.start as *mut _, mapping.len, libc::MADV_DONTNEED) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -158,7 +159,8 @@ Anonymous:             0 kB
 
     #[test]
     fn a_path_with_spaces_is_matched_whole() {
-        let smaps = "1000-3000 r-xp 00000000 fd:01 7 /opt/my tools/linnix-sidecar\nAnonymous: 0 kB\n";
+        let smaps =
+            "1000-3000 r-xp 00000000 fd:01 7 /opt/my tools/linnix-sidecar\nAnonymous: 0 kB\n";
         let found = clean_mappings(smaps, Path::new("/opt/my tools/linnix-sidecar"));
         assert_eq!(
             found,
