@@ -187,6 +187,10 @@ def program_names() -> dict[str, str]:
 class Memory:
     rss_kib: int
     peak_kib: int
+    # Proportional set size: pages shared with the other tracers (the
+    # binary's code in the page cache) divided among them; private: its own.
+    pss_kib: int
+    private_kib: int
     kernel_kib: float
     maps: list[str] = field(default_factory=list)  # "type entries: memlock" per map
 
@@ -227,7 +231,9 @@ class Fleet:
         for proc in self.procs:
             progs, maps = bpf_objects(proc.pid)
             kernel = sum(p.get("memlock", 0) for p in progs.values()) + sum(m.get("memlock", 0) for m in maps.values())
-            out.append(Memory(proc_status(proc.pid, "VmRSS"), proc_status(proc.pid, "VmHWM"), kernel / 1024,
+            rollup = smaps_rollup(proc.pid)
+            out.append(Memory(proc_status(proc.pid, "VmRSS"), proc_status(proc.pid, "VmHWM"), rollup.get("Pss", 0),
+                              rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0), kernel / 1024,
                               sorted((describe_map(m) for m in maps.values()), key=len)))
         return out
 
@@ -242,6 +248,16 @@ class Fleet:
                 t, c = out.get(name, (0, 0))
                 out[name] = (t + info.get("run_time_ns", 0), c + info.get("run_cnt", 0))
         return out
+
+
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """kB figures of /proc/PID/smaps_rollup."""
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            out[key] = int(value.split()[0])
+    return out
 
 
 # include/uapi/linux/bpf.h, enum bpf_map_type: the types the tracer uses.
@@ -384,31 +400,47 @@ def summary(args, rows: list[Row], baselines: list[float]) -> None:
     print(f"untraced neighbour: {args.spawns} fork+exec+exit of /bin/true x {args.rounds} rounds per N "
           f"(baseline median {base * 1000:.0f} ms, {rate:.0f} spawns/s, {3 * rate:.0f} events/s)")
     print("| tracers | neighbour's storm, linnix | floor (empty programs) | linnix / floor "
-          "| ns per rejected run (fork, exec, exit) | floor ns per run |")
+          "| BPF stats: ns per rejected run | floor: ns per run |")
     print("|---|---|---|---|---|---|")
     for row in rows:
-        ratio = statistics.median(row.ours) / statistics.median(row.floor) if row.n and statistics.median(row.floor) > 0 else float("nan")
-        lifecycle = lambda d: ", ".join(f"{ns:.0f}" for name, ns in d.items() if any(h in name for h in ("fork", "exec", "exit")))  # noqa: E731
-        print(f"| {row.n} | {pct(row.ours)} | {pct(row.floor)} | {ratio:.1f}x | {lifecycle(row.ours_ns) or '-'} "
+        floor_med = statistics.median(row.floor)
+        ratio = f"{statistics.median(row.ours) / floor_med:.1f}x" if row.n and floor_med > 0 else "-"
+        print(f"| {row.n} | {pct(row.ours)} | {pct(row.floor)} | {ratio} | {lifecycle(row.ours_ns) or '-'} "
               f"| {lifecycle(row.floor_ns) or '-'} |")
+    print()
+    print("| tracers | from the storm: ns per rejected event per tracer | RSS after the storm | PSS | private "
+          "| load-time peak | kernel memory (maps, programs) |")
+    print("|---|---|---|---|---|---|---|")
+    med = statistics.median
+    for row in rows:
+        if not row.memory:
+            continue
+        mem = row.memory
+        # The storm runs in one task, and the programs in it: its extra time is their CPU time.
+        per_event = med(row.ours) * base * 1e9 / (row.n * 3 * args.spawns)
+        print(f"| {row.n} | {per_event:.0f} | {med([m.rss_kib for m in mem]) / 1024:.1f} MiB "
+              f"(max {max(m.rss_kib for m in mem) / 1024:.1f}) | {med([m.pss_kib for m in mem]) / 1024:.1f} MiB "
+              f"| {med([m.private_kib for m in mem]) / 1024:.1f} MiB | {med([m.peak_kib for m in mem]) / 1024:.1f} MiB "
+              f"(max {max(m.peak_kib for m in mem) / 1024:.1f}) | {med([m.kernel_kib for m in mem]):.0f} KiB |")
     mem = [m for row in rows for m in row.memory]
     attach = [a for row in rows for a in row.attach_ms]
     if mem:
-        med = lambda xs: statistics.median(xs)  # noqa: E731
-        print()
-        print(f"per tracer ({len(mem)} tracer runs): RSS after the storm median {med([m.rss_kib for m in mem]) / 1024:.1f} MiB, "
-              f"max {max(m.rss_kib for m in mem) / 1024:.1f} MiB; load-time peak median "
-              f"{med([m.peak_kib for m in mem]) / 1024:.1f} MiB, max {max(m.peak_kib for m in mem) / 1024:.1f} MiB; "
-              f"kernel memory (maps + programs, memlock) {med([m.kernel_kib for m in mem]):.0f} KiB")
-        print("  its maps: " + "; ".join(mem[-1].maps))
-        print(f"  attach (start to /readyz 200) with others loading beside it: median {med(attach):.0f} ms, "
+        print("  a tracer's maps: " + "; ".join(mem[-1].maps))
+        print(f"  attach (start to /readyz 200), tracers started one after another: median {med(attach):.0f} ms, "
               f"max {max(attach):.0f} ms")
-    per_lifecycle = [sum(v for k, v in row.ours_ns.items() if any(h in k for h in ("fork", "exec", "exit")))
-                     for row in rows if row.ours_ns]
-    if per_lifecycle:
-        ns = statistics.median(per_lifecycle)
-        print(f"estimate: extra CPU = N x {ns:.0f} ns per process lifecycle (fork + exec + exit) on the node; "
-              f"e.g. 64 tracers x 1,000 spawns/s = {64 * ns * 1000 / 1e9 * 100:.1f} % of one CPU")
+    largest = max((row for row in rows if row.n and row.ours), key=lambda r: r.n, default=None)
+    if largest:
+        ns = med(largest.ours) * base * 1e9 / (largest.n * 3 * args.spawns)
+        print(f"estimate: extra CPU = N x {ns:.0f} ns x (process events per second on the node); "
+              f"e.g. 64 tracers and 1,000 spawns/s (3,000 events/s): {64 * ns * 3000 / 1e9 * 100:.1f} % of one CPU")
+
+
+def lifecycle(per_run: dict[str, float]) -> str:
+    """ns per run of the programs on the storm's hooks, as "fork 118, exec 115, exit 125"."""
+    parts = []
+    for hook in ("fork", "exec", "exit"):
+        parts += [f"{hook} {ns:.0f}" for name, ns in per_run.items() if hook in name]
+    return ", ".join(parts)
 
 
 def plot(rows: list[Row], path: Path) -> None:
@@ -425,6 +457,7 @@ def plot(rows: list[Row], path: Path) -> None:
         err = [[100 * (m - lo) for lo, m, _ in q], [100 * (hi - m) for _, m, hi in q]]
         ax.errorbar(xs, med, yerr=err, marker=marker, capsize=3, label=label)
     ax.axhline(0, color="grey", linewidth=0.5)
+    ax.set_xticks(xs)
     ax.set_xlabel("tracers on the node (each on its own pod cgroup)")
     ax.set_ylabel("untraced neighbour's spawn storm, % slower")
     ax.set_title("Cost of N tracers for a pod they do not trace\n(median of rounds; bars: interquartile range)",
