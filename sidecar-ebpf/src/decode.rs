@@ -72,10 +72,8 @@ fn task(hdr: &linnix_event_header) -> Task {
     Task {
         ts_boot_ns: hdr.ts_boot_ns,
         host_pid: hdr.host_pid,
-        host_tid: hdr.host_tid,
         pid: hdr.pid,
         ppid: hdr.ppid,
-        host_ppid: hdr.host_ppid,
         comm: c_string(&hdr.comm),
         cgroup_id: hdr.cgroup_id,
         cgroup_name: c_string(&hdr.cgroup_name),

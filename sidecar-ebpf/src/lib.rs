@@ -7,9 +7,9 @@
 //!
 //! - [`Tracer::load`] attaches the four `tp_btf` programs, filtered in the
 //!   kernel to the cgroup v2 subtree of [`TracerConfig::target`].
-//! - [`own_cgroup_ancestry`] finds the caller's cgroup v2 position from inside
-//!   a private cgroup namespace, so the pod cgroup can be chosen;
-//!   [`own_cgroup_ancestors`] adds each cgroup's kernfs name.
+//! - [`own_cgroup_ancestors`] finds the caller's cgroup v2 position, and each
+//!   ancestor's kernfs name, from inside a private cgroup namespace, so the
+//!   pod cgroup can be chosen.
 //! - [`decode`] turns one ring-buffer record into an [`Event`].
 //!
 //! The event layout is defined once, in `bpf/include/linnix_events.h`; the
@@ -18,13 +18,14 @@
 mod bindings;
 mod decode;
 mod error;
+mod load;
 mod poll_timer;
 mod reader;
 mod self_cgroup;
 mod tracer;
 
 pub use decode::decode;
-pub use self_cgroup::{own_cgroup_ancestors, own_cgroup_ancestry};
+pub use self_cgroup::own_cgroup_ancestors;
 pub use tracer::Tracer;
 
 /// Where a cgroup sits in the cgroup v2 tree.
@@ -59,17 +60,17 @@ pub struct TracerConfig {
     pub max_events_per_sec: u32,
 }
 
-/// The task an event is about, as seen by the kernel.
+/// The task an event is about, as seen by the kernel. (The record also
+/// carries the host thread and parent ids, which nothing reports yet.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     pub ts_boot_ns: u64,
+    /// Process id in the initial PID namespace.
     pub host_pid: u32,
-    pub host_tid: u32,
     /// Process id in the task's own (the pod's) PID namespace.
     pub pid: u32,
     /// Parent process id in that namespace; 0 when the parent is outside it.
     pub ppid: u32,
-    pub host_ppid: u32,
     pub comm: String,
     /// Container-level cgroup: the ancestor one level below the target, or
     /// the task's own cgroup when it sits directly in the target.
@@ -140,17 +141,6 @@ pub enum Event {
     OomKill(OomKillEvent),
 }
 
-impl Event {
-    pub fn task(&self) -> &Task {
-        match self {
-            Event::Fork(e) => &e.task,
-            Event::Exec(e) => &e.task,
-            Event::Exit(e) => &e.task,
-            Event::OomKill(e) => &e.task,
-        }
-    }
-}
-
 /// Counters kept in the kernel, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelStats {
@@ -180,6 +170,18 @@ pub enum TracerError {
     NoCgroupV2,
     #[error("the kernel's page size of {0} bytes is not a power of two of at least 1 KiB")]
     UnsupportedPageSize(usize),
-    #[error("{0}")]
-    Other(String),
+    #[error("the tracer's cgroup is nested {level} levels deep; at most {max} are supported")]
+    CgroupTooDeep { level: u32, max: u32 },
+    #[error("the cgroup discovery program {0}")]
+    OwnCgroupNotRecorded(&'static str),
+    #[error("failed to {action}: {detail}")]
+    Bpf { action: String, detail: String },
+    #[error("the embedded BPF object does not match this build: {0}")]
+    EmbeddedObject(String),
+    #[error("Tracer::load must be called inside a Tokio runtime with I/O enabled")]
+    NoRuntime,
+    #[error("cannot poll the events ring buffer: {0}")]
+    RingBufferPoll(#[source] std::io::Error),
+    #[error("cannot create the poll timer: {0}")]
+    PollTimer(#[source] std::io::Error),
 }

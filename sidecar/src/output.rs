@@ -390,10 +390,8 @@ mod tests {
             task: Task {
                 ts_boot_ns: 1,
                 host_pid: 2,
-                host_tid: 2,
                 pid: 2,
                 ppid: 1,
-                host_ppid: 1,
                 comm: "dd".into(),
                 cgroup_id: 9,
                 cgroup_name: "x".into(),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{of_kind, run_in, trace_command_under, TestCgroup, Tracer};
+use common::{of_kind, pod_cgroup, run_in, trace_command_under, Tracer};
 use serde_json::json;
 
 /// A PID namespace of its own with a /proc to match, as a container has;
@@ -15,7 +15,7 @@ const APP_ID: &str = "9e5d0000a11ce000000000000000000000000000000000000000000000
 
 #[test]
 fn pod_processes_numbered_like_the_tracer_are_reported() {
-    let pod = TestCgroup::pod("pidns");
+    let pod = pod_cgroup("pidns");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let mut t = Tracer::start(&[], OWN_PID_NS, Some(&tracer_cg), &[]);
