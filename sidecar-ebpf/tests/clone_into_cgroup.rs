@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use common::*;
-use linnix_ebpf::{Event, Tracer};
+use linnix_ebpf::{Event, Task, Tracer};
 
 /// `tests/helpers/clone_into.c`, built once per test run with the clang the
 /// BPF programs are built with.
@@ -81,10 +81,19 @@ fn clone_from_into(from: &Path, into: &Path, argv: &[&str]) -> Cloned {
     }
 }
 
+fn task_of(event: &Event) -> &Task {
+    match event {
+        Event::Fork(e) => &e.task,
+        Event::Exec(e) => &e.task,
+        Event::Exit(e) => &e.task,
+        Event::OomKill(e) => &e.task,
+    }
+}
+
 fn about(events: &[Event], host_pid: u32) -> Vec<&Event> {
     events
         .iter()
-        .filter(|e| e.task().host_pid == host_pid)
+        .filter(|e| task_of(e).host_pid == host_pid)
         .collect()
 }
 
@@ -107,8 +116,9 @@ async fn a_child_cloned_into_the_pod_is_traced_from_its_fork() {
             _ => None,
         })
         .unwrap_or_else(|| panic!("no fork event for the cloned child: {events:#?}"));
-    // The parent is outside the pod, the child inside it.
-    assert_eq!(fork.task.host_ppid, run.helper);
+    // The parent is outside the pod, the child inside it (one PID
+    // namespace: the pod's numbers are the host's).
+    assert_eq!(fork.task.ppid, run.helper);
     assert_eq!(fork.task.cgroup_id, pod.position().id);
     assert!(child
         .iter()
@@ -139,7 +149,7 @@ async fn a_child_cloned_out_of_the_pod_is_not_traced() {
     );
     assert!(events
         .iter()
-        .all(|e| e.task().cgroup_id == pod.position().id));
+        .all(|e| task_of(e).cgroup_id == pod.position().id));
     // The parent, in the pod, is: the tracer saw the helper run and end.
     let helper = about(&events, run.helper);
     assert!(
