@@ -40,23 +40,9 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchlib import SHIPPED, percentile, proc_status, quartiles, storm, tracer_binary, v2_root
+
 METRICS = "127.0.0.1:19464"
-
-
-def v2_root() -> Path:
-    for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
-        if (root / "cgroup.procs").exists() and (root / "cgroup.threads").exists():
-            return root
-    raise SystemExit("no cgroup v2 hierarchy mounted")
-
-
-def storm(cgroup: Path, spawns: int) -> float:
-    """Seconds taken by `spawns` fork+exec+exit of /bin/true inside `cgroup`."""
-    script = f'echo $$ > {cgroup}/cgroup.procs; i=0; while [ $i -lt {spawns} ]; do /bin/true; i=$((i+1)); done'
-    start = time.perf_counter()
-    subprocess.run(["/bin/sh", "-c", script], check=True)
-    return time.perf_counter() - start
 
 
 def ts_ns(ts: str) -> int:
@@ -68,13 +54,6 @@ def ts_ns(ts: str) -> int:
 def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_status(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def metric(name: str) -> float:
@@ -163,26 +142,17 @@ class Bpftrace:
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=10)
+        # Detaching its probes takes bpftrace seconds when others load the cores.
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self.output.join()
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
-
-
-SHIPPED = REPO / "target/x86_64-unknown-linux-gnu/release/linnix-sidecar"
-
-
-def build_shipped() -> None:
-    env = dict(os.environ, RUSTFLAGS=os.environ.get("RUSTFLAGS", "") + " -C target-feature=+crt-static")
-    subprocess.run(["cargo", "build", "--release", "--locked", "--target", "x86_64-unknown-linux-gnu",
-                    "-p", "linnix-sidecar"], cwd=REPO, env=env, check=True)
-
-
 def overhead_line(name: str, ratios: list[float], times: list[float]) -> str:
-    q1, med, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+    q1, med, q3 = quartiles(ratios)
     return (f"  {name:9s} median {statistics.median(times) * 1000:8.1f} ms   overhead {100 * med:+6.2f} % "
             f"(rounds' interquartile range {100 * q1:+.1f} .. {100 * q3:+.1f} %)")
 
@@ -193,10 +163,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--binary", default=str(SHIPPED))
     args = parser.parse_args()
-    if not Path(args.binary).exists():
-        if Path(args.binary) != SHIPPED:
-            raise SystemExit(f"{args.binary} does not exist")
-        build_shipped()
+    tracer_binary(args.binary)
 
     cgroup = v2_root() / f"linnix-bench-{os.getpid()}"
     cgroup.mkdir()

@@ -28,8 +28,9 @@ fi
 # clang builds the BPF object; libclang feeds bindgen; podman + runc run the
 # end-to-end pods (catatonit is the pause process `podman kube play` builds
 # its infra image from; busybox-static is the example app); bpftrace is the
-# benchmark's peer; python3-venv holds the schema and chart checks.
-APT_PACKAGES=(clang libclang-dev llvm linux-libc-dev podman runc catatonit uidmap busybox-static bpftrace python3 python3-venv python3-pip
+# benchmark's peer; libbpf1 loads the node benchmark's empty programs;
+# python3-venv holds the schema and chart checks.
+APT_PACKAGES=(clang libclang-dev llvm linux-libc-dev podman runc catatonit uidmap busybox-static bpftrace libbpf1 python3 python3-venv python3-pip
   iproute2 procps util-linux curl ca-certificates openssl git)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -54,9 +55,10 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo (Rust >= 1.95) is required and was not found" >&2; exit 1; }
 
-# Python tools for the Kubernetes schema and Helm chart checks; installed
-# again when tests/requirements.txt (or this script) changed since the stamp.
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import kubernetes_validate, helm_python, pytest, yaml, cel_expr_python' 2>/dev/null \
+# Python tools for the Kubernetes schema and Helm chart checks, and the node
+# benchmark's plot; installed again when tests/requirements.txt (or this
+# script) changed since the stamp.
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import kubernetes_validate, helm_python, pytest, yaml, cel_expr_python, matplotlib' 2>/dev/null \
   || [ "$(cat "$STAMP" 2>/dev/null)" != "$(fingerprint)" ]; then
   log "python venv $VENV (tests/requirements.txt)"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"

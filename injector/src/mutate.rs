@@ -1,7 +1,6 @@
 //! Decision plus patch for one pod or pod template: the piece `serve` and
 //! `inject` share.
 
-
 use json_patch::jsonptr::Pointer;
 use json_patch::PatchOperation;
 
@@ -154,7 +153,7 @@ mod tests {
         let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", "sidecar.linnix.io/cpu": "5m", "sidecar.linnix.io/memory-limit": "256Mi"}}, "spec": {"containers": []}});
         let (l, r) = limits(&pod);
         assert_eq!(l, json!({"cpu": "200m", "memory": "256Mi"}));
-        assert_eq!(r, json!({"cpu": "5m", "memory": "32Mi"}));
+        assert_eq!(r, json!({"cpu": "5m", "memory": "16Mi"}));
     }
 
     #[test]
@@ -168,13 +167,13 @@ mod tests {
             let (l, _) = limits(&with(low));
             assert_eq!(l["memory"], "64Mi", "{low}");
         }
-        // The floor itself is fine, and the request follows the limit down.
+        // The floor itself is fine; the 16Mi request stays below it.
         let out = run(with("25165824"));
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
         let (l, r) = limits(&with("24Mi"));
         assert_eq!(
             (&l["memory"], &r["memory"]),
-            (&json!("24Mi"), &json!("24Mi"))
+            (&json!("24Mi"), &json!("16Mi"))
         );
         // The floor comes from the configuration.
         let s = Config::from_yaml("sidecar: {minMemoryLimit: 8Mi}")
@@ -194,9 +193,14 @@ mod tests {
     }
 
     /// The API server compares quantities exactly (after rounding up to
-    /// nano units): a limit a nano below the 32Mi request must lower it.
+    /// nano units): a limit a nano below a 32Mi request must lower it.
     #[test]
     fn overrides_compare_exactly() {
+        let s = Config::from_yaml("sidecar: {resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}}")
+            .unwrap()
+            .sidecar
+            .validate(None)
+            .unwrap();
         for (limit, request) in [
             ("33554431.999999999", "33554431.999999999"),
             // Beyond nano precision the API server rounds up to 32Mi.
@@ -204,8 +208,17 @@ mod tests {
             ("33554432", "32Mi"),
             ("32Mi", "32Mi"),
         ] {
-            let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", MEMORY_LIMIT_ANNOTATION: limit}}, "spec": {"containers": []}});
-            let (l, r) = limits(&pod);
+            let mut pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", MEMORY_LIMIT_ANNOTATION: limit}}, "spec": {"containers": []}});
+            let out = mutate(
+                &PodFacts::of(&pod),
+                &PointerBuf::root(),
+                &s,
+                &Context::default(),
+                true,
+            );
+            json_patch::patch(&mut pod, &out.ops).unwrap();
+            let res = &pod["spec"]["initContainers"][0]["resources"];
+            let (l, r) = (&res["limits"], &res["requests"]);
             assert_eq!(l["memory"], limit);
             assert_eq!(r["memory"], request, "limit {limit}");
         }
@@ -256,7 +269,9 @@ mod tests {
         let out = run(pod.clone());
         assert_eq!(out.decision, Decision::Inject);
         assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
-        assert!(out.warnings[0].contains("sidecar.linnix.io/cpu-limit ignored: its value is a number"));
+        assert!(
+            out.warnings[0].contains("sidecar.linnix.io/cpu-limit ignored: its value is a number")
+        );
         assert!(out.warnings[1].contains("sidecar.linnix.io/memory-limit ignored"));
         let (l, _) = limits(&pod);
         assert_eq!(l, json!({"cpu": "200m", "memory": "64Mi"}));

@@ -218,8 +218,8 @@ async fn resource_overrides_and_bad_overrides() {
     let out = patched(&pod, &review);
     let res = &out["spec"]["initContainers"][0]["resources"];
     assert_eq!(res["limits"], json!({"cpu": "500m", "memory": "28Mi"}));
-    // The memory request (32Mi by default) is lowered to the smaller limit.
-    assert_eq!(res["requests"], json!({"cpu": "10m", "memory": "28Mi"}));
+    // The memory request (16Mi by default) is below the limit: it stays.
+    assert_eq!(res["requests"], json!({"cpu": "10m", "memory": "16Mi"}));
     kubernetes_validate(&serde_yaml::to_string(&out).unwrap());
 
     let pod = pod_bad_overrides();
@@ -255,12 +255,16 @@ async fn non_string_and_exact_overrides() {
         w[0].contains("sidecar.linnix.io/memory ignored: its value is a number"),
         "{w:?}"
     );
-    // Below the request by a nano: the request must follow, or the API
-    // server rejects the patched pod.
-    let pod = pod_with_memory("33554431.999999999");
-    let out = patched(&pod, &server.review(&review_of(&pod, "apps")).await);
-    let res = &out["spec"]["initContainers"][0]["resources"];
-    assert_eq!(res["requests"]["memory"], "33554431.999999999");
+    // A request a nano above the limit is refused, or the API server would
+    // reject the patched pod; the same request at the limit is taken.
+    for (limit, request) in [("33554431.999999999", "16Mi"), ("33554432", "32Mi")] {
+        let mut asked = pod_with_memory(limit);
+        asked["metadata"]["annotations"]["sidecar.linnix.io/memory"] = json!("32Mi");
+        let out = patched(&asked, &server.review(&review_of(&asked, "apps")).await);
+        let res = &out["spec"]["initContainers"][0]["resources"];
+        assert_eq!(res["limits"]["memory"], limit);
+        assert_eq!(res["requests"]["memory"], request, "limit {limit}");
+    }
     // Below the tracer's load-time peak: refused, with a warning.
     let pod = pod_with_memory("16Mi");
     let review = server.review(&review_of(&pod, "apps")).await;

@@ -312,9 +312,11 @@ mod tests {
             pressure: Default::default(),
         };
         let mut tracer = Tracer::load(&config).expect("load");
-        // 100 × (fork, exec, exit) of /bin/true, plus the shell's own.
+        // 40 × (fork, exec, exit) of /bin/true, plus the shell's own: 120
+        // records, well inside the three quarters of the ring that fork and
+        // exec may fill.
         let status = std::process::Command::new("/bin/sh")
-            .args(["-c", "for i in $(seq 100); do /bin/true; done"])
+            .args(["-c", "for i in $(seq 40); do /bin/true; done"])
             .status()
             .expect("run /bin/sh");
         assert!(status.success());
@@ -327,7 +329,7 @@ mod tests {
         let second = drain_ring(ring, &mut |_| events += 1, 50);
         assert_eq!(second.consumed, 50);
         let rest = drain_ring(ring, &mut |_| events += 1, usize::MAX);
-        assert!(rest.consumed >= 200, "{rest:?}");
+        assert!(rest.consumed >= 20, "{rest:?}");
         assert_eq!(events, 100 + rest.delivered);
     }
 }

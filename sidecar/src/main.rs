@@ -8,6 +8,7 @@ mod cli;
 mod command;
 mod event_writer;
 mod losses;
+mod memory;
 mod memory_metrics;
 mod metrics;
 mod names;

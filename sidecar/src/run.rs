@@ -19,6 +19,7 @@ use crate::command::{
     exit_status_code, shutdown_signal, spawn_in_cgroup, wait_forwarding_signals, Signals,
 };
 use crate::event_writer::{EventWriter, Settings, WatchExit};
+use crate::memory;
 use crate::metrics::{self, Metrics};
 use crate::names::ContainerNames;
 use crate::pod::{looks_like_pod_cgroup, PodIdentity};
@@ -142,7 +143,6 @@ fn load(
         },
     })?;
     metrics.set_attached(tracer.programs_attached());
-    release_freed_memory();
     info!(
         cgroup,
         cgroup_id = target.id,
@@ -154,16 +154,6 @@ fn load(
 
 fn removed_series_ttl(common: &CommonArgs) -> Duration {
     Duration::from_secs(common.removed_series_ttl)
-}
-
-/// Loading parses the kernel's whole BTF (tens of MiB at peak); hand the
-/// freed heap back to the kernel so the sidecar's RSS reflects what it keeps.
-fn release_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only walks glibc's own heap.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
@@ -326,6 +316,8 @@ async fn pump<T>(
     writer: &mut EventWriter,
     stop: impl Future<Output = Result<T, RunError>>,
 ) -> Result<T, RunError> {
+    // Start-up is over: what only it needed goes back (see memory.rs).
+    memory::release_startup_memory();
     tokio::pin!(stop);
     let mut stats = tokio::time::interval(STATS_INTERVAL);
     let mut memory = tokio::time::interval(MEMORY_SAMPLE_INTERVAL);

@@ -212,7 +212,7 @@ def test_default_config_is_written_in_full(injector_chart):
             "nativeSidecar": True,
             "seccompProfile": {"type": "Unconfined"},
             "resources": {
-                "requests": {"cpu": "10m", "memory": "32Mi"},
+                "requests": {"cpu": "10m", "memory": "16Mi"},
                 "limits": {"cpu": "200m", "memory": "64Mi"},
             },
             "allowedOverrides": [

@@ -250,7 +250,15 @@ pub fn resolve(
     let mut resources = configured.clone();
     // A memory limit below minMemoryLimit would have the tracer OOM-killed
     // while it loads and, as a native sidecar, hold the app back for good.
-    for (request_setting, limit_setting, request, limit, configured_request, configured_limit, floor) in [
+    for (
+        request_setting,
+        limit_setting,
+        request,
+        limit,
+        configured_request,
+        configured_limit,
+        floor,
+    ) in [
         (
             Override::Cpu,
             Override::CpuLimit,
@@ -594,7 +602,7 @@ mod tests {
         );
         assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
         assert!(out.warnings[0].contains("the request exceeds the limit 64Mi"));
-        assert_eq!(out.resources.memory_request.as_str(), "32Mi");
+        assert_eq!(out.resources.memory_request.as_str(), "16Mi");
         // ...unless the limit is raised too.
         let out = resolve_for(
             annotated(

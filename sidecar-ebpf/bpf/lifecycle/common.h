@@ -215,33 +215,48 @@ static __always_inline void submit_record(void *record)
 }
 
 /*
- * Does the task belong to the pod? If so, also return the container-level
- * cgroup: the ancestor one level below the pod, or the task's own cgroup when
- * it sits in the pod cgroup itself.
+ * The pod filter. It runs for every fork, exec and exit on the node, in every
+ * traced pod's tracer, and almost always says no, so the no must be cheap.
  *
- * This runs for every fork, exec and exit on the node, in every traced pod's
- * tracer, so what it can read with plain loads it does: the programs' task
+ * When the subject is the current task (exec, exit, and a fork child that
+ * shares its parent's css_set) one helper call answers, computed by the
+ * kernel from current's cgroup without a probe read.
+ */
+static __always_inline bool current_in_target(void)
+{
+	return bpf_get_current_ancestor_cgroup_id(target_level) == target_cgroup_id;
+}
+
+/*
+ * The same test for any task (an OOM victim, a child cloned into another
+ * cgroup). What it can read with plain loads it does: the programs' task
  * arguments are BTF pointers, and the verifier turns loads through them into
  * fault-safe ones. The ancestors array sits in a union, which the verifier
  * does not walk, so from there on it takes probe reads.
  */
-static __always_inline bool task_in_target(struct task_struct *task, struct cgroup **container)
+static __always_inline bool task_in_target(struct task_struct *task)
 {
 	struct cgroup *cgrp = task->cgroups->dfl_cgrp;
 	struct cgroup *ancestor;
-	u32 level;
 
-	if (!cgrp)
-		return false;
-	level = cgrp->level;
-	if (level < target_level)
+	if (!cgrp || cgrp->level < target_level)
 		return false;
 	ancestor = cgroup_ancestor(cgrp, target_level);
-	if (!ancestor || cgroup_id(ancestor) != target_cgroup_id)
-		return false;
+	return ancestor && cgroup_id(ancestor) == target_cgroup_id;
+}
 
-	*container = level > target_level ? cgroup_ancestor(cgrp, target_level + 1) : cgrp;
-	return true;
+/*
+ * The container-level cgroup of a task in the pod: the ancestor one level
+ * below the pod, or the task's own cgroup when it sits in the pod cgroup
+ * itself. Only for events that passed the filter.
+ */
+static __always_inline struct cgroup *task_container(struct task_struct *task)
+{
+	struct cgroup *cgrp = task->cgroups->dfl_cgrp;
+
+	if (!cgrp)
+		return NULL;
+	return (u32)cgrp->level > target_level ? cgroup_ancestor(cgrp, target_level + 1) : cgrp;
 }
 
 static __always_inline void fill_header(struct linnix_event_header *hdr, u32 kind,

@@ -8,13 +8,13 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct linnix_exec_event *e;
-	struct cgroup *container;
 	const char *filename;
 	unsigned long arg_start, arg_end;
 	u64 len;
 	long ret;
 
-	if (!task_in_target(p, &container))
+	/* The tracepoint fires in the task that executes: p is current. */
+	if (!current_in_target())
 		return 0;
 	if (!rate_limit_allows() || !ring_has_room_for_bulk())
 		return 0;
@@ -22,7 +22,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	e = reserve_record(sizeof(*e));
 	if (!e)
 		return 0;
-	fill_header(&e->hdr, LINNIX_EVENT_EXEC, p, container);
+	fill_header(&e->hdr, LINNIX_EVENT_EXEC, p, task_container(p));
 
 	filename = BPF_CORE_READ(bprm, filename);
 	ret = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename);

@@ -10,7 +10,9 @@
  * "live == 0" test together (the last decrement happens on one CPU while
  * another thread, already counted out, is still on its way to the
  * tracepoint); the first to insert the key reports. Entries are only needed
- * for those few microseconds, so a small LRU map is enough.
+ * for those few microseconds, so a small LRU map is enough: it is created
+ * (preallocated, about 90 bytes an entry) even where group_dead makes it
+ * unused, in every tracer on the node, so 512 entries rather than thousands.
  */
 struct exit_key {
 	u32 tgid;
@@ -20,7 +22,7 @@ struct exit_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 512);
 	__type(key, struct exit_key);
 	__type(value, u8);
 } exits_reported SEC(".maps");
@@ -33,15 +35,16 @@ struct {
 static __always_inline int report_exit(struct task_struct *p, bool dedupe)
 {
 	struct linnix_exit_event *e;
-	struct cgroup *container;
-	struct signal_struct *signal = BPF_CORE_READ(p, signal);
+	struct signal_struct *signal;
 	struct task_struct *leader;
 	struct exit_key key = {};
 	u8 reported = 1;
 	u32 status;
 
-	if (!task_in_target(p, &container))
+	/* do_exit() fires the tracepoint in the exiting task: p is current. */
+	if (!current_in_target())
 		return 0;
+	signal = BPF_CORE_READ(p, signal);
 	leader = BPF_CORE_READ(p, group_leader);
 	key.tgid = BPF_CORE_READ(p, tgid);
 	key.start_time = BPF_CORE_READ(leader, start_time);
@@ -52,7 +55,7 @@ static __always_inline int report_exit(struct task_struct *p, bool dedupe)
 	e = reserve_record(sizeof(*e));
 	if (!e)
 		return 0;
-	fill_header(&e->hdr, LINNIX_EVENT_EXIT, p, container);
+	fill_header(&e->hdr, LINNIX_EVENT_EXIT, p, task_container(p));
 
 	/*
 	 * exit_group() and fatal signals store the group's status in the signal

@@ -8,13 +8,22 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
 	struct linnix_fork_event *e;
-	struct cgroup *container;
+	struct css_set *cset = child->cgroups;
 	bool is_thread = child->pid != child->tgid;
 
 	if (is_thread && !trace_threads)
 		return 0;
-	/* The child's cgroup decides: a parent may spawn into another cgroup. */
-	if (!task_in_target(child, &container))
+	/*
+	 * The child's cgroup decides: a parent may clone it into another cgroup
+	 * (clone3 with CLONE_INTO_CGROUP). Usually the child shares the parent's
+	 * css_set, and the parent is the current task, which the cheap test
+	 * covers. The parent may be moved to another cgroup meanwhile: its
+	 * css_set read again after the test says whether the test saw the
+	 * child's cgroup. Whatever passes is checked on the child itself.
+	 */
+	if (cset == parent->cgroups && !current_in_target() && cset == parent->cgroups)
+		return 0;
+	if (!task_in_target(child))
 		return 0;
 	if (!rate_limit_allows() || !ring_has_room_for_bulk())
 		return 0;
@@ -22,7 +31,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	e = reserve_record(sizeof(*e));
 	if (!e)
 		return 0;
-	fill_header(&e->hdr, LINNIX_EVENT_FORK, child, container);
+	fill_header(&e->hdr, LINNIX_EVENT_FORK, child, task_container(child));
 	if (is_thread)
 		e->hdr.flags |= LINNIX_FLAG_THREAD;
 	submit_record(e);

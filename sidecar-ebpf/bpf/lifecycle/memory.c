@@ -157,7 +157,8 @@ int BPF_PROG(handle_memcg_reclaim, int order, unsigned int gfp_flags)
 	if (bpf_get_current_ancestor_cgroup_id(target_level) != target_cgroup_id)
 		return 0;
 	task = bpf_get_current_task_btf();
-	if (!task_in_target(task, &container))
+	container = task_container(task);
+	if (!container)
 		return 0;
 	memcg = task_memcg(task);
 	if (!memcg)
@@ -306,7 +307,10 @@ int sample_memory(struct bpf_iter__task *ctx)
 	/* Threads share their process's memory and cgroups. */
 	if (task->pid != task->tgid)
 		return 0;
-	if (!task_in_target(task, &container))
+	if (!task_in_target(task))
+		return 0;
+	container = task_container(task);
+	if (!container)
 		return 0;
 	memcg = task_memcg(task);
 	if (!memcg)

@@ -24,18 +24,17 @@ SEC("tp_btf/mark_victim")
 int BPF_PROG(handle_mark_victim, struct task_struct *task)
 {
 	struct linnix_oom_event *e;
-	struct cgroup *container;
 	struct mm_struct *mm;
 	u64 usage = 0, limit = 0;
 
 	/* Runs in the allocating task's context: the victim's cgroup decides. */
-	if (!task_in_target(task, &container))
+	if (!task_in_target(task))
 		return 0;
 
 	e = reserve_record(sizeof(*e));
 	if (!e)
 		return 0;
-	fill_header(&e->hdr, LINNIX_EVENT_OOM_KILL, task, container);
+	fill_header(&e->hdr, LINNIX_EVENT_OOM_KILL, task, task_container(task));
 	e->hdr.host_tid = e->hdr.host_pid;
 
 	mm = BPF_CORE_READ(task, mm);

@@ -1,7 +1,8 @@
 //! Test support: processes started inside throw-away cgroups
 //! (`linnix-test-support`), and tracers reading them.
 
-#![allow(dead_code)]
+// Shared by several test binaries, each of which uses only some of it.
+#![allow(dead_code, unused_imports)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
