@@ -18,6 +18,10 @@ or not. For each N (default 0, 1, 16, 64), in rounds:
     seconds; only adjacent baselines cancel that, and the median of many
     short rounds (printed with the interquartile range of the rounds) the
     rest. The order of floor and tracers alternates between rounds.
+The figure is the storm's CPU time (user and system time of the shell and
+its children, where the programs run): what the tracers cost the
+neighbour. Its wall time is printed beside it; on a machine where others
+use the cores it also counts the waits for a core, and is much noisier.
 Then, per N, one storm each for the tracers and the floor with the kernel's
 BPF run-time statistics on (BPF_ENABLE_STATS, the switch behind
 kernel.bpf_stats_enabled; it is released when this process closes the
@@ -51,7 +55,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import REPO, SHIPPED, proc_status, quartiles, storm, tracer_binary, v2_root
+from benchlib import REPO, SHIPPED, proc_status, quartiles, storm, storm_times, tracer_binary, v2_root
 
 VENV_PYTHON = REPO / "tests/.venv/bin/python"
 PORT_BASE = 19500
@@ -306,54 +310,61 @@ class Stats:
 @dataclass
 class Row:
     n: int
+    # Per round, the storm's CPU time against its baselines' (the figure:
+    # it is what the programs cost the neighbour, and does not count waiting
+    # for a core someone else is using), and the same for its wall time.
     ours: list[float] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)
+    ours_wall: list[float] = field(default_factory=list)
+    floor_wall: list[float] = field(default_factory=list)
     ours_ns: dict[str, float] = field(default_factory=dict)
     floor_ns: dict[str, float] = field(default_factory=dict)
     memory: list[Memory] = field(default_factory=list)
     attach_ms: list[float] = field(default_factory=list)
 
 
-def measure(args, binary: str, floor: Floor, bpf: Libbpf, storm_cg: Path, pods: list[Path]) -> tuple[list[Row], list[float]]:
-    baselines: list[float] = []
+def measure(args, binary: str, floor: Floor, bpf: Libbpf, storm_cg: Path, pods: list[Path]) -> tuple[list[Row], list[tuple[float, float]]]:
+    baselines: list[tuple[float, float]] = []  # (wall, CPU) seconds
 
-    def baseline() -> float:
-        baselines.append(storm(storm_cg, args.spawns))
+    def baseline() -> tuple[float, float]:
+        baselines.append(storm_times(storm_cg, args.spawns))
         return baselines[-1]
 
-    def with_floor(n: int) -> float:
+    def with_floor(n: int) -> tuple[float, float]:
         floor.attach(n)
         try:
-            return storm(storm_cg, args.spawns)
+            return storm_times(storm_cg, args.spawns)
         finally:
             floor.detach()
 
-    def with_tracers(n: int, row: Row) -> float:
+    def with_tracers(n: int, row: Row) -> tuple[float, float]:
         fleet = Fleet(binary, pods[:n])
         try:
             time.sleep(0.2)  # let the start-up's page cache and CPU bursts settle
-            elapsed = storm(storm_cg, args.spawns)
+            times = storm_times(storm_cg, args.spawns)
             row.memory.extend(fleet.memory())
             row.attach_ms.extend(fleet.attach_ms)
-            return elapsed
+            return times
         finally:
             fleet.stop()
 
     rows = []
     for n in args.tracers:
+        started = time.monotonic()
         row = Row(n)
         before = baseline()
         for r in range(args.rounds):
             order = (("floor", lambda: with_floor(n)), ("ours", lambda: with_tracers(n, row)))
             for name, run in order if r % 2 == 0 else reversed(order):
-                elapsed = run()
+                wall, cpu = run()
                 after = baseline()
-                getattr(row, name).append(elapsed / ((before + after) / 2) - 1)
+                getattr(row, name).append(cpu / ((before[1] + after[1]) / 2) - 1)
+                getattr(row, name + "_wall").append(wall / ((before[0] + after[0]) / 2) - 1)
                 before = after
         if n > 0:
             row.ours_ns, row.floor_ns = run_times(args, binary, floor, bpf, storm_cg, pods[:n])
         rows.append(row)
-        report_row(row)
+        report_row(row, time.monotonic() - started)
     return rows, baselines
 
 
@@ -385,28 +396,31 @@ def pct(values: list[float]) -> str:
     return f"{100 * med:+5.1f} % ({100 * q1:+.1f} .. {100 * q3:+.1f})"
 
 
-def report_row(row: Row) -> None:
-    print(f"N={row.n:3d}  tracers {pct(row.ours)}   floor {pct(row.floor)}", flush=True)
+def report_row(row: Row, seconds: float) -> None:
+    print(f"N={row.n:3d}  CPU: tracers {pct(row.ours)}, floor {pct(row.floor)}; wall: tracers "
+          f"{pct(row.ours_wall)}, floor {pct(row.floor_wall)}   ({seconds:.0f} s)", flush=True)
     for name, ns in row.ours_ns.items():
         print(f"        {name:28s} {ns:6.0f} ns per rejected run", flush=True)
     for name, ns in row.floor_ns.items():
         print(f"        {name:28s} {ns:6.0f} ns per run (floor)", flush=True)
 
 
-def summary(args, rows: list[Row], baselines: list[float]) -> None:
-    base = statistics.median(baselines)
-    rate = args.spawns / base
+def summary(args, rows: list[Row], baselines: list[tuple[float, float]]) -> None:
+    base_wall = statistics.median(b[0] for b in baselines)
+    base = statistics.median(b[1] for b in baselines)
+    rate = args.spawns / base_wall
     print()
     print(f"untraced neighbour: {args.spawns} fork+exec+exit of /bin/true x {args.rounds} rounds per N "
-          f"(baseline median {base * 1000:.0f} ms, {rate:.0f} spawns/s, {3 * rate:.0f} events/s)")
-    print("| tracers | neighbour's storm, linnix | floor (empty programs) | linnix / floor "
-          "| BPF stats: ns per rejected run | floor: ns per run |")
-    print("|---|---|---|---|---|---|")
+          f"(baseline median {base_wall * 1000:.0f} ms wall, {base * 1000:.0f} ms CPU; {rate:.0f} spawns/s, "
+          f"{3 * rate:.0f} events/s)")
+    print("| tracers | neighbour's storm, CPU time: linnix | floor (empty programs) | linnix / floor "
+          "| wall time: linnix | floor | BPF stats: ns per rejected run | floor: ns per run |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         floor_med = statistics.median(row.floor)
         ratio = f"{statistics.median(row.ours) / floor_med:.1f}x" if row.n and floor_med > 0 else "-"
-        print(f"| {row.n} | {pct(row.ours)} | {pct(row.floor)} | {ratio} | {lifecycle(row.ours_ns) or '-'} "
-              f"| {lifecycle(row.floor_ns) or '-'} |")
+        print(f"| {row.n} | {pct(row.ours)} | {pct(row.floor)} | {ratio} | {pct(row.ours_wall)} | {pct(row.floor_wall)} "
+              f"| {lifecycle(row.ours_ns) or '-'} | {lifecycle(row.floor_ns) or '-'} |")
     print()
     print("| tracers | from the storm: ns per rejected event per tracer | RSS after the storm | PSS | private "
           "| load-time peak | kernel memory (maps, programs) |")
@@ -416,7 +430,7 @@ def summary(args, rows: list[Row], baselines: list[float]) -> None:
         if not row.memory:
             continue
         mem = row.memory
-        # The storm runs in one task, and the programs in it: its extra time is their CPU time.
+        # The programs run in the storm's tasks: its extra CPU time is theirs.
         per_event = med(row.ours) * base * 1e9 / (row.n * 3 * args.spawns)
         print(f"| {row.n} | {per_event:.0f} | {med([m.rss_kib for m in mem]) / 1024:.1f} MiB "
               f"(max {max(m.rss_kib for m in mem) / 1024:.1f}) | {med([m.pss_kib for m in mem]) / 1024:.1f} MiB "
@@ -447,6 +461,7 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text as text: a small SVG
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -457,9 +472,10 @@ def plot(rows: list[Row], path: Path) -> None:
         err = [[100 * (m - lo) for lo, m, _ in q], [100 * (hi - m) for _, m, hi in q]]
         ax.errorbar(xs, med, yerr=err, marker=marker, capsize=3, label=label)
     ax.axhline(0, color="grey", linewidth=0.5)
-    ax.set_xticks(xs)
+    step = max(1, max(xs) // 4)
+    ax.set_xticks(range(0, max(xs) + 1, step))
     ax.set_xlabel("tracers on the node (each on its own pod cgroup)")
-    ax.set_ylabel("untraced neighbour's spawn storm, % slower")
+    ax.set_ylabel("untraced neighbour's spawn storm, % more CPU time")
     ax.set_title("Cost of N tracers for a pod they do not trace\n(median of rounds; bars: interquartile range)",
                  fontsize=10)
     ax.legend()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import time
@@ -42,6 +43,17 @@ def storm(cgroup: Path, spawns: int) -> float:
     start = time.perf_counter()
     subprocess.run(["/bin/sh", "-c", script], check=True)
     return time.perf_counter() - start
+
+
+def storm_times(cgroup: Path, spawns: int) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of a storm. The CPU time is the user and
+    system time of the shell and every /bin/true it waited for, the BPF
+    programs they ran in the kernel included; unlike the wall time it does
+    not count the time they waited for a core that others were using."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = storm(cgroup, spawns)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def proc_status(pid: int, key: str) -> int:

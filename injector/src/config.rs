@@ -151,10 +151,10 @@ pub struct Resources {
 
 const DEFAULT_CPU_REQUEST: &str = "10m";
 const DEFAULT_CPU_LIMIT: &str = "200m";
-/// What a tracer keeps after start-up (RSS about 5 MiB, of which the binary's
-/// code is shared with the other tracers on the node, plus under 1 MiB of
-/// BPF maps), with room to spare; the limit stays above the load-time peak
-/// (about 24 MiB, while the kernel's BTF is parsed). `scripts/bench-node.py`
+/// What a tracer keeps after start-up (RSS about 5 MiB, most of it the
+/// binary's code, which the tracers of a node share; 0.2 MiB of BPF maps),
+/// with room to spare; the limit stays above the load-time peak (about
+/// 26 MiB in a pod, while the kernel's BTF is parsed). `scripts/bench-node.py`
 /// measures both.
 const DEFAULT_MEMORY_REQUEST: &str = "16Mi";
 const DEFAULT_MEMORY_LIMIT: &str = "64Mi";
