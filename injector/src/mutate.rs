@@ -159,21 +159,21 @@ mod tests {
     #[test]
     fn memory_below_the_load_peak_is_refused() {
         let with = |memory: &str| json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", MEMORY_LIMIT_ANNOTATION: memory}}, "spec": {"containers": []}});
-        for low in ["16Mi", "25165823", "24M", "1"] {
+        for low in ["16Mi", "33554431", "32M", "1"] {
             let out = run(with(low));
             assert_eq!(out.decision, Decision::Inject);
             assert_eq!(out.warnings.len(), 1, "{low}: {:?}", out.warnings);
-            assert!(out.warnings[0].contains("below 24Mi"), "{:?}", out.warnings);
+            assert!(out.warnings[0].contains("below 32Mi"), "{:?}", out.warnings);
             let (l, _) = limits(&with(low));
             assert_eq!(l["memory"], "64Mi", "{low}");
         }
         // The floor itself is fine; the 16Mi request stays below it.
-        let out = run(with("25165824"));
+        let out = run(with("33554432"));
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
-        let (l, r) = limits(&with("24Mi"));
+        let (l, r) = limits(&with("32Mi"));
         assert_eq!(
             (&l["memory"], &r["memory"]),
-            (&json!("24Mi"), &json!("16Mi"))
+            (&json!("32Mi"), &json!("16Mi"))
         );
         // The floor comes from the configuration.
         let s = Config::from_yaml("sidecar: {minMemoryLimit: 8Mi}")
@@ -196,7 +196,7 @@ mod tests {
     /// nano units): a limit a nano below a 32Mi request must lower it.
     #[test]
     fn overrides_compare_exactly() {
-        let s = Config::from_yaml("sidecar: {resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}}")
+        let s = Config::from_yaml("sidecar: {minMemoryLimit: 8Mi, resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}}")
             .unwrap()
             .sidecar
             .validate(None)

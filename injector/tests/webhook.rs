@@ -210,14 +210,14 @@ fn pod_with(key: &str, value: &str) -> Value {
 async fn resource_overrides_and_bad_overrides() {
     let server = Server::start(&[]);
     let pod = pod(
-        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/cpu-limit": "500m", "sidecar.linnix.io/memory-limit": "28Mi"}),
+        json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/cpu-limit": "500m", "sidecar.linnix.io/memory-limit": "40Mi"}),
         app_spec(),
     );
     let review = server.review(&review_of(&pod, "apps")).await;
     assert!(warnings(&review).is_empty());
     let out = patched(&pod, &review);
     let res = &out["spec"]["initContainers"][0]["resources"];
-    assert_eq!(res["limits"], json!({"cpu": "500m", "memory": "28Mi"}));
+    assert_eq!(res["limits"], json!({"cpu": "500m", "memory": "40Mi"}));
     // The memory request (16Mi by default) is below the limit: it stays.
     assert_eq!(res["requests"], json!({"cpu": "10m", "memory": "16Mi"}));
     kubernetes_validate(&serde_yaml::to_string(&out).unwrap());
@@ -257,9 +257,9 @@ async fn non_string_and_exact_overrides() {
     );
     // A request a nano above the limit is refused, or the API server would
     // reject the patched pod; the same request at the limit is taken.
-    for (limit, request) in [("33554431.999999999", "16Mi"), ("33554432", "32Mi")] {
+    for (limit, request) in [("50331647.999999999", "16Mi"), ("50331648", "48Mi")] {
         let mut asked = pod_with_memory(limit);
-        asked["metadata"]["annotations"]["sidecar.linnix.io/memory"] = json!("32Mi");
+        asked["metadata"]["annotations"]["sidecar.linnix.io/memory"] = json!("48Mi");
         let out = patched(&asked, &server.review(&review_of(&asked, "apps")).await);
         let res = &out["spec"]["initContainers"][0]["resources"];
         assert_eq!(res["limits"]["memory"], limit);
@@ -269,7 +269,7 @@ async fn non_string_and_exact_overrides() {
     let pod = pod_with_memory("16Mi");
     let review = server.review(&review_of(&pod, "apps")).await;
     let w = warnings(&review);
-    assert!(w.len() == 1 && w[0].contains("below 24Mi"), "{w:?}");
+    assert!(w.len() == 1 && w[0].contains("below 32Mi"), "{w:?}");
     let out = patched(&pod, &review);
     assert_eq!(
         out["spec"]["initContainers"][0]["resources"]["limits"]["memory"],

@@ -219,7 +219,7 @@ def test_default_config_is_written_in_full(injector_chart):
                 "cpu", "memory", "cpu-limit", "memory-limit", "log-level",
                 "max-events-per-sec", "threads", "ignore-exec-probes", "native-sidecar",
             ],
-            "minMemoryLimit": "24Mi",
+            "minMemoryLimit": "32Mi",
         }
     }
 
