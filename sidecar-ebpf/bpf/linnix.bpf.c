@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Process lifecycle of one pod: fork, exec, exit and OOM kill.
+ * Process lifecycle of one pod: fork, exec, exit, OOM kill, moves between
+ * cgroups, and the processes already running.
  *
  * Every program decides in the kernel whether its subject task belongs to the
  * pod (the cgroup v2 subtree rooted at target_cgroup_id, which sits at
@@ -21,3 +22,5 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "lifecycle/exec.c"
 #include "lifecycle/exit.c"
 #include "lifecycle/oom.c"
+#include "lifecycle/cgroup.c"
+#include "lifecycle/present.c"

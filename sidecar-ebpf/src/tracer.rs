@@ -17,6 +17,7 @@ use crate::bindings::{
 use crate::decode::decode;
 use crate::error::{classify, parse_btf, require_btf_file};
 use crate::poll_timer::PollTimer;
+use crate::present;
 use crate::reader::{self, Effect, Found, Input, State, Wait};
 use crate::{Event, KernelStats, TracerConfig, TracerError};
 
@@ -24,7 +25,7 @@ static LINNIX_BPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 /// BTF tracepoint → the programs in the object that can serve it, best
 /// first: the first one this kernel's verifier accepts is attached.
-const PROGRAMS: [(&str, &[&str]); 4] = [
+const PROGRAMS: [(&str, &[&str]); 5] = [
     ("sched_process_fork", &["handle_fork"]),
     ("sched_process_exec", &["handle_exec"]),
     // The group_dead argument of the tracepoint is new; older kernels need
@@ -34,6 +35,7 @@ const PROGRAMS: [(&str, &[&str]); 4] = [
         &["handle_exit_group_dead", "handle_exit"],
     ),
     ("mark_victim", &["handle_mark_victim"]),
+    ("cgroup_attach_task", &["handle_cgroup_attach"]),
 ];
 
 /// Most records one drain consumes: what a full ring holds of the smallest
@@ -57,7 +59,7 @@ pub struct Tracer {
     stats: PerCpuArray<MapData, u64>,
     attached: usize,
     // Owns the programs and their links: dropping it detaches everything.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 impl Tracer {
@@ -82,6 +84,7 @@ impl Tracer {
             attach_first(&mut ebpf, &btf, candidates, tracepoint)?;
             attached += 1;
         }
+        present::load(&mut ebpf, &btf)?;
         drop(btf);
 
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "events")?;
@@ -111,7 +114,7 @@ impl Tracer {
             state: State::Polling { empty: 0 },
             stats,
             attached,
-            _ebpf: ebpf,
+            ebpf,
         })
     }
 
@@ -193,6 +196,15 @@ impl Tracer {
         drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).delivered
     }
 
+    /// Hand every process already in the traced cgroup to `sink`, as an
+    /// [`Event::Present`] numbered like the kernel events (see
+    /// `bpf/lifecycle/present.c`). Call it once, after [`Tracer::load`]: a
+    /// process started in between may then show up twice (present, and its
+    /// fork in the ring), never not at all. Returns how many there were.
+    pub fn present(&mut self, sink: &mut dyn FnMut(Event)) -> Result<usize, TracerError> {
+        present::scan(&mut self.ebpf, sink)
+    }
+
     /// Number of kernel programs attached, for as long as the tracer lives
     /// (a load that cannot attach all of them fails instead).
     pub fn programs_attached(&self) -> usize {
@@ -216,6 +228,7 @@ impl Tracer {
 
 fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
     let trace_threads = u32::from(config.trace_threads);
+    let pidns_inum = own_pid_namespace();
     let page_shift = page_shift(rustix::param::page_size())?;
     EbpfLoader::new()
         .override_global("target_cgroup_id", &config.target.id, true)
@@ -223,8 +236,26 @@ fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
         .override_global("trace_threads", &trace_threads, true)
         .override_global("max_events_per_sec", &config.max_events_per_sec, true)
         .override_global("page_shift", &page_shift, true)
+        .override_global("target_pidns_inum", &pidns_inum, true)
+        // The members task storage is only used by the programs: aya has no
+        // user-space type for it, and none is needed.
+        .allow_unsupported_maps()
         .load(LINNIX_BPF)
         .map_err(|e| classify("create the tracer's BPF maps", &e))
+}
+
+/// Inode number of the caller's PID namespace, whose numbers the events
+/// carry: the tracer's, which in a pod is the pod's. 0 (each task's own
+/// innermost namespace) where /proc cannot say, with a warning.
+fn own_pid_namespace() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/proc/self/ns/pid") {
+        Ok(meta) => u32::try_from(meta.ino()).unwrap_or(0),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the own PID namespace; pids are numbered in each process's innermost namespace");
+            0
+        }
+    }
 }
 
 /// log2 of the kernel's page size, which the OOM program needs to turn page

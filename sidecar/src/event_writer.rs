@@ -91,7 +91,9 @@ impl EventWriter {
     }
 
     pub fn event(&mut self, event: Event) {
-        let (task, detail) = Detail::of(&event);
+        let Some((task, detail)) = Detail::of(&event) else {
+            return;
+        };
         if self.settings.skip_cgroup == Some(task.cgroup_id) {
             return;
         }

@@ -148,13 +148,14 @@ impl From<&OomKillEvent> for OomDetail {
 }
 
 impl<'a> Detail<'a> {
-    pub fn of(event: &'a Event) -> (&'a Task, Detail<'a>) {
-        match event {
+    pub fn of(event: &'a Event) -> Option<(&'a Task, Detail<'a>)> {
+        Some(match event {
             Event::Fork(f) => (&f.task, Detail::Fork(ForkDetail { thread: f.thread })),
             Event::Exec(e) => (&e.task, Detail::Exec(e.into())),
             Event::Exit(e) => (&e.task, Detail::Exit(e.into())),
             Event::OomKill(o) => (&o.task, Detail::OomKill(o.into())),
-        }
+            Event::Cgroup(_) | Event::Present(_) => return None,
+        })
     }
 }
 
@@ -397,6 +398,13 @@ mod tests {
                 comm: "dd".into(),
                 cgroup_id: 9,
                 cgroup_name: "x".into(),
+                tid: 2,
+                inner_pid: 2,
+                start_ns: 5,
+                parent_start_ns: 4,
+                parent_in_target: true,
+                uid: 0,
+                gid: 0,
             },
             rss_anon_kb: 64980,
             rss_file_kb: 32,
