@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::output::Format;
 use crate::size::parse_size;
 
 #[derive(Debug, Parser)]
@@ -37,6 +38,18 @@ pub struct CommonArgs {
     /// In-kernel cap on events per second for the traced cgroup; 0 = no cap.
     #[arg(long, global = true, default_value_t = 10_000, value_name = "N")]
     pub max_events_per_sec: u32,
+
+    /// How events are written: `json` (one object per line) or `text`
+    /// (aligned columns). Default: text for `trace` at a terminal, else JSON;
+    /// JSON in a pod.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub output: Option<Format>,
+
+    /// Leave the processes of the pod's exec probes (and their children)
+    /// out of the output; they are still counted in the metrics. Needs
+    /// permission to read the pod, whose spec lists the probes.
+    #[arg(long, global = true)]
+    pub ignore_exec_probes: bool,
 
     /// Diagnostics filter (tracing EnvFilter syntax); RUST_LOG wins when set.
     #[arg(long, global = true, default_value = "info", value_name = "FILTER")]
@@ -85,6 +98,26 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.common.max_events_per_sec, 10_000);
         assert!(!cli.common.threads);
+        assert_eq!(cli.common.output, None);
+        assert!(!cli.common.ignore_exec_probes);
+    }
+
+    #[test]
+    fn output_format_and_probe_filter() {
+        let cli = parse(&[
+            "--ignore-exec-probes",
+            "trace",
+            "--output",
+            "text",
+            "--",
+            "true",
+        ])
+        .expect("parses");
+        assert_eq!(cli.common.output, Some(Format::Text));
+        assert!(cli.common.ignore_exec_probes);
+        assert!(parse(&["--output", "yaml"]).is_err());
+        let cli = parse(&["--output", "json"]).expect("parses");
+        assert_eq!(cli.common.output, Some(Format::Json));
     }
 
     #[test]

@@ -1,26 +1,35 @@
 //! Turns kernel events into lines on stdout, metrics and, in a pod with an
-//! API server, Kubernetes events for OOM kills.
+//! API server, Kubernetes events for OOM kills. What each process is
+//! (entered, an exec probe) and the start and exit of containers come from
+//! [`Lineage`]; what the lines say, from `lines.rs`.
 
 use std::collections::HashMap;
 use std::io::{self, StdoutLock};
+use std::path::Path;
 use std::sync::Arc;
 
-use linnix_ebpf::{Event, Tracer};
+use linnix_ebpf::{CgroupChange, Event, Task, Tracer};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use crate::lineage::{Lifecycle, Lineage, Observed};
+use crate::lines::{self, Context};
 use crate::metrics::{ContainerCounters, Metrics};
 use crate::names::{ContainerNames, Label};
-use crate::output::{Clock, Detail, Kind, Line, Writer};
-use crate::pod::{Placement, PodIdentity};
+use crate::output::{Clock, Detail, Format, Kind, Line, Writer};
+use crate::pod::PodIdentity;
 use crate::pod_events::{OomNotice, PodEvents};
-use crate::procfs::PresentProcess;
+use crate::procfs;
 use crate::run::RunError;
 
 /// What an [`EventWriter`] is told when it is built.
 pub struct Settings {
+    /// The traced cgroup: processes directly in it belong to no container.
+    pub target_cgroup: u64,
     /// Added to every line; `None` outside a pod.
     pub pod: Option<PodIdentity>,
+    /// In a pod: container starts say how long after the first one they came.
+    pub pod_mode: bool,
     pub names: ContainerNames,
     /// The tracer's own container cgroup: what runs there is not the pod's
     /// business. Matched by cgroup id, not pid: a pod process in a nested
@@ -30,25 +39,31 @@ pub struct Settings {
     pub pod_events: Option<PodEvents>,
     /// `trace -- CMD`: told when the command's own exit event is written.
     pub watch_exit: Option<WatchExit>,
+    pub format: Format,
+    /// Leave exec probes out of stdout (they are still counted).
+    pub ignore_exec_probes: bool,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
+impl Settings {
+    pub fn new(target_cgroup: u64, format: Format) -> Self {
         Settings {
+            target_cgroup,
             pod: None,
-            names: ContainerNames::disabled(),
+            pod_mode: false,
+            names: ContainerNames::of_cgroups(),
             skip_cgroup: None,
             pod_events: None,
             watch_exit: None,
+            format,
+            ignore_exec_probes: false,
         }
     }
 }
 
 /// The process whose exit event someone waits for.
 pub struct WatchExit {
-    /// As the tracer's PID namespace numbers it: `task.pid`, since the
-    /// command shares that namespace, whereas `host_pid` differs whenever
-    /// the tracer runs in a container.
+    /// As the tracer's PID namespace numbers it: `task.pid`, the number
+    /// events carry.
     pub pid: u32,
     /// Sent once, when that exit has been written.
     pub seen: oneshot::Sender<()>,
@@ -60,9 +75,10 @@ pub struct EventWriter {
     settings: Settings,
     metrics: Arc<Metrics>,
     /// Per container cgroup id: its label and counters, so that an event
-    /// neither parses the cgroup name nor builds metric labels. Emptied
-    /// whenever the container names change.
+    /// neither parses the cgroup name nor builds metric labels. Labelled
+    /// again whenever the container names change.
     containers: HashMap<u64, Container>,
+    lineage: Lineage,
     out: Writer<StdoutLock<'static>>,
     /// First write error; once stdout is gone nothing more is written.
     write_error: Option<io::Error>,
@@ -70,6 +86,7 @@ pub struct EventWriter {
 
 /// What the writer remembers of one container cgroup.
 struct Container {
+    kernfs: String,
     label: Option<Label>,
     counters: ContainerCounters,
 }
@@ -82,72 +99,104 @@ impl EventWriter {
     pub fn new(metrics: Arc<Metrics>, settings: Settings) -> Self {
         EventWriter {
             clock: Clock::new(),
+            lineage: Lineage::new(settings.target_cgroup),
+            out: Writer::new(io::stdout().lock(), settings.format),
             settings,
             metrics,
             containers: HashMap::new(),
-            out: Writer::new(io::stdout().lock()),
             write_error: None,
         }
     }
 
     pub fn event(&mut self, event: Event) {
-        let Some((task, detail)) = Detail::of(&event) else {
-            return;
-        };
+        let task = event.task();
         if self.settings.skip_cgroup == Some(task.cgroup_id) {
             return;
         }
-        let names = &mut self.settings.names;
-        if names.take_changed() || self.containers.len() >= MAX_CACHED_CONTAINERS {
-            self.containers.clear();
+        self.relabel_if_names_changed();
+        // Known before the lineage looks up the container's exec probes.
+        self.container_of(task);
+        let EventWriter {
+            settings,
+            containers,
+            lineage,
+            ..
+        } = self;
+        let probe_of = |unit: u64, argv: &[String]| {
+            let label = containers.get(&unit)?.label.as_ref()?;
+            label
+                .named
+                .then(|| settings.names.exec_probe(&label.text, argv))
+                .flatten()
+        };
+        let observed = lineage.observe(&event, &probe_of);
+        self.report(&event, &observed);
+    }
+
+    fn report(&mut self, event: &Event, observed: &Observed) {
+        let task = event.task();
+        let (label, unnamed) = self.container_of(task);
+        if unnamed {
+            self.settings.names.request_refresh();
         }
-        let metrics = &self.metrics;
-        let cached = self.containers.entry(task.cgroup_id).or_insert_with(|| {
-            let label = names.label(&task.cgroup_name);
-            let counters = metrics.container(label.as_ref().map(|l| &*l.text));
-            Container { label, counters }
-        });
-        if cached.label.as_ref().is_some_and(|l| !l.named) {
-            names.request_refresh();
-        }
-        let container = cached.label.as_ref().map(|l| &*l.text);
+        let from = match event {
+            Event::Cgroup(c) => match c.change {
+                CgroupChange::Move { from_cgroup_id } => self
+                    .containers
+                    .get(&from_cgroup_id)
+                    .and_then(|c| c.label.as_ref())
+                    .map(|l| Arc::clone(&l.text)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let detail = lines::detail(event, from.as_deref());
         let kind = detail.kind();
-        cached.counters.event(kind);
+        let counters = self.counters(task.cgroup_id);
+        counters.event(kind);
+        if observed.entered_now {
+            counters.entered();
+        }
+        if let (true, Some(probe)) = (observed.probe_now, &observed.marks.exec_probe) {
+            let metrics = Arc::clone(&self.metrics);
+            self.counters(task.cgroup_id).exec_probe(&metrics, probe);
+        }
+        let own_join = kind == Kind::CgroupJoin && self.is_watched(task);
         let mut exit_of_watched = false;
         match &detail {
             Detail::Exit(exit) => {
-                cached.counters.exit(&self.metrics, exit);
-                exit_of_watched = self
-                    .settings
-                    .watch_exit
-                    .as_ref()
-                    .is_some_and(|w| w.pid == task.pid);
+                let metrics = Arc::clone(&self.metrics);
+                self.counters(task.cgroup_id).exit(&metrics, exit);
+                exit_of_watched = self.is_watched(task);
             }
             Detail::OomKill(oom) => {
-                cached.counters.oom_kill();
+                self.counters(task.cgroup_id).oom_kill();
                 if let Some(pod_events) = &self.settings.pod_events {
                     pod_events.oom_killed(OomNotice {
                         pid: task.pid,
                         comm: task.comm.clone(),
-                        container: container.map(str::to_owned),
+                        container: label.as_deref().map(str::to_owned),
                         detail: *oom,
                     });
                 }
             }
             _ => {}
         }
-        let line = Line {
-            event: kind,
-            ts: self.clock.rfc3339(task.ts_boot_ns),
-            pid: task.pid,
-            host_pid: Some(task.host_pid),
-            ppid: task.ppid,
-            comm: &task.comm,
-            container,
+        let ctx = Context {
+            clock: &self.clock,
+            container: label.as_deref(),
             pod: self.settings.pod.as_ref(),
-            detail,
         };
-        write_line(&mut self.out, &mut self.write_error, &line);
+        // The tracer's own way of starting `trace -- CMD` is not news.
+        let hidden =
+            own_join || (self.settings.ignore_exec_probes && observed.marks.exec_probe.is_some());
+        if !hidden {
+            let line = lines::line(&ctx, task, &observed.marks, detail);
+            write_line(&mut self.out, &mut self.write_error, &line);
+        }
+        if let Some(lifecycle) = &observed.lifecycle {
+            self.lifecycle(event, lifecycle, label.as_deref());
+        }
         if exit_of_watched {
             if let Some(watch) = self.settings.watch_exit.take() {
                 // The waiter may be gone already: nothing to tell then.
@@ -156,44 +205,122 @@ impl EventWriter {
         }
     }
 
-    /// Processes running before the programs were attached, once, so that
-    /// their exits later have context. Programs are attached first: a
-    /// process may then appear twice (present and fork), never zero times.
-    pub fn present_all(&mut self, listed: io::Result<Vec<PresentProcess>>) -> Result<(), RunError> {
-        match listed {
-            Ok(present) => {
-                for p in &present {
-                    self.present(p);
-                }
-                self.flush()
+    fn lifecycle(&mut self, event: &Event, lifecycle: &Lifecycle, container: Option<&str>) {
+        let task = event.task();
+        let since_first = self.settings.pod_mode;
+        let from_proc;
+        let (filename, argv) = match event {
+            Event::Exec(e) => (Some(e.filename.as_str()), Some(e.argv.as_slice())),
+            _ => {
+                from_proc = procfs::program_of(Path::new("/proc"), task.pid, task.start_ns);
+                (from_proc.0.as_deref(), from_proc.1.as_deref())
             }
-            Err(e) => {
-                warn!(error = %e, "cannot list the running processes");
-                Ok(())
+        };
+        let detail = match (lifecycle, event) {
+            (Lifecycle::Start { .. }, _) => {
+                lines::container_start(task, lifecycle, filename, argv, since_first)
             }
+            (Lifecycle::Exit { .. }, Event::Exit(exit)) => lines::container_exit(exit, lifecycle),
+            _ => return,
+        };
+        let kind = detail.kind();
+        self.counters(task.cgroup_id).event(kind);
+        let ctx = Context {
+            clock: &self.clock,
+            container,
+            pod: self.settings.pod.as_ref(),
+        };
+        let line = lines::lifecycle_line(&ctx, task, lifecycle, detail);
+        write_line(&mut self.out, &mut self.write_error, &line);
+    }
+
+    fn is_watched(&self, task: &Task) -> bool {
+        self.settings
+            .watch_exit
+            .as_ref()
+            .is_some_and(|w| w.pid == task.pid)
+    }
+
+    /// The container label of the task's cgroup (none for the traced
+    /// cgroup itself), and whether it is only an id so far.
+    fn container_of(&mut self, task: &Task) -> (Option<Arc<str>>, bool) {
+        let entry = self.entry(task.cgroup_id, &task.cgroup_name);
+        let label = entry.label.as_ref();
+        (
+            label.map(|l| Arc::clone(&l.text)),
+            label.is_some_and(|l| !l.named),
+        )
+    }
+
+    fn counters(&mut self, cgroup_id: u64) -> &mut ContainerCounters {
+        &mut self.entry(cgroup_id, "").counters
+    }
+
+    fn entry(&mut self, cgroup_id: u64, kernfs: &str) -> &mut Container {
+        if self.containers.len() >= MAX_CACHED_CONTAINERS
+            && !self.containers.contains_key(&cgroup_id)
+        {
+            self.containers.clear();
+        }
+        let (names, metrics, target) = (
+            &self.settings.names,
+            &self.metrics,
+            self.settings.target_cgroup,
+        );
+        let entry = self
+            .containers
+            .entry(cgroup_id)
+            .or_insert_with(|| new_container(names, metrics, target, cgroup_id, kernfs.to_owned()));
+        // A leave names the cgroup only by id: learn the name later.
+        if entry.kernfs.is_empty() && !kernfs.is_empty() {
+            *entry = new_container(names, metrics, target, cgroup_id, kernfs.to_owned());
+        }
+        entry
+    }
+
+    fn relabel_if_names_changed(&mut self) {
+        if !self.settings.names.take_changed() {
+            return;
+        }
+        let (names, metrics, target) = (
+            &self.settings.names,
+            &self.metrics,
+            self.settings.target_cgroup,
+        );
+        for (&id, entry) in self.containers.iter_mut() {
+            let kernfs = std::mem::take(&mut entry.kernfs);
+            *entry = new_container(names, metrics, target, id, kernfs);
         }
     }
 
-    fn present(&mut self, p: &PresentProcess) {
-        // Once per process at start: no cache needed.
-        let label = match &p.placement {
-            Placement::Container(kernfs) => self.settings.names.label(kernfs),
-            Placement::OwnContainer | Placement::PodItself => None,
-        };
-        let container = label.as_ref().map(|l| &*l.text);
-        self.metrics.container(container).event(Kind::Present);
-        let line = Line {
-            event: Kind::Present,
-            ts: self.clock.rfc3339(self.clock.boot_ns()),
-            pid: p.pid,
-            host_pid: p.host_pid,
-            ppid: p.ppid,
-            comm: &p.comm,
-            container,
-            pod: self.settings.pod.as_ref(),
-            detail: Detail::Present {},
-        };
-        write_line(&mut self.out, &mut self.write_error, &line);
+    /// Processes running before the programs were attached, once, so that
+    /// their exits later have context; and the containers they make up.
+    /// Programs are attached first: a process may then appear twice
+    /// (present and fork), never zero times.
+    pub fn present_all(&mut self, tracer: &mut Tracer) -> Result<(), RunError> {
+        let mut found = Vec::new();
+        if let Err(e) = tracer.present(&mut |e| found.push(e)) {
+            warn!(error = %e, "cannot list the running processes");
+        }
+        let own_pid = std::process::id();
+        found.retain(|e| {
+            let t = e.task();
+            self.settings.skip_cgroup != Some(t.cgroup_id) && t.pid != own_pid
+        });
+        found.sort_by_key(|e| (e.task().start_ns, e.task().host_pid));
+        let tasks: Vec<&Task> = found.iter().map(Event::task).collect();
+        let observed = self.lineage.present(&tasks);
+        for (event, seen) in found.iter().zip(observed) {
+            // The container first, then its processes, in start order.
+            if let Some(lifecycle) = &seen.lifecycle {
+                let (label, _) = self.container_of(event.task());
+                self.lifecycle(event, lifecycle, label.as_deref());
+            }
+            let mut seen = seen;
+            seen.lifecycle = None;
+            self.report(event, &seen);
+        }
+        self.flush()
     }
 
     pub fn flush(&mut self) -> Result<(), RunError> {
@@ -217,6 +344,25 @@ impl EventWriter {
             }
             Err(e) => debug!(error = %e, "cannot read kernel stats"),
         }
+    }
+}
+
+fn new_container(
+    names: &ContainerNames,
+    metrics: &Metrics,
+    target: u64,
+    cgroup_id: u64,
+    kernfs: String,
+) -> Container {
+    // Directly in the traced cgroup: no container.
+    let label = (cgroup_id != target)
+        .then(|| names.label(&kernfs))
+        .flatten();
+    let counters = metrics.container(label.as_ref().map(|l| &*l.text));
+    Container {
+        kernfs,
+        label,
+        counters,
     }
 }
 

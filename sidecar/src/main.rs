@@ -5,16 +5,21 @@
 mod apiserver;
 mod cgroup;
 mod cli;
+mod clock;
 mod command;
 mod event_writer;
+mod lineage;
+mod lines;
 mod metrics;
 mod names;
 mod output;
 mod pod;
 mod pod_events;
+mod probes;
 mod procfs;
 mod run;
 mod size;
+mod text;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

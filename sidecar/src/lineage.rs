@@ -1,0 +1,704 @@
+//! Where each process of the pod came from, and the life of its containers.
+//!
+//! The kernel says, for every event, which process it is about (its
+//! identity), its parent when that is in the pod, and its container-level
+//! cgroup. From that this module derives, without I/O:
+//!
+//! - `entered`: the process came into its container from outside it (a
+//!   cgroup join, or a fork by a parent outside the container) while the
+//!   container already had processes: `kubectl exec`, an exec probe,
+//!   `crictl exec`, a runtime's `exec`. Its descendants inherit the mark.
+//! - the container's main process: the first process to arrive in an
+//!   empty container cgroup is the runtime's init; the first exec in its
+//!   tree is the container's entrypoint (`container_start`), and the exit of
+//!   the process that ran it ends the container (`container_exit`).
+//! - exec probes: the first exec in what entered (the runtime's own helper
+//!   processes fork before it) that runs one of the container's exec probes
+//!   carries the probe's name, and so do its descendants. Later execs in an
+//!   entered tree (`kubectl exec` then typing the probe's command) do not.
+//!
+//! The traced cgroup itself (processes outside any child cgroup) is treated
+//! like a container for `entered`, but has no start or exit of its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use linnix_ebpf::{CgroupChange, Event, ProcessId, Task};
+
+/// Processes remembered at most. Each is a few dozen bytes; past this many
+/// (only if exits went missing, as when the ring overflows) new ones are no
+/// longer tracked, and their marks are not inherited.
+const MAX_PROCESSES: usize = 16_384;
+
+/// The marks an event's process carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    pub entered: bool,
+    /// `<container>/<liveness|readiness|startup>`.
+    pub exec_probe: Option<Arc<str>>,
+}
+
+/// What one event told about its process and its container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub marks: Marks,
+    /// The process entered its container with this event (count it once).
+    pub entered_now: bool,
+    /// This exec matched an exec probe.
+    pub probe_now: bool,
+    pub lifecycle: Option<Lifecycle>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// The container's entrypoint ran (the event is its exec), or, from the
+    /// scan at start, the container was already running (`present`).
+    Start {
+        /// Boot-time ns of the start: the exec, or the main process's start.
+        started_ns: u64,
+        /// Since the first container start the tracer knows of.
+        since_first_ns: u64,
+        present: bool,
+    },
+    /// The container's main process exited (the event is its exit).
+    Exit {
+        runtime_ns: u64,
+        /// The main process itself was the OOM victim.
+        oom_killed: bool,
+        /// OOM kills in the container while it ran.
+        oom_kills: u32,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+struct Proc {
+    unit: u64,
+    marks: Marks,
+    /// Entered, and nothing in its tree has exec'd since: its next exec is
+    /// what came in to run.
+    fresh: bool,
+}
+
+#[derive(Debug, Default)]
+struct Unit {
+    /// Processes of the container the tracer knows to be alive.
+    live: u32,
+    main: Main,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Main {
+    /// Nothing has arrived yet.
+    #[default]
+    None,
+    /// The runtime's first process arrived; its tree has not exec'd yet.
+    Starting,
+    Running {
+        process: ProcessId,
+        started_ns: u64,
+        oom_killed: bool,
+        oom_kills: u32,
+    },
+    /// The main process is gone; others may still run.
+    Ended,
+}
+
+/// Looks up the exec probe an argv is, in the container with this cgroup id.
+pub type ProbeLookup<'a> = &'a dyn Fn(u64, &[String]) -> Option<Arc<str>>;
+
+pub struct Lineage {
+    /// The traced cgroup's own id: not a container.
+    target: u64,
+    procs: HashMap<ProcessId, Proc>,
+    units: HashMap<u64, Unit>,
+    first_start_ns: Option<u64>,
+    full_warned: bool,
+}
+
+impl Lineage {
+    pub fn new(target: u64) -> Self {
+        Lineage {
+            target,
+            procs: HashMap::new(),
+            units: HashMap::new(),
+            first_start_ns: None,
+            full_warned: false,
+        }
+    }
+
+    /// The processes found running at start, in any order. Returns what was
+    /// learnt about each, in the order given.
+    pub fn present(&mut self, tasks: &[&Task]) -> Vec<Observed> {
+        // Parents start before their children: in start order a parent in
+        // the pod is always known when its child comes.
+        let mut order: Vec<usize> = (0..tasks.len()).collect();
+        order.sort_by_key(|&i| (tasks[i].start_ns, tasks[i].host_pid));
+        let mut out = vec![Observed::default(); tasks.len()];
+        for i in order {
+            let task = tasks[i];
+            let mut seen = self.born(task);
+            // The first of a container to be found running is its main
+            // process (the runtime's init has long exec'd the entrypoint).
+            if self.is_starting(task.cgroup_id) && !seen.marks.entered {
+                seen.lifecycle =
+                    Some(self.start(task.cgroup_id, task.process(), task.start_ns, true));
+            }
+            out[i] = seen;
+        }
+        out
+    }
+
+    pub fn observe(&mut self, event: &Event, probe_of: ProbeLookup<'_>) -> Observed {
+        match event {
+            Event::Fork(f) if f.thread => self.marks_of(&f.task),
+            Event::Fork(f) => self.born(&f.task),
+            Event::Present(task) => self.born(task),
+            Event::Exec(e) => self.exec(&e.task, &e.argv, probe_of),
+            Event::Exit(e) => self.gone(&e.task, true),
+            Event::OomKill(o) => self.oom_kill(&o.task),
+            Event::Cgroup(c) => match c.change {
+                CgroupChange::Join => self.arrive(&c.task, Marks::default()),
+                CgroupChange::Move { .. } => {
+                    let marks = self.gone(&c.task, false).marks;
+                    self.arrive(&c.task, marks)
+                }
+                CgroupChange::Leave => self.gone(&c.task, false),
+            },
+        }
+    }
+
+    fn marks_of(&self, task: &Task) -> Observed {
+        Observed {
+            marks: self
+                .procs
+                .get(&task.process())
+                .map(|p| p.marks.clone())
+                .unwrap_or_default(),
+            ..Observed::default()
+        }
+    }
+
+    /// A new process (a fork, or one found running): it inherits from a
+    /// parent in the same container, else it arrived from outside that
+    /// container.
+    fn born(&mut self, task: &Task) -> Observed {
+        let unit = task.cgroup_id;
+        let parent = task.parent().map(|p| self.procs.get(&p).cloned());
+        match parent {
+            Some(Some(parent)) if parent.unit == unit => {
+                let marks = parent.marks.clone();
+                self.insert(task.process(), Proc { unit, ..parent });
+                Observed {
+                    marks,
+                    ..Observed::default()
+                }
+            }
+            Some(Some(parent)) => self.arrive(task, parent.marks),
+            // A parent in the pod the tracer does not know (its events
+            // were lost): born inside, marks unknown.
+            Some(None) => {
+                self.insert(
+                    task.process(),
+                    Proc {
+                        unit,
+                        ..Proc::default()
+                    },
+                );
+                Observed::default()
+            }
+            None => self.arrive(task, Marks::default()),
+        }
+    }
+
+    /// The process came into its container from outside it. Into an empty
+    /// container it is the runtime's first process; into a live one it
+    /// entered.
+    fn arrive(&mut self, task: &Task, inherited: Marks) -> Observed {
+        let unit = self.units.entry(task.cgroup_id).or_default();
+        let mut marks = inherited;
+        let entered_now = unit.live > 0 && !marks.entered;
+        if unit.live == 0 {
+            unit.main = Main::Starting;
+        } else {
+            marks.entered = true;
+        }
+        let fresh = marks.entered && entered_now;
+        self.insert(
+            task.process(),
+            Proc {
+                unit: task.cgroup_id,
+                marks: marks.clone(),
+                fresh,
+            },
+        );
+        Observed {
+            marks,
+            entered_now,
+            ..Observed::default()
+        }
+    }
+
+    fn exec(&mut self, task: &Task, argv: &[String], probe_of: ProbeLookup<'_>) -> Observed {
+        let id = task.process();
+        if !self.procs.contains_key(&id) {
+            // Its fork was not seen: judge it as a newcomer.
+            self.born(task);
+        }
+        let mut probe_now = false;
+        let mut marks = Marks::default();
+        let mut unit = task.cgroup_id;
+        if let Some(proc) = self.procs.get_mut(&id) {
+            if proc.fresh {
+                proc.fresh = false;
+                proc.marks.exec_probe = probe_of(proc.unit, argv);
+                probe_now = proc.marks.exec_probe.is_some();
+            }
+            marks = proc.marks.clone();
+            unit = proc.unit;
+        }
+        let mut lifecycle = None;
+        if self.is_starting(unit) && !marks.entered {
+            lifecycle = Some(self.start(unit, id, task.ts_boot_ns, false));
+        }
+        Observed {
+            marks,
+            probe_now,
+            lifecycle,
+            ..Observed::default()
+        }
+    }
+
+    /// A container (not the traced cgroup itself) whose first process
+    /// arrived and whose entrypoint has not run yet.
+    fn is_starting(&self, unit: u64) -> bool {
+        unit != self.target
+            && self
+                .units
+                .get(&unit)
+                .is_some_and(|u| u.main == Main::Starting)
+    }
+
+    fn start(
+        &mut self,
+        unit: u64,
+        process: ProcessId,
+        started_ns: u64,
+        present: bool,
+    ) -> Lifecycle {
+        let first = *self.first_start_ns.get_or_insert(started_ns);
+        self.first_start_ns = Some(first.min(started_ns));
+        if let Some(u) = self.units.get_mut(&unit) {
+            u.main = Main::Running {
+                process,
+                started_ns,
+                oom_killed: false,
+                oom_kills: 0,
+            };
+        }
+        Lifecycle::Start {
+            started_ns,
+            since_first_ns: started_ns.saturating_sub(first),
+            present,
+        }
+    }
+
+    /// The process left its container: it exited (`exited`), or moved out.
+    fn gone(&mut self, task: &Task, exited: bool) -> Observed {
+        let id = task.process();
+        let proc = self.procs.remove(&id);
+        let unit_id = proc.as_ref().map_or(task.cgroup_id, |p| p.unit);
+        let mut lifecycle = None;
+        if let Some(unit) = self.units.get_mut(&unit_id) {
+            if proc.is_some() {
+                unit.live = unit.live.saturating_sub(1);
+            }
+            if let Main::Running {
+                process,
+                started_ns,
+                oom_killed,
+                oom_kills,
+            } = unit.main
+            {
+                if process == id {
+                    unit.main = Main::Ended;
+                    lifecycle = exited.then(|| Lifecycle::Exit {
+                        runtime_ns: task.ts_boot_ns.saturating_sub(started_ns),
+                        oom_killed,
+                        oom_kills,
+                    });
+                }
+            }
+            if unit.live == 0 {
+                self.units.remove(&unit_id);
+            }
+        }
+        Observed {
+            marks: proc.map(|p| p.marks).unwrap_or_default(),
+            lifecycle,
+            ..Observed::default()
+        }
+    }
+
+    fn oom_kill(&mut self, task: &Task) -> Observed {
+        let seen = self.marks_of(task);
+        let unit_id = self
+            .procs
+            .get(&task.process())
+            .map_or(task.cgroup_id, |p| p.unit);
+        if let Some(Unit {
+            main:
+                Main::Running {
+                    process,
+                    oom_killed,
+                    oom_kills,
+                    ..
+                },
+            ..
+        }) = self.units.get_mut(&unit_id)
+        {
+            *oom_kills += 1;
+            *oom_killed |= *process == task.process();
+        }
+        seen
+    }
+
+    fn insert(&mut self, id: ProcessId, proc: Proc) {
+        if self.procs.len() >= MAX_PROCESSES && !self.procs.contains_key(&id) {
+            if !self.full_warned {
+                self.full_warned = true;
+                tracing::warn!(
+                    limit = MAX_PROCESSES,
+                    "too many live processes to track; new ones are reported without their lineage (entered, exec probe)"
+                );
+            }
+            return;
+        }
+        let unit = proc.unit;
+        if self.procs.insert(id, proc).is_none() {
+            self.units.entry(unit).or_default().live += 1;
+        }
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> (usize, usize) {
+        (self.procs.len(), self.units.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linnix_ebpf::{
+        CgroupEvent, ExecEvent, ExitEvent, ForkEvent, MemcgUsage, OomKillEvent, Privileges,
+    };
+
+    const POD: u64 = 1;
+    const APP: u64 = 10;
+    const SIDE: u64 = 20;
+
+    /// A process `pid` started at `pid * 1000`, in `unit`, child of
+    /// `parent` (a pid in the pod) or of something outside.
+    fn task(pid: u32, unit: u64, parent: Option<u32>, ts: u64) -> Task {
+        Task {
+            ts_boot_ns: ts,
+            host_pid: pid,
+            host_tid: pid,
+            pid,
+            ppid: parent.unwrap_or(0),
+            host_ppid: parent.unwrap_or(999),
+            tid: pid,
+            inner_pid: pid,
+            comm: format!("p{pid}"),
+            cgroup_id: unit,
+            cgroup_name: format!("u{unit}"),
+            start_ns: u64::from(pid) * 1000,
+            parent_start_ns: parent.map_or(5, |p| u64::from(p) * 1000),
+            parent_in_target: parent.is_some(),
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    fn fork(t: Task) -> Event {
+        Event::Fork(ForkEvent {
+            task: t,
+            thread: false,
+        })
+    }
+
+    fn join(t: Task) -> Event {
+        Event::Cgroup(CgroupEvent {
+            task: t,
+            change: CgroupChange::Join,
+        })
+    }
+
+    fn exec(t: Task, argv: &[&str]) -> Event {
+        Event::Exec(ExecEvent {
+            task: t,
+            filename: argv[0].to_owned(),
+            filename_truncated: false,
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            argv_truncated: false,
+            argv_empty: false,
+            privileges: Privileges::default(),
+        })
+    }
+
+    fn exit(t: Task, status: u32) -> Event {
+        Event::Exit(ExitEvent {
+            task: t,
+            status,
+            lifetime_ns: 1,
+        })
+    }
+
+    /// `cat /tmp/healthy` is app's liveness probe.
+    fn probes(unit: u64, argv: &[String]) -> Option<Arc<str>> {
+        (unit == APP && argv == ["cat", "/tmp/healthy"]).then(|| Arc::from("app/liveness"))
+    }
+
+    fn run(l: &mut Lineage, e: Event) -> Observed {
+        l.observe(&e, &probes)
+    }
+
+    #[test]
+    fn a_container_starts_with_its_entrypoint_and_ends_with_it() {
+        let mut l = Lineage::new(POD);
+        // The runtime's init joins the new cgroup, forks the process that
+        // will exec the entrypoint, and goes.
+        let seen = run(&mut l, join(task(100, APP, None, 1_000)));
+        assert_eq!(
+            seen,
+            Observed::default(),
+            "the first to arrive is no intruder"
+        );
+        run(&mut l, fork(task(101, APP, Some(100), 2_000)));
+        run(&mut l, exit(task(100, APP, None, 3_000), 0));
+        let seen = run(
+            &mut l,
+            exec(task(101, APP, Some(100), 5_000), &["/app", "serve"]),
+        );
+        assert_eq!(
+            seen.lifecycle,
+            Some(Lifecycle::Start {
+                started_ns: 5_000,
+                since_first_ns: 0,
+                present: false
+            })
+        );
+        // A second exec of the main process starts nothing.
+        let seen = run(&mut l, exec(task(101, APP, Some(100), 6_000), &["/app2"]));
+        assert_eq!(seen.lifecycle, None);
+        // Its child's exit is no container exit, its own is.
+        run(&mut l, fork(task(102, APP, Some(101), 7_000)));
+        assert_eq!(
+            run(&mut l, exit(task(102, APP, Some(101), 8_000), 0)).lifecycle,
+            None
+        );
+        let seen = run(&mut l, exit(task(101, APP, Some(100), 65_000), 0x300));
+        assert_eq!(
+            seen.lifecycle,
+            Some(Lifecycle::Exit {
+                runtime_ns: 60_000,
+                oom_killed: false,
+                oom_kills: 0
+            })
+        );
+        assert_eq!(l.tracked(), (0, 0), "nothing left behind");
+        // The same cgroup used again (a restart in place) starts again.
+        run(&mut l, join(task(200, APP, None, 70_000)));
+        let seen = run(&mut l, exec(task(200, APP, None, 71_000), &["/app"]));
+        assert!(matches!(
+            seen.lifecycle,
+            Some(Lifecycle::Start {
+                since_first_ns: 66_000,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn who_entered_a_running_container_and_the_probes_it_ran() {
+        let mut l = Lineage::new(POD);
+        run(&mut l, join(task(100, APP, None, 1_000)));
+        run(&mut l, exec(task(100, APP, None, 2_000), &["/app"]));
+        // kubectl exec: joins the live container; its child inherits.
+        let seen = run(&mut l, join(task(300, APP, None, 3_000)));
+        assert!(seen.entered_now && seen.marks.entered);
+        let seen = run(&mut l, exec(task(300, APP, None, 3_500), &["sh"]));
+        assert!(seen.marks.entered && !seen.entered_now && !seen.probe_now);
+        let seen = run(&mut l, fork(task(301, APP, Some(300), 4_000)));
+        assert!(seen.marks.entered && !seen.entered_now);
+        // The shell running the probe's command is not the probe: it did not
+        // enter with it. A probe enters and runs it.
+        let seen = run(
+            &mut l,
+            exec(task(301, APP, Some(300), 4_500), &["cat", "/tmp/healthy"]),
+        );
+        assert!(!seen.probe_now && seen.marks.exec_probe.is_none());
+        run(&mut l, join(task(400, APP, None, 5_000)));
+        let seen = run(
+            &mut l,
+            exec(task(400, APP, None, 5_100), &["cat", "/tmp/healthy"]),
+        );
+        assert!(seen.probe_now);
+        assert_eq!(seen.marks.exec_probe.as_deref(), Some("app/liveness"));
+        let seen = run(&mut l, fork(task(401, APP, Some(400), 5_200)));
+        assert_eq!(seen.marks.exec_probe.as_deref(), Some("app/liveness"));
+        let seen = run(&mut l, exit(task(400, APP, None, 5_300), 0));
+        assert_eq!(seen.marks.exec_probe.as_deref(), Some("app/liveness"));
+        assert_eq!(seen.lifecycle, None);
+        // A fork by a parent outside (clone into the cgroup) enters too.
+        let seen = run(&mut l, fork(task(500, APP, None, 6_000)));
+        assert!(seen.entered_now);
+        // Threads carry their process's marks.
+        let thread = Event::Fork(ForkEvent {
+            task: task(300, APP, None, 7_000),
+            thread: true,
+        });
+        assert!(l.observe(&thread, &probes).marks.entered);
+    }
+
+    #[test]
+    fn present_processes_make_up_running_containers() {
+        let mut l = Lineage::new(POD);
+        let init = task(100, APP, None, 0);
+        let child = task(110, APP, Some(100), 0);
+        let shell = task(120, APP, None, 0); // kubectl exec, still open
+        let side = task(50, SIDE, None, 0);
+        let direct = task(60, POD, None, 0);
+        let seen = l.present(&[&shell, &child, &init, &side, &direct]);
+        assert!(seen[0].marks.entered, "arrived after the init");
+        assert!(seen[0].entered_now);
+        assert!(!seen[1].marks.entered && seen[1].lifecycle.is_none());
+        assert_eq!(
+            seen[2].lifecycle,
+            Some(Lifecycle::Start {
+                started_ns: 100_000,
+                since_first_ns: 50_000,
+                present: true
+            })
+        );
+        assert!(matches!(
+            seen[3].lifecycle,
+            Some(Lifecycle::Start {
+                since_first_ns: 0,
+                ..
+            })
+        ));
+        assert_eq!(
+            seen[4].lifecycle, None,
+            "the traced cgroup itself is no container"
+        );
+        // The main process found running ends the container.
+        let seen = run(&mut l, exit(task(100, APP, None, 300_000), 9));
+        assert!(matches!(
+            seen.lifecycle,
+            Some(Lifecycle::Exit {
+                runtime_ns: 200_000,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_oom_kill_of_the_main_process_is_the_containers() {
+        let mut l = Lineage::new(POD);
+        run(&mut l, join(task(100, APP, None, 1_000)));
+        run(&mut l, exec(task(100, APP, None, 2_000), &["/app"]));
+        run(&mut l, fork(task(101, APP, Some(100), 3_000)));
+        let oom = |t: Task| {
+            Event::OomKill(OomKillEvent {
+                task: t,
+                rss_anon_kb: 1,
+                rss_file_kb: 0,
+                rss_shmem_kb: 0,
+                memcg: Some(MemcgUsage {
+                    usage_bytes: 1,
+                    limit_bytes: 1,
+                }),
+            })
+        };
+        run(&mut l, oom(task(101, APP, Some(100), 4_000)));
+        run(&mut l, exit(task(101, APP, Some(100), 4_100), 9));
+        run(&mut l, oom(task(100, APP, None, 5_000)));
+        let seen = run(&mut l, exit(task(100, APP, None, 5_100), 9));
+        assert_eq!(
+            seen.lifecycle,
+            Some(Lifecycle::Exit {
+                runtime_ns: 3_100,
+                oom_killed: true,
+                oom_kills: 2
+            })
+        );
+    }
+
+    #[test]
+    fn moves_between_containers_and_out() {
+        let mut l = Lineage::new(POD);
+        run(&mut l, join(task(100, APP, None, 1_000)));
+        run(&mut l, exec(task(100, APP, None, 2_000), &["/app"]));
+        run(&mut l, join(task(200, SIDE, None, 3_000)));
+        run(&mut l, exec(task(200, SIDE, None, 3_100), &["/side"]));
+        // Moved from the sidecar into app: entered app.
+        let moved = Event::Cgroup(CgroupEvent {
+            task: task(200, APP, None, 4_000),
+            change: CgroupChange::Move {
+                from_cgroup_id: SIDE,
+            },
+        });
+        let seen = l.observe(&moved, &probes);
+        assert!(seen.entered_now && seen.marks.entered);
+        // ...which ended the sidecar's main process there (no exit line).
+        assert_eq!(l.tracked(), (2, 1));
+        let left = Event::Cgroup(CgroupEvent {
+            task: task(200, APP, None, 5_000),
+            change: CgroupChange::Leave,
+        });
+        let seen = l.observe(&left, &probes);
+        assert!(seen.marks.entered && seen.lifecycle.is_none());
+        assert_eq!(l.tracked(), (1, 1));
+        // An exit of a process never seen changes nothing.
+        assert_eq!(
+            run(&mut l, exit(task(999, APP, None, 6_000), 0)),
+            Observed::default()
+        );
+        assert_eq!(l.tracked(), (1, 1));
+    }
+
+    #[test]
+    fn the_traced_cgroup_itself_has_entries_but_no_container() {
+        let mut l = Lineage::new(POD);
+        // trace -- CMD: the command joins the scratch cgroup and runs.
+        assert_eq!(
+            run(&mut l, join(task(100, POD, None, 1_000))),
+            Observed::default()
+        );
+        assert_eq!(
+            run(&mut l, exec(task(100, POD, None, 2_000), &["make"])).lifecycle,
+            None
+        );
+        assert!(run(&mut l, join(task(200, POD, None, 3_000))).entered_now);
+        assert_eq!(
+            run(&mut l, exit(task(100, POD, None, 4_000), 0)).lifecycle,
+            None
+        );
+    }
+
+    #[test]
+    fn tracking_is_bounded() {
+        let mut l = Lineage::new(POD);
+        run(&mut l, join(task(1, APP, None, 0)));
+        for pid in 2..(MAX_PROCESSES as u32 + 100) {
+            run(&mut l, fork(task(pid, APP, Some(1), 0)));
+        }
+        assert_eq!(l.tracked().0, MAX_PROCESSES);
+        // Untracked processes still get an answer.
+        let seen = run(
+            &mut l,
+            exec(task(MAX_PROCESSES as u32 + 50, APP, Some(1), 0), &["x"]),
+        );
+        assert!(!seen.marks.entered);
+    }
+}
