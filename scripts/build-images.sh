@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+VERSION=$(./scripts/version.sh)
 TARGET=x86_64-unknown-linux-gnu
 # glibc static-pie: no libc in the image. An explicit --target keeps build
 # scripts and proc-macros dynamically linked.

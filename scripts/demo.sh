@@ -7,10 +7,10 @@
 #   4. clean up, also on Ctrl-C or failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --if-needed
 export PATH="$HOME/.cargo/bin:$PATH"
 
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+VERSION=$(./scripts/version.sh)
 POD=linnix-demo
 WORK=$(mktemp -d)
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine (as root) lacks to build, test and
 # demo linnix. Idempotent: safe to run again; does only what is missing.
+#
+#   scripts/setup.sh [--if-needed]
+#
+# --if-needed returns at once when a run of this same setup.sh, with this
+# same tests/requirements.txt, has completed here (tests/.setup-stamp):
+# what test.sh and demo.sh use, so that every run does not re-check every
+# package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+VENV=tests/.venv
+STAMP=tests/.setup-stamp
+fingerprint() { sha256sum scripts/setup.sh tests/requirements.txt; }
+if [ "${1:-}" = --if-needed ] && [ -x "$VENV/bin/python" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$(fingerprint)" ]; then
+  exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh must run as root (it installs packages and loads BPF programs)" >&2
@@ -50,11 +64,13 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo (Rust >= 1.95) is required and was not found" >&2; exit 1; }
 
-# Python tools for the Kubernetes schema and Helm chart checks.
-VENV=tests/.venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import kubernetes_validate, helm_python, pytest, yaml' 2>/dev/null; then
-  log "python venv $VENV (kubernetes-validate, helm-python-sdk, pytest)"
-  python3 -m venv "$VENV"
+# Python tools for the Kubernetes schema and Helm chart checks; installed
+# again when tests/requirements.txt (or this script) changed since the stamp.
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import kubernetes_validate, helm_python, pytest, yaml' 2>/dev/null \
+  || [ "$(cat "$STAMP" 2>/dev/null)" != "$(fingerprint)" ]; then
+  log "python venv $VENV (tests/requirements.txt)"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
 fi
+fingerprint > "$STAMP"
 log "set-up complete"

@@ -6,9 +6,9 @@
 # and p50/p99. Targets: >= 5,000 reviews/s and p99 <= 2 ms (typical pod),
 # p99 <= 5 ms (large pod).
 #
-#   injector/benches/admission.sh [DURATION]     # default 10s per payload
+#   scripts/bench-admission.sh [DURATION]     # default 10s per payload
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 DURATION="${1:-10s}"
 CONCURRENCY=16

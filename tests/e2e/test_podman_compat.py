@@ -2,7 +2,7 @@
 
 import yaml
 
-from e2e.podman_compat import adapt_documents
+from podman_compat import adapt_documents
 
 POD = """
 apiVersion: v1

@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e.podman_compat import adapt_documents
+from conftest import ROOT
+from podman_compat import adapt_documents
 
-REPO = Path(__file__).resolve().parents[1]
-E2E = REPO / "tests" / "e2e"
-VERSION = re.search(r'^version = "(.+)"', (REPO / "Cargo.toml").read_text(), re.M).group(1)
+E2E = Path(__file__).resolve().parent
+VERSION = subprocess.run([ROOT / "scripts" / "version.sh"], check=True, capture_output=True, text=True).stdout.strip()
 IMAGES = [f"localhost/{name}:{VERSION}" for name in ("linnix-sidecar", "linnix-injector", "linnix-demo-app")]
 TRACER = "linnix-tracer"
 CAP_BPF, CAP_PERFMON = 39, 38
@@ -103,7 +103,7 @@ class Run:
 
 @pytest.fixture(scope="module")
 def images():
-    subprocess.run([str(REPO / "scripts" / "build-images.sh")], check=True)
+    subprocess.run([str(ROOT / "scripts" / "build-images.sh")], check=True)
     yield
     podman("rmi", "-f", *IMAGES, check=False)
 

@@ -12,21 +12,20 @@ webhook's caBundle verifies for the Service's DNS names.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import pathlib
-import shutil
 import subprocess
 
-import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-INJECTOR_CHART = ROOT / "charts" / "linnix-injector"
-RELEASE = "linnix"
-RELEASE_NS = "linnix-system"
+from chart_support import only
+from conftest import RELEASE, render
+
+# The namespace of the chart README's install commands, which the
+# existingSecret recipe below follows.
+INSTALL_NS = "linnix-system"
 
 APP_POD = {
     "apiVersion": "v1",
@@ -38,50 +37,6 @@ APP_POD = {
     },
     "spec": {"containers": [{"name": "web", "image": "registry.local/web:1"}]},
 }
-
-
-def cargo() -> str:
-    found = shutil.which("cargo") or str(pathlib.Path.home() / ".cargo" / "bin" / "cargo")
-    assert pathlib.Path(found).exists(), "cargo not found"
-    return found
-
-
-@pytest.fixture(scope="module")
-def injector_bin() -> pathlib.Path:
-    """Builds the injector (a no-op when it is up to date)."""
-    subprocess.run(
-        [cargo(), "build", "--quiet", "--locked", "-p", "linnix-injector", "--bin", "linnix-injector"],
-        cwd=ROOT, check=True,
-    )
-    meta = subprocess.run(
-        [cargo(), "metadata", "--format-version", "1", "--no-deps"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    )
-    binary = pathlib.Path(json.loads(meta.stdout)["target_directory"]) / "debug" / "linnix-injector"
-    assert binary.is_file()
-    return binary
-
-
-@pytest.fixture(scope="module")
-def chart():
-    with helm.Chart.load(INJECTOR_CHART) as loaded:
-        yield loaded
-
-
-def render(chart, values: dict) -> list[dict]:
-    manifests = chart.render(values, name=RELEASE, namespace=RELEASE_NS)
-    return [
-        doc
-        for path, text in sorted(manifests.items())
-        if not path.endswith("NOTES.txt")
-        for doc in yaml.safe_load_all(text)
-        if doc is not None
-    ]
-
-
-def only(objects: list[dict], kind: str) -> dict:
-    (found,) = [o for o in objects if o["kind"] == kind]
-    return found
 
 
 def inject(binary: pathlib.Path, config_text: str | None, tmp_path: pathlib.Path) -> dict:
@@ -115,9 +70,9 @@ CUSTOM_SIDECAR = {
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native-sidecar", "regular-container"])
-def test_injector_accepts_the_charts_config_and_applies_it(chart, injector_bin, tmp_path, native):
+def test_injector_accepts_the_charts_config_and_applies_it(injector_chart, injector_bin, tmp_path, native):
     values = {"sidecar": {**CUSTOM_SIDECAR, "nativeSidecar": native}}
-    config_text = only(render(chart, values), "ConfigMap")["data"]["config.yaml"]
+    config_text = only(render(injector_chart, values, namespace=INSTALL_NS), "ConfigMap")["data"]["config.yaml"]
     pod = inject(injector_bin, config_text, tmp_path)
 
     spec = pod["spec"]
@@ -142,8 +97,8 @@ def test_injector_accepts_the_charts_config_and_applies_it(chart, injector_bin, 
     kubernetes_validate.validate(pod, kubernetes_validate.latest_version(), strict=True)
 
 
-def test_charts_default_config_gives_the_injectors_default_pod(chart, injector_bin, tmp_path):
-    config_text = only(render(chart, {}), "ConfigMap")["data"]["config.yaml"]
+def test_charts_default_config_gives_the_injectors_default_pod(injector_chart, injector_bin, tmp_path):
+    config_text = only(render(injector_chart, {}, namespace=INSTALL_NS), "ConfigMap")["data"]["config.yaml"]
     with_chart_defaults = inject(injector_bin, config_text, tmp_path)
     with_builtin_defaults = inject(injector_bin, None, tmp_path)
     assert with_chart_defaults == with_builtin_defaults
@@ -152,11 +107,11 @@ def test_charts_default_config_gives_the_injectors_default_pod(chart, injector_b
 
 
 @pytest.mark.parametrize("mode", ["selfSigned", "certManager", "existingSecret"])
-def test_serve_knows_every_flag_the_deployment_passes(chart, injector_bin, mode):
+def test_serve_knows_every_flag_the_deployment_passes(injector_chart, injector_bin, mode):
     values = {"certificates": {"mode": mode}}
     if mode == "existingSecret":
         values["certificates"]["existingSecret"] = {"name": "tls", "caBundle": "QUJD"}
-    container = only(render(chart, values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container = only(render(injector_chart, values, namespace=INSTALL_NS), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][0] == "serve"
     help_text = subprocess.run(
         [str(injector_bin), "serve", "--help"], check=True, capture_output=True, text=True
@@ -170,10 +125,10 @@ def test_serve_knows_every_flag_the_deployment_passes(chart, injector_bin, mode)
     assert "POD_NAMESPACE" in help_text
 
 
-def test_existing_secret_recipe_from_the_readme(chart, injector_bin, tmp_path):
+def test_existing_secret_recipe_from_the_readme(injector_chart, injector_bin, tmp_path):
     """`certs` output, used as the README says, verifies for the Service."""
     service = f"{RELEASE}-linnix-injector"
-    dns = [f"{service}.{RELEASE_NS}.svc", f"{service}.{RELEASE_NS}.svc.cluster.local"]
+    dns = [f"{service}.{INSTALL_NS}.svc", f"{service}.{INSTALL_NS}.svc.cluster.local"]
     out = tmp_path / "tls"
     subprocess.run(
         [str(injector_bin), "certs", "--out", str(out), *[a for d in dns for a in ("--dns", d)]],
@@ -186,7 +141,7 @@ def test_existing_secret_recipe_from_the_readme(chart, injector_bin, tmp_path):
             "existingSecret": {"name": "linnix-injector-tls", "caBundle": ca_bundle},
         }
     }
-    objects = render(chart, values)
+    objects = render(injector_chart, values, namespace=INSTALL_NS)
     hook = only(objects, "MutatingWebhookConfiguration")["webhooks"][0]
     assert only(objects, "Service")["metadata"]["name"] == service
     kubernetes_validate.validate(
