@@ -39,7 +39,10 @@ pub(crate) fn classify(action: &str, err: &(dyn Error + 'static)) -> TracerError
             action: action.to_owned(),
         };
     }
-    TracerError::Other(format!("failed to {action}: {}", chain(err)))
+    TracerError::Bpf {
+        action: action.to_owned(),
+        detail: chain(err),
+    }
 }
 
 fn is_permission_error(err: &(dyn Error + 'static)) -> bool {

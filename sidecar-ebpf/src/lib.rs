@@ -9,9 +9,9 @@
 //! - [`Tracer::load`] attaches the five `tp_btf` programs, filtered in the
 //!   kernel to the cgroup v2 subtree of [`TracerConfig::target`];
 //!   [`Tracer::present`] lists what already runs there, numbered alike.
-//! - [`own_cgroup_ancestry`] finds the caller's cgroup v2 position from inside
-//!   a private cgroup namespace, so the pod cgroup can be chosen;
-//!   [`own_cgroup_ancestors`] adds each cgroup's kernfs name.
+//! - [`own_cgroup_ancestors`] finds the caller's cgroup v2 position, and each
+//!   ancestor's kernfs name, from inside a private cgroup namespace, so the
+//!   pod cgroup can be chosen.
 //! - [`decode`] turns one ring-buffer record into an [`Event`].
 //!
 //! The event layout is defined once, in `bpf/include/linnix_events.h`; the
@@ -21,6 +21,7 @@ mod bindings;
 mod decode;
 mod error;
 mod escape;
+mod load;
 mod poll_timer;
 mod present;
 mod reader;
@@ -29,7 +30,7 @@ mod tracer;
 
 pub use decode::decode;
 pub use escape::escape_bytes;
-pub use self_cgroup::{own_cgroup_ancestors, own_cgroup_ancestry};
+pub use self_cgroup::own_cgroup_ancestors;
 pub use tracer::Tracer;
 
 /// Where a cgroup sits in the cgroup v2 tree.
@@ -70,13 +71,16 @@ pub struct TracerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     pub ts_boot_ns: u64,
+    /// Process id in the initial PID namespace.
     pub host_pid: u32,
+    /// Thread id in the initial PID namespace.
     pub host_tid: u32,
     /// Process id in the loader's PID namespace (in a pod, the pod's); 0
     /// when the process has no number there.
     pub pid: u32,
     /// Parent process id in that namespace; 0 when the parent is outside it.
     pub ppid: u32,
+    /// Parent process id in the initial PID namespace.
     pub host_ppid: u32,
     /// The thread's id in the loader's PID namespace (`pid` for the
     /// leader), 0 when it has none there.
@@ -287,6 +291,18 @@ pub enum TracerError {
     NoCgroupV2,
     #[error("the kernel's page size of {0} bytes is not a power of two of at least 1 KiB")]
     UnsupportedPageSize(usize),
-    #[error("{0}")]
-    Other(String),
+    #[error("the tracer's cgroup is nested {level} levels deep; at most {max} are supported")]
+    CgroupTooDeep { level: u32, max: u32 },
+    #[error("the cgroup discovery program {0}")]
+    OwnCgroupNotRecorded(&'static str),
+    #[error("failed to {action}: {detail}")]
+    Bpf { action: String, detail: String },
+    #[error("the embedded BPF object does not match this build: {0}")]
+    EmbeddedObject(String),
+    #[error("Tracer::load must be called inside a Tokio runtime with I/O enabled")]
+    NoRuntime,
+    #[error("cannot poll the events ring buffer: {0}")]
+    RingBufferPoll(#[source] std::io::Error),
+    #[error("cannot create the poll timer: {0}")]
+    PollTimer(#[source] std::io::Error),
 }

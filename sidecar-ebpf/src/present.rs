@@ -15,6 +15,7 @@ use aya::{Btf, Ebpf};
 use crate::bindings::linnix_present_event;
 use crate::decode::decode;
 use crate::error::classify;
+use crate::load::missing;
 use crate::{Event, TracerError};
 
 const PROGRAM: &str = "dump_task";
@@ -64,11 +65,7 @@ fn split(bytes: &[u8], sink: &mut dyn FnMut(Event)) -> usize {
 
 fn program(ebpf: &mut Ebpf) -> Result<&mut Iter, TracerError> {
     ebpf.program_mut(PROGRAM)
-        .ok_or_else(|| {
-            TracerError::Other(format!(
-                "program {PROGRAM} is missing from the embedded BPF object"
-            ))
-        })?
+        .ok_or_else(|| missing(&format!("program {PROGRAM}")))?
         .try_into()
         .map_err(|e| classify(&format!("look up the BPF program {PROGRAM}"), &e))
 }

@@ -16,18 +16,10 @@ static SELF_BPF: &[u8] =
 const SELF_SIZE: usize = size_of::<linnix_self_cgroup>();
 
 /// The cgroup v2 position of the calling thread, found through BPF so that it
-/// works inside a private cgroup namespace where no parent is visible.
-/// Returns the calling thread's own cgroup and all its ancestors, root first.
-pub fn own_cgroup_ancestry() -> Result<Vec<CgroupPosition>, TracerError> {
-    Ok(own_cgroup_ancestors()?
-        .into_iter()
-        .map(|ancestor| ancestor.position)
-        .collect())
-}
-
-/// Like [`own_cgroup_ancestry`], with the kernfs name (directory name) of
-/// each cgroup, so the caller can check what its parent is (a pod cgroup, or
-/// a host slice it must not trace).
+/// works inside a private cgroup namespace where no parent is visible: the
+/// thread's own cgroup and all its ancestors, root first, each with its
+/// kernfs name (directory name), so the caller can check what its parent is
+/// (a pod cgroup, or a host slice it must not trace).
 pub fn own_cgroup_ancestors() -> Result<Vec<CgroupAncestor>, TracerError> {
     require_btf_file()?;
     // The loader parses kernel BTF for the CO-RE relocations and drops it
@@ -38,7 +30,7 @@ pub fn own_cgroup_ancestors() -> Result<Vec<CgroupAncestor>, TracerError> {
 
     let program: &mut RawTracePoint = ebpf
         .program_mut("record_self_cgroup")
-        .ok_or_else(|| TracerError::Other("record_self_cgroup missing from the BPF object".into()))?
+        .ok_or_else(|| TracerError::EmbeddedObject("program record_self_cgroup is missing".into()))?
         .try_into()
         .map_err(|e| classify("look up the cgroup discovery program", &e))?;
     program
@@ -49,40 +41,38 @@ pub fn own_cgroup_ancestors() -> Result<Vec<CgroupAncestor>, TracerError> {
         .test_run(RawTracePointRunOptions::new())
         .map_err(|e| classify("run the cgroup discovery program", &e))?;
     if run.return_value != 0 {
-        return Err(TracerError::Other(
-            "the cgroup discovery program could not read the calling task's cgroup".into(),
+        return Err(TracerError::OwnCgroupNotRecorded(
+            "could not read the calling task's cgroup",
         ));
     }
 
     let map = ebpf
         .map("self_cgroup")
-        .ok_or_else(|| TracerError::Other("self_cgroup map missing from the BPF object".into()))?;
+        .ok_or_else(|| TracerError::EmbeddedObject("map self_cgroup is missing".into()))?;
     let array: Array<&MapData, [u8; SELF_SIZE]> =
         Array::try_from(map).map_err(|e| classify("open the self_cgroup map", &e))?;
     let raw = array
         .get(&0, 0)
         .map_err(|e| classify("read the self_cgroup map", &e))?;
-    let found = linnix_self_cgroup::read_from_bytes(&raw[..])
-        .map_err(|_| TracerError::Other("self_cgroup value has an unexpected size".into()))?;
+    let found = linnix_self_cgroup::read_from_bytes(&raw[..]).map_err(|_| {
+        TracerError::EmbeddedObject("the self_cgroup value has another size".into())
+    })?;
     ancestry(&found)
 }
 
 fn ancestry(found: &linnix_self_cgroup) -> Result<Vec<CgroupAncestor>, TracerError> {
     if found.valid != 1 {
-        return Err(TracerError::Other(
-            "the cgroup discovery program did not record anything".into(),
-        ));
+        return Err(TracerError::OwnCgroupNotRecorded("did not record anything"));
     }
     // Level 0 is the v2 root: processes on a v1-only host all sit there.
     if found.level == 0 {
         return Err(TracerError::NoCgroupV2);
     }
     if found.level >= LINNIX_MAX_CGROUP_LEVELS {
-        return Err(TracerError::Other(format!(
-            "the tracer's cgroup is nested {} levels deep; at most {} are supported",
-            found.level,
-            LINNIX_MAX_CGROUP_LEVELS - 1
-        )));
+        return Err(TracerError::CgroupTooDeep {
+            level: found.level,
+            max: LINNIX_MAX_CGROUP_LEVELS - 1,
+        });
     }
     Ok(found
         .ids
@@ -150,8 +140,14 @@ mod tests {
         ));
         let mut found = recorded(1, &[b"", b"a"]);
         found.valid = 0;
-        assert!(matches!(ancestry(&found), Err(TracerError::Other(_))));
+        assert!(matches!(
+            ancestry(&found),
+            Err(TracerError::OwnCgroupNotRecorded(_))
+        ));
         let deep = recorded(LINNIX_MAX_CGROUP_LEVELS, &[]);
-        assert!(matches!(ancestry(&deep), Err(TracerError::Other(_))));
+        assert!(matches!(
+            ancestry(&deep),
+            Err(TracerError::CgroupTooDeep { level: 64, max: 63 })
+        ));
     }
 }

@@ -1,12 +1,12 @@
-//! Loading, attaching and reading the lifecycle programs (`bpf/linnix.bpf.c`).
+//! The loaded lifecycle programs (`bpf/linnix.bpf.c`) and their ring buffer:
+//! `Tracer` owns them and drives the reader of [`crate::reader`].
 
 use std::io;
 use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
 
-use aya::maps::{Array, Map, MapData, MapError, PerCpuArray, RingBuf};
-use aya::programs::BtfTracePoint;
-use aya::{Btf, Ebpf, EbpfLoader};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::Ebpf;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -16,27 +16,11 @@ use crate::bindings::{
 };
 use crate::decode::decode;
 use crate::error::{classify, parse_btf, require_btf_file};
+use crate::load::{attach_first, load_object, take_map, PROGRAMS};
 use crate::poll_timer::PollTimer;
 use crate::present;
 use crate::reader::{self, Effect, Found, Input, State, Wait};
 use crate::{Event, KernelStats, TracerConfig, TracerError};
-
-static LINNIX_BPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/linnix.bpf.o"));
-
-/// BTF tracepoint → the programs in the object that can serve it, best
-/// first: the first one this kernel's verifier accepts is attached.
-const PROGRAMS: [(&str, &[&str]); 5] = [
-    ("sched_process_fork", &["handle_fork"]),
-    ("sched_process_exec", &["handle_exec"]),
-    // The group_dead argument of the tracepoint is new; older kernels need
-    // the live counter and a dedupe map.
-    (
-        "sched_process_exit",
-        &["handle_exit_group_dead", "handle_exit"],
-    ),
-    ("mark_victim", &["handle_mark_victim"]),
-    ("cgroup_attach_task", &["handle_cgroup_attach"]),
-];
 
 /// Most records one drain consumes: what a full ring holds of the smallest
 /// record (a fork event plus the kernel's 8-byte record header). One call then
@@ -69,9 +53,7 @@ impl Tracer {
     /// buffer is registered with its reactor.
     pub fn load(config: &TracerConfig) -> Result<Tracer, TracerError> {
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(TracerError::Other(
-                "Tracer::load must be called inside a Tokio runtime".into(),
-            ));
+            return Err(TracerError::NoRuntime);
         }
         // Kernel BTF costs tens of MiB parsed. The loader parses and drops its
         // own copy inside load_object(); the attach ids need a second parse,
@@ -90,14 +72,12 @@ impl Tracer {
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "events")?;
         // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
         // for as long as the AsyncFd that owns the RingBuf.
-        let ring =
-            unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
-                TracerError::Other(format!("cannot poll the events ring buffer: {}", e))
-            })?;
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|e| TracerError::RingBufferPoll(e.into()))?;
         let reader_state = take_map(&mut ebpf, "reader_state")?;
         let timer = PollTimer::new()
             .and_then(|timer| timer.start(POLL_INTERVAL).map(|()| timer))
-            .map_err(|e| TracerError::Other(format!("cannot create the poll timer: {e}")))?;
+            .map_err(TracerError::PollTimer)?;
         let stats = take_map(&mut ebpf, "stats")?;
 
         tracing::debug!(
@@ -190,10 +170,9 @@ impl Tracer {
     }
 
     /// Hand the records already in the ring buffer to `sink` without waiting,
-    /// at most one ring's worth (see [`MAX_RECORDS_PER_DRAIN`]). Returns the
-    /// number of events delivered.
-    pub fn drain(&mut self, sink: &mut dyn FnMut(Event)) -> usize {
-        drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN).delivered
+    /// at most one ring's worth (see [`MAX_RECORDS_PER_DRAIN`]).
+    pub fn drain(&mut self, sink: &mut dyn FnMut(Event)) {
+        drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN);
     }
 
     /// Hand every process already in the traced cgroup to `sink`, as an
@@ -224,98 +203,6 @@ impl Tracer {
             rate_limited: sum(LINNIX_STAT_RATE_LIMITED)?,
         })
     }
-}
-
-fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
-    let trace_threads = u32::from(config.trace_threads);
-    let pidns_inum = own_pid_namespace();
-    let page_shift = page_shift(rustix::param::page_size())?;
-    EbpfLoader::new()
-        .override_global("target_cgroup_id", &config.target.id, true)
-        .override_global("target_level", &config.target.level, true)
-        .override_global("trace_threads", &trace_threads, true)
-        .override_global("max_events_per_sec", &config.max_events_per_sec, true)
-        .override_global("page_shift", &page_shift, true)
-        .override_global("target_pidns_inum", &pidns_inum, true)
-        // The members task storage is only used by the programs: aya has no
-        // user-space type for it, and none is needed.
-        .allow_unsupported_maps()
-        .load(LINNIX_BPF)
-        .map_err(|e| classify("create the tracer's BPF maps", &e))
-}
-
-/// Inode number of the caller's PID namespace, whose numbers the events
-/// carry: the tracer's, which in a pod is the pod's. 0 (each task's own
-/// innermost namespace) where /proc cannot say, with a warning.
-fn own_pid_namespace() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::metadata("/proc/self/ns/pid") {
-        Ok(meta) => u32::try_from(meta.ino()).unwrap_or(0),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the own PID namespace; pids are numbered in each process's innermost namespace");
-            0
-        }
-    }
-}
-
-/// log2 of the kernel's page size, which the OOM program needs to turn page
-/// counts into bytes: 4 KiB on x86-64, 4, 16 or 64 KiB on arm64.
-fn page_shift(page_size: usize) -> Result<u32, TracerError> {
-    // The program converts pages to KiB with a shift by page_shift - 10.
-    if page_size.is_power_of_two() && page_size >= 1024 {
-        Ok(page_size.trailing_zeros())
-    } else {
-        Err(TracerError::UnsupportedPageSize(page_size))
-    }
-}
-
-/// Attach the first of `candidates` that loads; the error of the last one
-/// otherwise.
-fn attach_first(
-    ebpf: &mut Ebpf,
-    btf: &Btf,
-    candidates: &[&str],
-    tracepoint: &str,
-) -> Result<(), TracerError> {
-    let mut result = Err(missing(&format!("a program for {tracepoint}")));
-    for name in candidates {
-        result = attach(ebpf, btf, name, tracepoint);
-        match &result {
-            Ok(()) => break,
-            Err(e) => tracing::debug!(program = name, error = %e, "trying the next program"),
-        }
-    }
-    result
-}
-
-fn attach(ebpf: &mut Ebpf, btf: &Btf, name: &str, tracepoint: &str) -> Result<(), TracerError> {
-    let program: &mut BtfTracePoint = ebpf
-        .program_mut(name)
-        .ok_or_else(|| missing(&format!("program {name}")))?
-        .try_into()
-        .map_err(|e| classify(&format!("look up the BPF program {name}"), &e))?;
-    program
-        .load(tracepoint, btf)
-        .map_err(|e| classify(&format!("load the BPF program for {tracepoint}"), &e))?;
-    program
-        .attach()
-        .map_err(|e| classify(&format!("attach the BPF program to {tracepoint}"), &e))?;
-    Ok(())
-}
-
-/// The object's map `name`, typed (ring buffer, array, ...).
-fn take_map<T>(ebpf: &mut Ebpf, name: &str) -> Result<T, TracerError>
-where
-    T: TryFrom<Map, Error = MapError>,
-{
-    let map = ebpf
-        .take_map(name)
-        .ok_or_else(|| missing(&format!("map {name}")))?;
-    T::try_from(map).map_err(|e| classify(&format!("open the {name} map"), &e))
-}
-
-fn missing(what: &str) -> TracerError {
-    TracerError::Other(format!("{what} is missing from the embedded BPF object"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,25 +246,52 @@ mod tests {
     use crate::CgroupPosition;
 
     #[test]
-    fn page_shift_follows_the_page_size() {
-        assert_eq!(page_shift(4096).unwrap(), 12);
-        assert_eq!(page_shift(16 * 1024).unwrap(), 14);
-        assert_eq!(page_shift(64 * 1024).unwrap(), 16);
-        let here = rustix::param::page_size();
-        assert_eq!(1 << page_shift(here).unwrap(), here);
-        for bad in [0, 512, 3000, 4097] {
-            assert!(
-                matches!(page_shift(bad), Err(TracerError::UnsupportedPageSize(n)) if n == bad),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
     fn a_drain_covers_a_full_ring_of_the_smallest_records() {
         let record = size_of::<linnix_fork_event>() + 8;
         assert!(MAX_RECORDS_PER_DRAIN * record <= LINNIX_RING_BYTES as usize);
         assert!((MAX_RECORDS_PER_DRAIN + 1) * record > LINNIX_RING_BYTES as usize);
+    }
+
+    /// Real programs (root needed): records that the last look before
+    /// sleeping finds end the batch, so the caller can write them out,
+    /// instead of waiting with them for a wakeup that a quiet pod never
+    /// sends.
+    #[tokio::test]
+    async fn records_found_on_the_way_to_sleep_end_the_batch() {
+        let cg = linnix_test_support::TestCgroup::new();
+        let config = TracerConfig {
+            target: CgroupPosition {
+                id: cg.id(),
+                level: cg.level(),
+            },
+            trace_threads: false,
+            max_events_per_sec: 0,
+        };
+        let mut tracer = Tracer::load(&config).expect("load");
+        // Nothing runs in the cgroup: the reader is idle and arms the
+        // wakeup flag, as after its last empty poll.
+        tracer.state = State::Behind;
+        assert!(!tracer.advance(Input::Looked(Found::Empty)).expect("arm"));
+        assert_eq!(tracer.state, State::Arming);
+        // A record is committed before the reader's last look.
+        let mut cmd = std::process::Command::new("/bin/true");
+        linnix_test_support::in_cgroup(&mut cmd, &cg.path);
+        assert!(cmd.status().expect("run /bin/true").success());
+
+        let mut events = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tracer.next_batch(&mut |e| events.push(e)),
+        )
+        .await
+        .expect("the batch ends with what the last look found")
+        .expect("next_batch");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Exec(x) if x.filename == "/bin/true")),
+            "{events:#?}"
+        );
     }
 
     /// Real programs (root needed): a drain stops at its bound although the

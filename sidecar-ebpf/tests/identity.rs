@@ -64,7 +64,7 @@ fn own_cgroup() -> PathBuf {
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .expect("a cgroup v2 line");
-    v2_root().join(path.trim_start_matches('/'))
+    v2_mount().join(path.trim_start_matches('/'))
 }
 
 fn move_to(dir: &Path, pid: u32) {
@@ -228,7 +228,7 @@ async fn one_identity_from_fork_through_two_execs_to_exit() {
 #[tokio::test]
 async fn moves_into_out_of_and_between_containers_are_reported() {
     let _lock = BPF_LOCK.lock().await;
-    let mut cg = TestCgroup::new();
+    let cg = TestCgroup::new();
     let a = cg.child("ctr-a");
     let a_inner = cg.child("ctr-a/inner");
     let b = cg.child("ctr-b");

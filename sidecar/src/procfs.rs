@@ -86,11 +86,13 @@ mod tests {
             .spawn()
             .expect("spawn sleep");
         let pid = child.id();
-        // Its start time, in ns since boot, from its own stat.
+        // Its start time, in ns since boot, from its own stat, once the exec
+        // is complete (comm changes before argv is in place).
         let mut ticks = None;
         for _ in 0..100 {
             let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-            if stat.contains("(sleep)") {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if stat.contains("(sleep)") && cmdline == b"sleep\x0030\x00" {
                 ticks = start_ticks(&stat);
                 break;
             }

@@ -71,8 +71,13 @@ impl RunError {
     /// or 127 when the command cannot be run (as a shell does), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Tracer(TracerError::Other(_)) => 1,
-            RunError::Tracer(_) => 2,
+            RunError::Tracer(
+                TracerError::NoBtf(_)
+                | TracerError::MissingCapability { .. }
+                | TracerError::NoCgroupV2
+                | TracerError::UnsupportedPageSize(_),
+            ) => 2,
+            RunError::Tracer(_) => 1,
             RunError::Cgroup(CgroupError::Io { .. }) => 1,
             RunError::Cgroup(_) | RunError::NoPodCgroup | RunError::PodCgroupIsRoot => 2,
             RunError::NoCommand => 2,
@@ -337,6 +342,30 @@ mod tests {
         assert_eq!(
             RunError::RingBuffer(io::ErrorKind::Other.into()).exit_code(),
             1
+        );
+    }
+
+    #[test]
+    fn tracer_failures_that_are_not_the_environment_exit_with_one() {
+        let failures = [
+            TracerError::Bpf {
+                action: "load the BPF program for sched_process_exec".into(),
+                detail: "verifier".into(),
+            },
+            TracerError::EmbeddedObject("map events is missing".into()),
+            TracerError::NoRuntime,
+            TracerError::CgroupTooDeep { level: 64, max: 63 },
+            TracerError::OwnCgroupNotRecorded("did not record anything"),
+        ];
+        for failure in failures {
+            assert_eq!(RunError::Tracer(failure).exit_code(), 1);
+        }
+        assert_eq!(
+            RunError::Tracer(TracerError::MissingCapability {
+                action: "create maps".into()
+            })
+            .exit_code(),
+            2
         );
     }
 }

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{of_kind, run_in, trace_command_under, Proc, TestCgroup, Tracer};
+use common::{of_kind, pod_cgroup, run_in, trace_command_under, Proc, Tracer};
 use serde_json::{json, Value};
 
 /// A PID namespace of its own with a /proc to match, as a container has;
@@ -94,7 +94,7 @@ fn of_host_pid<'a>(events: &'a [Value], kind: &str, host_pid: u32) -> Vec<&'a Va
 
 #[test]
 fn pids_are_the_pods_for_present_and_kernel_events_alike() {
-    let pod = TestCgroup::pod("pidns");
+    let pod = pod_cgroup("pidns");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let ns = PodNamespace::new();

@@ -7,7 +7,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{http_get, in_cgroup, of_kind, run_in, MemoryLimit, Proc, TestCgroup, Tracer};
+use common::{http_get, of_kind, pod_cgroup, run_in, Proc, Tracer};
+use linnix_test_support::{in_cgroup, v2_mount, MemoryLimit, TestCgroup};
 use serde_json::json;
 
 const APP_ID: &str = "4c1d0000a11ce0000000000000000000000000000000000000000000000000aa";
@@ -33,10 +34,10 @@ fn silent_kubeconfig(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
 
 #[test]
 fn traces_its_pod_and_reports_present_processes() {
-    let pod = TestCgroup::pod("pod");
+    let pod = pod_cgroup("pod");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
-    let outsider = TestCgroup::new("outsider");
+    let outsider = TestCgroup::named("outsider");
 
     let mut sleep = Command::new("sleep");
     sleep.arg("300");
@@ -117,7 +118,7 @@ fn traces_its_pod_and_reports_present_processes() {
 fn at_the_cgroup_root_there_is_no_pod() {
     // This test binary runs in some cgroup; the tracer, started in the v2
     // root itself, has no parent to call its pod.
-    let root = common::v2_mount();
+    let root = v2_mount();
     let mut t = Tracer::start(&[], &[], Some(&root), &[]);
     let r = t.finish(Duration::from_secs(20));
     assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
@@ -128,7 +129,7 @@ fn at_the_cgroup_root_there_is_no_pod() {
 fn a_parent_at_the_cgroup_root_is_refused() {
     // One level below the root: the parent would be the root, i.e. the
     // whole host. Refused before anything is attached.
-    let top = TestCgroup::new("toplevel");
+    let top = TestCgroup::named("toplevel");
     let mut t = Tracer::start(&[], &[], Some(&top.path), &[]);
     let r = t.finish(Duration::from_secs(20));
     assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
@@ -144,7 +145,7 @@ fn a_parent_at_the_cgroup_root_is_refused() {
 
 #[test]
 fn a_parent_not_named_like_a_pod_is_traced_with_one_warning() {
-    let pod = TestCgroup::new("slice");
+    let pod = TestCgroup::named("slice");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let mut t = Tracer::start(&[], &[], Some(&tracer_cg), &[]);
@@ -299,7 +300,7 @@ impl PodEndpoint {
 #[test]
 fn container_names_come_from_the_pod_status_and_are_refreshed() {
     let late_id = "1a7e".repeat(16);
-    let pod = TestCgroup::pod("names");
+    let pod = pod_cgroup("names");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let late = pod.child(&format!("libpod-{late_id}"));
@@ -355,7 +356,7 @@ fn container_names_come_from_the_pod_status_and_are_refreshed() {
 
 #[test]
 fn forbidden_pod_read_warns_once_and_keeps_ids() {
-    let pod = TestCgroup::pod("forbidden");
+    let pod = pod_cgroup("forbidden");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let endpoint = PodEndpoint::start(|_, _| {
@@ -443,7 +444,7 @@ const FAILED: &str = "linnix_kube_events_total{result=\"failed\"}";
 
 #[test]
 fn oom_kill_becomes_a_warning_event_on_the_pod() {
-    let pod = TestCgroup::pod("oomevent");
+    let pod = pod_cgroup("oomevent");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let limit = MemoryLimit::new(&app, 64 << 20);
@@ -502,7 +503,7 @@ fn oom_kill_becomes_a_warning_event_on_the_pod() {
 
 #[test]
 fn forbidden_events_warn_once_and_tracing_goes_on() {
-    let pod = TestCgroup::pod("oomforbidden");
+    let pod = pod_cgroup("oomforbidden");
     let tracer_cg = pod.child("tracer");
     let app = pod.child(&format!("libpod-{APP_ID}"));
     let limit = MemoryLimit::new(&app, 64 << 20);

@@ -10,7 +10,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{http_get, in_cgroup, of_kind, run_in, Proc, TestCgroup, Tracer};
+use common::{http_get, of_kind, run_in, Proc, Tracer};
+use linnix_test_support::{in_cgroup, TestCgroup};
 use serde_json::Value;
 
 fn argv_has(e: &Value, word: &str) -> bool {
@@ -21,7 +22,7 @@ fn argv_has(e: &Value, word: &str) -> bool {
 
 #[test]
 fn nested_cgroups_are_traced() {
-    let cg = TestCgroup::new("nested");
+    let cg = TestCgroup::named("nested");
     let inner = cg.child("inner");
     let deeper = inner.join("deeper");
     std::fs::create_dir(&deeper).expect("mkdir");
@@ -65,8 +66,8 @@ fn nested_cgroups_are_traced() {
 
 #[test]
 fn a_flooding_neighbour_is_invisible() {
-    let quiet = TestCgroup::new("quiet");
-    let noisy = TestCgroup::new("noisy");
+    let quiet = TestCgroup::named("quiet");
+    let noisy = TestCgroup::named("noisy");
     let dir = tempfile::tempdir().expect("tempdir");
     let flood_bin = dir.path().join("floodmarker");
     std::fs::copy("/bin/true", &flood_bin).expect("copy");
@@ -138,7 +139,7 @@ fn metric_line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 
 #[test]
 fn readiness_health_and_metrics_over_http() {
-    let cg = TestCgroup::new("metrics");
+    let cg = TestCgroup::named("metrics");
     let mut t = Tracer::start(
         &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
         &[],
@@ -185,7 +186,7 @@ fn readiness_health_and_metrics_over_http() {
 
 #[test]
 fn rate_limit_drops_in_the_kernel_and_is_counted() {
-    let cg = TestCgroup::new("ratelimit");
+    let cg = TestCgroup::named("ratelimit");
     let mut t = Tracer::start(
         &[
             "--max-events-per-sec",
@@ -270,7 +271,7 @@ fn cap_eff(pid: u32) -> u64 {
 
 #[test]
 fn bpf_and_perfmon_are_enough() {
-    let cg = TestCgroup::new("leastpriv");
+    let cg = TestCgroup::named("leastpriv");
     let mut t = trace_with_only(&cg, "+bpf,+perfmon");
     t.wait_ready();
     assert_eq!(
@@ -288,7 +289,7 @@ fn bpf_and_perfmon_are_enough() {
 
 #[test]
 fn without_cap_bpf_it_fails_with_a_clear_message() {
-    let cg = TestCgroup::new("nobpf");
+    let cg = TestCgroup::named("nobpf");
     let mut t = trace_with_only(&cg, "+perfmon");
     let r = t.finish(Duration::from_secs(20));
     assert_eq!(r.status.code(), Some(2), "{}", r.stderr);

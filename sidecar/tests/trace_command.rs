@@ -59,7 +59,7 @@ fn exec_argv_and_exit_code_of_the_command_tree() {
     }
     // The scratch cgroup is named after the tracer, the command's parent.
     let tracer = execs[0]["ppid"].as_u64().expect("ppid");
-    let scratch = common::v2_mount().join(format!("linnix-trace-{tracer}"));
+    let scratch = linnix_test_support::v2_mount().join(format!("linnix-trace-{tracer}"));
     assert!(!scratch.exists(), "{} left behind", scratch.display());
     // Events come out in kernel order.
     let ts: Vec<&str> = r.events.iter().filter_map(|e| e["ts"].as_str()).collect();

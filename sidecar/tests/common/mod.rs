@@ -1,205 +1,35 @@
-//! Helpers for the end-to-end tests of the binary: real cgroups, real BPF,
-//! real HTTP. Everything a test creates is removed on drop, also when the
-//! test fails.
+//! Helpers for the end-to-end tests of the binary: real cgroups (from
+//! `linnix-test-support`), real BPF, real HTTP. Everything a test creates is
+//! removed on drop, also when the test fails.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use linnix_test_support::{in_cgroup, TestCgroup};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_linnix-sidecar");
 pub const PYTHON: &str = "/usr/bin/python3";
 
-/// The first mount of `fs_type` whose super options satisfy `options`,
-/// from this process's mountinfo.
-fn find_mount(fs_type: &str, options: impl Fn(&str) -> bool) -> Option<PathBuf> {
-    let text = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    text.lines().find_map(|l| {
-        // "<id> <parent> <maj:min> <root> <mount point> ... - <type> <source> <super opts>"
-        let (pre, post) = l.split_once(" - ")?;
-        let mut post = post.split(' ');
-        let matches = post.next() == Some(fs_type) && post.nth(1).is_some_and(&options);
-        matches.then(|| PathBuf::from(pre.split(' ').nth(4).expect("mount point")))
-    })
-}
-
-/// The cgroup v2 mount point.
-pub fn v2_mount() -> PathBuf {
-    find_mount("cgroup2", |_| true).expect("a cgroup2 mount")
-}
-
-/// A cgroup v2 directory owned by a test.
-pub struct TestCgroup {
-    pub path: PathBuf,
-}
-
-impl TestCgroup {
-    pub fn new(test: &str) -> Self {
-        let path = v2_mount().join(format!("linnix-test-{}-{test}", std::process::id()));
-        if path.exists() {
-            remove_tree(&path);
-        }
-        fs::create_dir(&path).expect("create test cgroup");
-        TestCgroup { path }
-    }
-
-    /// A test cgroup named like a kubelet pod cgroup (`…-pod<uid>.slice`),
-    /// as the tracer expects its parent to be.
-    pub fn pod(test: &str) -> Self {
-        let tag = test
-            .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        let uid = format!(
-            "{:08x}_0000_4000_8000_{:012x}",
-            std::process::id(),
-            tag & 0xffff_ffff_ffff
-        );
-        Self::new(&format!("{test}-pod{uid}.slice"))
-    }
-
-    pub fn child(&self, name: &str) -> PathBuf {
-        let p = self.path.join(name);
-        fs::create_dir(&p).expect("create child cgroup");
-        p
-    }
-
-    pub fn id(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        fs::metadata(&self.path).expect("stat").ino()
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        remove_tree(&self.path);
-    }
-}
-
-/// A memory limit for what a test starts in a v2 cgroup: `memory.max` in
-/// that directory when cgroup v2 has the memory controller, else (hybrid
-/// host) a v1 memory cgroup the processes join as well. Removed on drop.
-pub struct MemoryLimit {
-    v1_dir: Option<PathBuf>,
-}
-
-impl MemoryLimit {
-    pub fn new(v2_dir: &Path, bytes: u64) -> Self {
-        let mount = v2_mount();
-        let controllers = fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
-        if controllers.split_whitespace().any(|c| c == "memory") {
-            // Every ancestor below the root must hand the controller down.
-            let parent = v2_dir.parent().expect("parent cgroup");
-            let mut chain: Vec<&Path> = parent
-                .ancestors()
-                .take_while(|p| p.starts_with(&mount))
-                .collect();
-            chain.reverse();
-            for dir in chain {
-                fs::write(dir.join("cgroup.subtree_control"), "+memory").expect("enable memory");
-            }
-            fs::write(v2_dir.join("memory.max"), bytes.to_string()).expect("memory.max");
-            let swap = v2_dir.join("memory.swap.max");
-            if swap.exists() {
-                fs::write(swap, "0").expect("memory.swap.max");
-            }
-            return MemoryLimit { v1_dir: None };
-        }
-        let v1_root = find_mount("cgroup", |o| o.split(',').any(|o| o == "memory"))
-            .expect("a memory controller, v2 or v1");
-        let name = v2_dir
-            .strip_prefix(&mount)
-            .expect("below the v2 mount")
-            .to_string_lossy()
-            .replace('/', "-");
-        let dir = v1_root.join(name);
-        fs::create_dir(&dir).expect("create v1 memory cgroup");
-        fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string()).expect("limit_in_bytes");
-        MemoryLimit { v1_dir: Some(dir) }
-    }
-
-    /// Make `cmd` (already placed with `in_cgroup`) subject to the limit.
-    pub fn apply(&self, cmd: &mut Command) {
-        if let Some(dir) = &self.v1_dir {
-            in_cgroup(cmd, dir);
-        }
-    }
-}
-
-impl Drop for MemoryLimit {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.v1_dir {
-            remove_tree(dir);
-        }
-    }
-}
-
-fn pids_in(dir: &Path) -> Vec<i32> {
-    let mut pids: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect();
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            pids.extend(pids_in(&e.path()));
-        }
-    }
-    pids
-}
-
-fn remove_tree(dir: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let pids = pids_in(dir);
-        if pids.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        for pid in pids {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    fn rmdirs(dir: &Path) {
-        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                rmdirs(&e.path());
-            }
-        }
-        for _ in 0..200 {
-            if fs::remove_dir(dir).is_ok() || !dir.exists() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-    rmdirs(dir);
-}
-
-/// Make `cmd` join `cgroup` between fork and exec.
-pub fn in_cgroup(cmd: &mut Command, cgroup: &Path) {
-    let procs = fs::OpenOptions::new()
-        .write(true)
-        .open(cgroup.join("cgroup.procs"))
-        .expect("open cgroup.procs");
-    // The closure owns the file, so it stays open until exec; after fork
-    // only write(2), which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+/// A test cgroup named like a kubelet pod cgroup (`…-pod<uid>.slice`), as
+/// the tracer expects its parent to be.
+pub fn pod_cgroup(test: &str) -> TestCgroup {
+    let tag = test
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let uid = format!(
+        "{:08x}_0000_4000_8000_{:012x}",
+        std::process::id(),
+        tag & 0xffff_ffff_ffff
+    );
+    TestCgroup::named(&format!("{test}-pod{uid}.slice"))
 }
 
 /// A child process killed and reaped on drop.
