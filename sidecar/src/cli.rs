@@ -79,9 +79,9 @@ pub struct TraceArgs {
     pub memory_limit: Option<u64>,
 
     /// The command to run (after `--`). Its stdout is sent to stderr so that
-    /// stdout carries only events.
+    /// stdout carries only events. Taken as given, also when not UTF-8.
     #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[cfg(test)]
@@ -137,6 +137,20 @@ mod tests {
             panic!("expected trace");
         };
         assert_eq!(t.command, ["sh", "-c", "exit 3"]);
+        // A file name need not be UTF-8.
+        use std::os::unix::ffi::OsStrExt;
+        let odd = std::ffi::OsStr::from_bytes(b"/tmp/\xff");
+        let cli = Cli::try_parse_from([
+            std::ffi::OsStr::new("linnix-sidecar"),
+            "trace".as_ref(),
+            "--".as_ref(),
+            odd,
+        ])
+        .expect("parses");
+        let Some(Command::Trace(t)) = cli.command else {
+            panic!("expected trace");
+        };
+        assert_eq!(t.command, [odd]);
         assert_eq!(t.memory_limit, Some(64 << 20));
         assert!(cli.common.threads);
     }

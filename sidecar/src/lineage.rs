@@ -12,10 +12,13 @@
 //!   empty container cgroup is the runtime's init; the first exec in its
 //!   tree is the container's entrypoint (`container_start`), and the exit of
 //!   the process that ran it ends the container (`container_exit`).
-//! - exec probes: the first exec in what entered (the runtime's own helper
-//!   processes fork before it) that runs one of the container's exec probes
-//!   carries the probe's name, and so do its descendants. Later execs in an
-//!   entered tree (`kubectl exec` then typing the probe's command) do not.
+//! - exec probes: what entered is one tree of processes (a runtime's helpers
+//!   fork before anything execs). Its first exec decides: when it runs one
+//!   of the container's exec probes, the whole tree carries the probe's
+//!   name. Later execs in an entered tree (`kubectl exec`, then typing the
+//!   probe's command) decide nothing. Until the decision the tree's events
+//!   are marked `hold`, so that a writer can keep them back and mark (or
+//!   leave out) the runtime's set-up with the probe.
 //!
 //! The traced cgroup itself (processes outside any child cgroup) is treated
 //! like a container for `entered`, but has no start or exit of its own.
@@ -47,6 +50,12 @@ pub struct Observed {
     /// This exec matched an exec probe.
     pub probe_now: bool,
     pub lifecycle: Option<Lifecycle>,
+    /// The process belongs to the entered tree with this root, which has
+    /// not decided yet whether it is an exec probe.
+    pub hold: Option<ProcessId>,
+    /// That tree decided with this event (its first exec, or its last
+    /// process gone): what was held can go, with `marks.exec_probe`.
+    pub release: Option<ProcessId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,9 +83,17 @@ pub enum Lifecycle {
 struct Proc {
     unit: u64,
     marks: Marks,
-    /// Entered, and nothing in its tree has exec'd since: its next exec is
-    /// what came in to run.
-    fresh: bool,
+    /// The root of the entered tree it belongs to.
+    entry: Option<ProcessId>,
+}
+
+/// One entered tree.
+#[derive(Debug, Default)]
+struct Entry {
+    /// `None` until its first exec; then the probe it ran, if any.
+    decided: Option<Option<Arc<str>>>,
+    /// Its processes the tracer knows to be alive.
+    members: u32,
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +128,7 @@ pub struct Lineage {
     target: u64,
     procs: HashMap<ProcessId, Proc>,
     units: HashMap<u64, Unit>,
+    entries: HashMap<ProcessId, Entry>,
     first_start_ns: Option<u64>,
     full_warned: bool,
 }
@@ -121,6 +139,7 @@ impl Lineage {
             target,
             procs: HashMap::new(),
             units: HashMap::new(),
+            entries: HashMap::new(),
             first_start_ns: None,
             full_warned: false,
         }
@@ -143,13 +162,25 @@ impl Lineage {
                 seen.lifecycle =
                     Some(self.start(task.cgroup_id, task.process(), task.start_ns, true));
             }
+            // What entered long ago is no probe being set up: decided.
+            if let Some(entry) = self.entry_of(task).and_then(|e| self.entries.get_mut(&e)) {
+                entry.decided.get_or_insert(None);
+            }
             out[i] = seen;
         }
         out
     }
 
     pub fn observe(&mut self, event: &Event, probe_of: ProbeLookup<'_>) -> Observed {
-        match event {
+        // A departing process's entered tree, read before it is forgotten.
+        let departing = match event {
+            Event::Exit(_) | Event::Cgroup(_) => self.entry_of(event.task()),
+            _ => None,
+        };
+        let decided_before = departing
+            .and_then(|root| self.entries.get(&root))
+            .map(|e| e.decided.clone());
+        let mut seen = match event {
             Event::Fork(f) if f.thread => self.marks_of(&f.task),
             Event::Fork(f) => self.born(&f.task),
             Event::Present(task) => self.born(task),
@@ -164,7 +195,29 @@ impl Lineage {
                 }
                 CgroupChange::Leave => self.gone(&c.task, false),
             },
+        };
+        let Some(root) = self.entry_of(event.task()).or(departing) else {
+            return seen;
+        };
+        let decided = self.entries.get(&root).map(|e| e.decided.clone());
+        let tree_alive = decided.is_some();
+        match decided.or(decided_before) {
+            Some(None) if tree_alive => seen.hold = Some(root),
+            // The tree's last process left before anything ran: what was
+            // held goes, as no probe.
+            Some(None) => seen.release = seen.release.or(Some(root)),
+            Some(Some(probe)) => {
+                if seen.marks.exec_probe.is_none() {
+                    seen.marks.exec_probe = probe;
+                }
+            }
+            None => {}
         }
+        seen
+    }
+
+    fn entry_of(&self, task: &Task) -> Option<ProcessId> {
+        self.procs.get(&task.process()).and_then(|p| p.entry)
     }
 
     fn marks_of(&self, task: &Task) -> Observed {
@@ -212,8 +265,9 @@ impl Lineage {
 
     /// The process came into its container from outside it. Into an empty
     /// container it is the runtime's first process; into a live one it
-    /// entered.
+    /// entered, as the root of a new entered tree.
     fn arrive(&mut self, task: &Task, inherited: Marks) -> Observed {
+        let id = task.process();
         let unit = self.units.entry(task.cgroup_id).or_default();
         let mut marks = inherited;
         let entered_now = unit.live > 0 && !marks.entered;
@@ -222,13 +276,16 @@ impl Lineage {
         } else {
             marks.entered = true;
         }
-        let fresh = marks.entered && entered_now;
+        let entry = entered_now.then(|| {
+            self.entries.entry(id).or_default();
+            id
+        });
         self.insert(
-            task.process(),
+            id,
             Proc {
                 unit: task.cgroup_id,
                 marks: marks.clone(),
-                fresh,
+                entry,
             },
         );
         Observed {
@@ -244,28 +301,27 @@ impl Lineage {
             // Its fork was not seen: judge it as a newcomer.
             self.born(task);
         }
-        let mut probe_now = false;
-        let mut marks = Marks::default();
+        let mut seen = Observed::default();
         let mut unit = task.cgroup_id;
         if let Some(proc) = self.procs.get_mut(&id) {
-            if proc.fresh {
-                proc.fresh = false;
-                proc.marks.exec_probe = probe_of(proc.unit, argv);
-                probe_now = proc.marks.exec_probe.is_some();
+            // The first exec of an entered tree decides whether it is a probe.
+            let entry = proc
+                .entry
+                .and_then(|root| Some((root, self.entries.get_mut(&root)?)));
+            if let Some((root, entry @ Entry { decided: None, .. })) = entry {
+                let probe = probe_of(proc.unit, argv);
+                seen.probe_now = probe.is_some();
+                entry.decided = Some(probe.clone());
+                proc.marks.exec_probe = probe;
+                seen.release = Some(root);
             }
-            marks = proc.marks.clone();
+            seen.marks = proc.marks.clone();
             unit = proc.unit;
         }
-        let mut lifecycle = None;
-        if self.is_starting(unit) && !marks.entered {
-            lifecycle = Some(self.start(unit, id, task.ts_boot_ns, false));
+        if self.is_starting(unit) && !seen.marks.entered {
+            seen.lifecycle = Some(self.start(unit, id, task.ts_boot_ns, false));
         }
-        Observed {
-            marks,
-            probe_now,
-            lifecycle,
-            ..Observed::default()
-        }
+        seen
     }
 
     /// A container (not the traced cgroup itself) whose first process
@@ -307,6 +363,14 @@ impl Lineage {
         let id = task.process();
         let proc = self.procs.remove(&id);
         let unit_id = proc.as_ref().map_or(task.cgroup_id, |p| p.unit);
+        if let Some(root) = proc.as_ref().and_then(|p| p.entry) {
+            if let Some(entry) = self.entries.get_mut(&root) {
+                entry.members = entry.members.saturating_sub(1);
+                if entry.members == 0 {
+                    self.entries.remove(&root);
+                }
+            }
+        }
         let mut lifecycle = None;
         if let Some(unit) = self.units.get_mut(&unit_id) {
             if proc.is_some() {
@@ -373,9 +437,12 @@ impl Lineage {
             }
             return;
         }
-        let unit = proc.unit;
+        let (unit, entry) = (proc.unit, proc.entry);
         if self.procs.insert(id, proc).is_none() {
             self.units.entry(unit).or_default().live += 1;
+            if let Some(entry) = entry.and_then(|root| self.entries.get_mut(&root)) {
+                entry.members += 1;
+            }
         }
     }
 
@@ -558,6 +625,53 @@ mod tests {
             thread: true,
         });
         assert!(l.observe(&thread, &probes).marks.entered);
+    }
+
+    #[test]
+    fn an_entered_tree_is_held_until_its_first_exec_decides() {
+        let mut l = Lineage::new(POD);
+        run(&mut l, join(task(100, APP, None, 1_000)));
+        run(&mut l, exec(task(100, APP, None, 2_000), &["/app"]));
+        // A runtime's exec: its init forks twice, the last one runs the
+        // probe; the first two go before or after.
+        let root = task(300, APP, None, 3_000).process();
+        let seen = run(&mut l, fork(task(300, APP, None, 3_000)));
+        assert_eq!(seen.hold, Some(root));
+        assert_eq!(
+            run(&mut l, fork(task(301, APP, Some(300), 3_100))).hold,
+            Some(root)
+        );
+        assert_eq!(
+            run(&mut l, fork(task(302, APP, Some(301), 3_200))).hold,
+            Some(root)
+        );
+        assert_eq!(
+            run(&mut l, exit(task(301, APP, Some(300), 3_300), 0)).hold,
+            Some(root)
+        );
+        let seen = run(
+            &mut l,
+            exec(task(302, APP, Some(301), 3_400), &["cat", "/tmp/healthy"]),
+        );
+        assert_eq!((seen.hold, seen.release), (None, Some(root)));
+        assert_eq!(seen.marks.exec_probe.as_deref(), Some("app/liveness"));
+        // After the decision the rest of the tree carries the probe too.
+        let seen = run(&mut l, exit(task(300, APP, None, 3_500), 0));
+        assert_eq!((seen.hold, seen.release), (None, None));
+        assert_eq!(seen.marks.exec_probe.as_deref(), Some("app/liveness"));
+        let seen = run(&mut l, exit(task(302, APP, Some(301), 3_600), 0));
+        assert_eq!(seen.marks.exec_probe.as_deref(), Some("app/liveness"));
+        // A tree that goes without running anything is released as no probe.
+        let other = task(400, APP, None, 4_000);
+        assert_eq!(run(&mut l, join(other.clone())).hold, Some(other.process()));
+        let seen = run(&mut l, exit(other.clone(), 0));
+        assert_eq!((seen.hold, seen.release), (None, Some(other.process())));
+        assert_eq!(seen.marks.exec_probe, None);
+        // The main process and its children are never held.
+        assert_eq!(
+            run(&mut l, fork(task(101, APP, Some(100), 5_000))).hold,
+            None
+        );
     }
 
     #[test]

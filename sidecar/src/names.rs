@@ -141,6 +141,11 @@ impl ContainerNames {
         })
     }
 
+    /// Whether the container named `container` has exec probes.
+    pub fn has_exec_probes(&self, container: &str) -> bool {
+        self.names.borrow().probes.any_in(container)
+    }
+
     /// The exec probe `argv` is in the container named `container`.
     pub fn exec_probe(&self, container: &str, argv: &[String]) -> Option<Arc<str>> {
         self.names.borrow().probes.matching(container, argv)

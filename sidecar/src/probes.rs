@@ -62,6 +62,11 @@ impl ExecProbes {
         ExecProbes { by_container }
     }
 
+    /// Whether `container` has exec probes at all.
+    pub fn any_in(&self, container: &str) -> bool {
+        self.by_container.contains_key(container)
+    }
+
     /// The probe `argv` is in `container`, if any.
     pub fn matching(&self, container: &str, argv: &[String]) -> Option<Arc<str>> {
         self.by_container
@@ -174,6 +179,7 @@ mod tests {
             name("proxy", &["/bin/proxy", "--check\\x0a"]).as_deref(),
             Some("proxy/liveness")
         );
+        assert!(probes.any_in("app") && probes.any_in("proxy") && !probes.any_in("web"));
         assert_eq!(ExecProbes::of_pod(&Pod::default()), ExecProbes::default());
     }
 }

@@ -1,6 +1,7 @@
 //! The modes: in a pod (`run_in_pod`), `trace --cgroup` (`trace_cgroup`) and
 //! `trace -- CMD` (`trace_command`), and the event loop they share (`pump`).
 
+use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
@@ -213,7 +214,7 @@ async fn trace_cgroup(common: &CommonArgs, dir: &Path) -> Result<u8, RunError> {
 
 async fn trace_command(
     common: &CommonArgs,
-    argv: &[String],
+    argv: &[OsString],
     memory_limit: Option<u64>,
 ) -> Result<u8, RunError> {
     let Some((program, args)) = argv.split_first() else {
@@ -232,8 +233,8 @@ async fn trace_command(
 
 async fn trace_in(
     common: &CommonArgs,
-    program: &str,
-    args: &[String],
+    program: &OsStr,
+    args: &[OsString],
     scratch: &ScratchCgroup,
     metrics: Arc<Metrics>,
     signals: &mut Signals,
@@ -308,11 +309,16 @@ async fn pump<T>(
                 r.map_err(RunError::RingBuffer)?;
                 writer.flush()?;
             }
-            _ = stats.tick() => writer.kernel_stats(tracer),
+            _ = stats.tick() => {
+                writer.kernel_stats(tracer);
+                writer.release_held(false);
+                writer.flush()?;
+            }
             stopped = &mut stop => break stopped?,
         }
     };
     tracer.drain(&mut |ev| writer.event(ev));
+    writer.release_held(true);
     writer.kernel_stats(tracer);
     writer.flush()?;
     Ok(stopped)
