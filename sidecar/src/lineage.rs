@@ -206,12 +206,10 @@ impl Lineage {
             // The tree's last process left before anything ran: what was
             // held goes, as no probe.
             Some(None) => seen.release = seen.release.or(Some(root)),
-            Some(Some(probe)) => {
-                if seen.marks.exec_probe.is_none() {
-                    seen.marks.exec_probe = probe;
-                }
+            Some(Some(probe)) if seen.marks.exec_probe.is_none() => {
+                seen.marks.exec_probe = probe;
             }
-            None => {}
+            Some(Some(_)) | None => {}
         }
         seen
     }
