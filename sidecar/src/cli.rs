@@ -137,6 +137,8 @@ mod tests {
             panic!("expected trace");
         };
         assert_eq!(t.command, ["sh", "-c", "exit 3"]);
+        assert_eq!(t.memory_limit, Some(64 << 20));
+        assert!(cli.common.threads);
         // A file name need not be UTF-8.
         use std::os::unix::ffi::OsStrExt;
         let odd = std::ffi::OsStr::from_bytes(b"/tmp/\xff");
@@ -151,8 +153,6 @@ mod tests {
             panic!("expected trace");
         };
         assert_eq!(t.command, [odd]);
-        assert_eq!(t.memory_limit, Some(64 << 20));
-        assert!(cli.common.threads);
     }
 
     #[test]
