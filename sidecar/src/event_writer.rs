@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::io::{self, StdoutLock};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use linnix_ebpf::{CgroupChange, Event, ProcessId, Task, Tracer};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use crate::held::{HeldEvent, HeldTrees};
 use crate::lineage::{Lifecycle, Lineage, Observed};
 use crate::lines::{self, Context};
 use crate::metrics::{ContainerCounters, Metrics};
@@ -81,8 +82,8 @@ pub struct EventWriter {
     containers: HashMap<u64, Container>,
     lineage: Lineage,
     /// Events of entered trees held until they decide whether they are an
-    /// exec probe (see [`Lineage`]), by the tree's root.
-    held: HashMap<ProcessId, Held>,
+    /// exec probe (see [`Lineage`]).
+    held: HeldTrees,
     out: Writer<StdoutLock<'static>>,
     /// First write error; once stdout is gone nothing more is written.
     write_error: Option<io::Error>,
@@ -95,19 +96,6 @@ struct Container {
     counters: ContainerCounters,
 }
 
-struct Held {
-    since: Instant,
-    events: Vec<(Event, Observed)>,
-}
-
-/// An entered tree that has not exec'd within this time is written as it
-/// is: what a runtime's exec sets up takes milliseconds.
-const MAX_HOLD: Duration = Duration::from_secs(1);
-/// A tree that forks this much before any exec is no probe being set up.
-const MAX_HELD_EVENTS: usize = 64;
-/// Trees held at once, at most; past it the oldest is written.
-const MAX_HELD_TREES: usize = 256;
-
 /// Containers restart with new cgroups; past this many remembered ones the
 /// cache starts over rather than grow without bound.
 const MAX_CACHED_CONTAINERS: usize = 256;
@@ -117,7 +105,7 @@ impl EventWriter {
         EventWriter {
             clock: Clock::new(),
             lineage: Lineage::new(settings.target_cgroup),
-            held: HashMap::new(),
+            held: HeldTrees::default(),
             out: Writer::new(io::stdout().lock(), settings.format),
             settings,
             metrics,
@@ -151,8 +139,10 @@ impl EventWriter {
         if let Some(root) = observed.hold {
             // Only where there are probes to recognise: elsewhere nothing
             // would change once the tree decides.
-            if self.held.contains_key(&root) || self.has_exec_probes(task.cgroup_id) {
-                self.hold(root, event, observed);
+            if self.held.holds(&root) || self.has_exec_probes(task.cgroup_id) {
+                for events in self.held.hold(root, event, observed, Instant::now()) {
+                    self.write_held(events, None);
+                }
                 return;
             }
         }
@@ -169,33 +159,15 @@ impl EventWriter {
             .is_some_and(|l| l.named && self.settings.names.has_exec_probes(&l.text))
     }
 
-    fn hold(&mut self, root: ProcessId, event: Event, observed: Observed) {
-        if !self.held.contains_key(&root) && self.held.len() >= MAX_HELD_TREES {
-            if let Some(oldest) = self
-                .held
-                .iter()
-                .min_by_key(|(_, h)| h.since)
-                .map(|(r, _)| *r)
-            {
-                self.release(oldest, None);
-            }
-        }
-        let group = self.held.entry(root).or_insert_with(|| Held {
-            since: Instant::now(),
-            events: Vec::new(),
-        });
-        group.events.push((event, observed));
-        if group.events.len() >= MAX_HELD_EVENTS {
-            self.release(root, None);
+    /// Write what a tree held, marked with the probe it turned out to be.
+    fn release(&mut self, root: ProcessId, probe: Option<Arc<str>>) {
+        if let Some(events) = self.held.take(&root) {
+            self.write_held(events, probe);
         }
     }
 
-    /// Write what a tree held, marked with the probe it turned out to be.
-    fn release(&mut self, root: ProcessId, probe: Option<Arc<str>>) {
-        let Some(group) = self.held.remove(&root) else {
-            return;
-        };
-        for (event, mut observed) in group.events {
+    fn write_held(&mut self, events: Vec<HeldEvent>, probe: Option<Arc<str>>) {
+        for (event, mut observed) in events {
             if probe.is_some() {
                 observed.marks.exec_probe = probe.clone();
             }
@@ -203,17 +175,10 @@ impl EventWriter {
         }
     }
 
-    /// Write the trees held for longer than [`MAX_HOLD`]; all with `all`
-    /// (at the end).
+    /// Write the trees held for too long; all of them with `all` (at the end).
     pub fn release_held(&mut self, all: bool) {
-        let stale: Vec<ProcessId> = self
-            .held
-            .iter()
-            .filter(|(_, h)| all || h.since.elapsed() >= MAX_HOLD)
-            .map(|(root, _)| *root)
-            .collect();
-        for root in stale {
-            self.release(root, None);
+        for events in self.held.take_stale(Instant::now(), all) {
+            self.write_held(events, None);
         }
     }
 

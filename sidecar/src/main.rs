@@ -8,6 +8,7 @@ mod cli;
 mod clock;
 mod command;
 mod event_writer;
+mod held;
 mod lineage;
 mod lines;
 mod metrics;
