@@ -76,6 +76,8 @@ pub fn lifecycle_line<'a>(
     detail: Detail<'a>,
 ) -> Line<'a> {
     let ts = match lifecycle {
+        // Found running: when the tracer looked, like a present line.
+        Lifecycle::Start { present: true, .. } => ctx.clock.boot_ns(),
         Lifecycle::Start { started_ns, .. } => *started_ns,
         Lifecycle::Exit { .. } => task.ts_boot_ns,
     };
