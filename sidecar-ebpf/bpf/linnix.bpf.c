@@ -24,3 +24,4 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "lifecycle/oom.c"
 #include "lifecycle/cgroup.c"
 #include "lifecycle/present.c"
+#include "lifecycle/pidns.c"

@@ -2,7 +2,7 @@
 //! the programs for each tracepoint, and its maps.
 
 use aya::maps::{Map, MapError};
-use aya::programs::BtfTracePoint;
+use aya::programs::{BtfTracePoint, RawTracePoint, RawTracePointRunOptions, TestRun};
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::error::classify;
@@ -25,11 +25,13 @@ pub(crate) const PROGRAMS: [(&str, &[&str]); 5] = [
     ("cgroup_attach_task", &["handle_cgroup_attach"]),
 ];
 
+/// The object, loaded with its globals set; the maps exist, no program is
+/// attached yet.
 pub(crate) fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
     let trace_threads = u32::from(config.trace_threads);
     let page_shift = page_shift(rustix::param::page_size())?;
     let pidns_inum = own_pid_namespace();
-    EbpfLoader::new()
+    let mut ebpf = EbpfLoader::new()
         .override_global("target_cgroup_id", &config.target.id, true)
         .override_global("target_level", &config.target.level, true)
         .override_global("trace_threads", &trace_threads, true)
@@ -40,7 +42,35 @@ pub(crate) fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
         // user-space type for it, and none is needed.
         .allow_unsupported_maps()
         .load(LINNIX_BPF)
-        .map_err(|e| classify("create the tracer's BPF maps", &e))
+        .map_err(|e| classify("create the tracer's BPF maps", &e))?;
+    if pidns_inum != 0 {
+        record_pid_namespace(&mut ebpf)?;
+    }
+    Ok(ebpf)
+}
+
+/// Let the programs know the level of the loader's PID namespace, which only
+/// the kernel can tell: `record_pidns` (`bpf/lifecycle/pidns.c`), run once
+/// in this thread's context with BPF_PROG_TEST_RUN, stores it in a global.
+fn record_pid_namespace(ebpf: &mut Ebpf) -> Result<(), TracerError> {
+    let program: &mut RawTracePoint = ebpf
+        .program_mut("record_pidns")
+        .ok_or_else(|| missing("program record_pidns"))?
+        .try_into()
+        .map_err(|e| classify("look up the BPF program record_pidns", &e))?;
+    program
+        .load()
+        .map_err(|e| classify("load the PID namespace program", &e))?;
+    let run = program
+        .test_run(RawTracePointRunOptions::new())
+        .map_err(|e| classify("run the PID namespace program", &e))?;
+    if run.return_value != 0 {
+        return Err(TracerError::Bpf {
+            action: "find the tracer's PID namespace".into(),
+            detail: "the namespace /proc/self/ns/pid names is not the calling thread's".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Inode number of the caller's PID namespace, whose numbers the events

@@ -218,31 +218,35 @@ static __always_inline bool task_in_target(struct task_struct *task, struct cgro
 }
 
 /*
+ * The level of that namespace: its place in a task's pid->numbers[], which
+ * runs from the initial namespace (0) to the task's own. It is only known
+ * in the kernel, so record_pidns() finds it in the loader's own context
+ * (see pidns.c) before any other program is attached, and the programs read
+ * it here rather than search numbers[] for the inode on every event.
+ */
+u32 target_pidns_level = 0;
+
+/*
  * The level at which pid has a number in the target PID namespace, with that
- * namespace, or -1. numbers[] runs from the initial namespace (0) to the
- * task's own (inner), one namespace per level, so the target is found by
- * its inode number; pods nest only a level or two below the host.
+ * namespace, or -1 when it has none there (a process of another namespace
+ * attached to the pod's cgroup).
  */
 static __always_inline int target_pid_level(struct pid *pid, u32 inner, struct pid_namespace **ns)
 {
-	u32 i;
+	u32 level = target_pidns_level;
+	struct pid_namespace *at;
 
 	if (!target_pidns_inum) {
 		*ns = BPF_CORE_READ(pid_upid(pid, inner), ns);
 		return inner;
 	}
-	for (i = 0; i < LINNIX_MAX_PIDNS_LEVELS; i++) {
-		struct pid_namespace *at;
-
-		if (i > inner)
-			break;
-		at = BPF_CORE_READ(pid_upid(pid, i), ns);
-		if (BPF_CORE_READ(at, ns.inum) == target_pidns_inum) {
-			*ns = at;
-			return i;
-		}
-	}
-	return -1;
+	if (level > inner || level >= LINNIX_MAX_PIDNS_LEVELS)
+		return -1;
+	at = BPF_CORE_READ(pid_upid(pid, level), ns);
+	if (BPF_CORE_READ(at, ns.inum) != target_pidns_inum)
+		return -1;
+	*ns = at;
+	return level;
 }
 
 /* The number of pid at level in namespace ns, 0 if it has none there. */
@@ -258,6 +262,15 @@ static __always_inline u32 pid_nr_in(struct pid *pid, int level, struct pid_name
 	return BPF_CORE_READ(upid, nr);
 }
 
+/* Whether a cgroup (read with probe reads) is in the pod's subtree. */
+static __always_inline bool in_target(struct cgroup *cgrp)
+{
+	u32 level = BPF_CORE_READ(cgrp, level);
+
+	return cgrp && level >= target_level &&
+	       cgroup_id(cgroup_ancestor(cgrp, target_level)) == target_cgroup_id;
+}
+
 static __always_inline void fill_header(struct linnix_event_header *hdr, u32 kind,
 					struct task_struct *task, struct cgroup *container)
 {
@@ -265,22 +278,21 @@ static __always_inline void fill_header(struct linnix_event_header *hdr, u32 kin
 	 * indexed by a runtime level, which only probe reads can follow. */
 	struct task_struct *leader = task->group_leader;
 	/* real_parent may be a thread: the process is its group leader. */
-	struct task_struct *parent = leader->real_parent->group_leader;
+	struct task_struct *parent = BPF_CORE_READ(leader, real_parent, group_leader);
 	struct pid *pid = BPF_CORE_READ(leader, thread_pid);
 	struct pid *ppid = BPF_CORE_READ(parent, thread_pid);
 	struct pid *tpid = BPF_CORE_READ(task, thread_pid);
 	u32 inner = BPF_CORE_READ(pid, level);
 	struct pid_namespace *ns = NULL;
 	int level = target_pid_level(pid, inner, &ns);
-	const struct cred *cred = task->cred;
-	struct cgroup *unused;
+	const struct cred *cred = BPF_CORE_READ(task, cred);
 
 	hdr->kind = kind;
 	hdr->flags = 0;
 	hdr->ts_boot_ns = bpf_ktime_get_boot_ns();
 	hdr->host_pid = task->tgid;
 	hdr->host_tid = task->pid;
-	hdr->host_ppid = parent->tgid;
+	hdr->host_ppid = BPF_CORE_READ(parent, tgid);
 	hdr->_pad0 = 0;
 
 	/*
@@ -293,12 +305,12 @@ static __always_inline void fill_header(struct linnix_event_header *hdr, u32 kin
 	hdr->ppid = pid_nr_in(ppid, level, ns);
 	hdr->tid = tpid == pid ? hdr->pid : pid_nr_in(tpid, level, ns);
 
-	hdr->start_ns = leader->start_boottime;
-	hdr->parent_start_ns = parent->start_boottime;
-	if (task_in_target(parent, &unused))
+	hdr->start_ns = BPF_CORE_READ(leader, start_boottime);
+	hdr->parent_start_ns = BPF_CORE_READ(parent, start_boottime);
+	if (in_target(BPF_CORE_READ(parent, cgroups, dfl_cgrp)))
 		hdr->flags |= LINNIX_FLAG_PARENT_IN_TARGET;
-	hdr->uid = cred->euid.val;
-	hdr->gid = cred->egid.val;
+	hdr->uid = BPF_CORE_READ(cred, euid.val);
+	hdr->gid = BPF_CORE_READ(cred, egid.val);
 
 	bpf_probe_read_kernel_str(hdr->comm, sizeof(hdr->comm), leader->comm);
 	hdr->cgroup_id = container ? cgroup_id(container) : 0;
