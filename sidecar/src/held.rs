@@ -1,8 +1,9 @@
 //! Events kept back while an entered tree decides whether it is an exec
 //! probe (see `lineage.rs`): what a runtime's exec sets up takes
 //! milliseconds, so a tree is held for at most [`MAX_HOLD`], at most
-//! [`MAX_EVENTS`] events each and [`MAX_TREES`] trees at once; past a bound
-//! the tree is given back as it is.
+//! [`MAX_EVENTS`] events each and [`MAX_TREES`] trees at once (an event is a
+//! few hundred bytes, an exec up to 2 KiB); past a bound the tree is given
+//! back as it is.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use crate::lineage::Observed;
 
 pub const MAX_HOLD: Duration = Duration::from_secs(1);
 pub const MAX_EVENTS: usize = 64;
-pub const MAX_TREES: usize = 256;
+pub const MAX_TREES: usize = 64;
 
 /// A held event and what the lineage said of it.
 pub type HeldEvent = (Event, Observed);
@@ -160,8 +161,8 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0][0].0.task().host_pid, 0, "the oldest tree");
         // Held too long.
-        let stale = held.take_stale(t0 + MAX_HOLD + Duration::from_millis(100), false);
-        assert_eq!(stale.len(), 100, "those held since before the deadline");
-        assert_eq!(held.take_stale(t0, true).len(), MAX_TREES - 100);
+        let stale = held.take_stale(t0 + MAX_HOLD + Duration::from_millis(30), false);
+        assert_eq!(stale.len(), 30, "those held since before the deadline");
+        assert_eq!(held.take_stale(t0, true).len(), MAX_TREES - 30);
     }
 }
