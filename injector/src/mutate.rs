@@ -1,7 +1,6 @@
 //! Decision plus patch for one pod or pod template: the piece `serve` and
 //! `inject` share.
 
-
 use json_patch::jsonptr::Pointer;
 use json_patch::PatchOperation;
 
@@ -256,7 +255,9 @@ mod tests {
         let out = run(pod.clone());
         assert_eq!(out.decision, Decision::Inject);
         assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
-        assert!(out.warnings[0].contains("sidecar.linnix.io/cpu-limit ignored: its value is a number"));
+        assert!(
+            out.warnings[0].contains("sidecar.linnix.io/cpu-limit ignored: its value is a number")
+        );
         assert!(out.warnings[1].contains("sidecar.linnix.io/memory-limit ignored"));
         let (l, _) = limits(&pod);
         assert_eq!(l, json!({"cpu": "200m", "memory": "64Mi"}));

@@ -10,8 +10,7 @@ use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use linnix_injector::config::Config;
 use linnix_injector::decision::{
-    Context, Decision, NamespaceFacts, Skip, Source, GUARDED_STATUS_SUFFIX,
-    STATUS_ANNOTATION,
+    Context, Decision, NamespaceFacts, Skip, Source, GUARDED_STATUS_SUFFIX, STATUS_ANNOTATION,
 };
 use linnix_injector::mutate::mutate;
 use linnix_injector::namespaces::{NamespaceLookup, Reflected};
@@ -198,14 +197,23 @@ async fn guarded_namespaces_are_injected_and_say_so() {
     assert!(w.is_empty(), "{w:?}");
     let guarded = status(&patched);
     let guarded = guarded.as_str().unwrap();
-    assert!(guarded.starts_with("injected (linnix-injector "), "{guarded}");
+    assert!(
+        guarded.starts_with("injected (linnix-injector "),
+        "{guarded}"
+    );
     assert!(guarded.ends_with(GUARDED_STATUS_SUFFIX), "{guarded}");
 
     for unguarded in ["open", "typo"] {
         let (d, _, patched) = decide_and_patch(&lookup, unguarded, &pod).await;
         assert_eq!(d, Decision::Inject, "{unguarded}");
         let plain = status(&patched);
-        assert!(plain.as_str().unwrap().starts_with("injected (linnix-injector "), "{plain}");
+        assert!(
+            plain
+                .as_str()
+                .unwrap()
+                .starts_with("injected (linnix-injector "),
+            "{plain}"
+        );
         assert!(!plain.as_str().unwrap().contains("guarded"), "{plain}");
     }
 

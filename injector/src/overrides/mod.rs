@@ -250,7 +250,15 @@ pub fn resolve(
     let mut resources = configured.clone();
     // A memory limit below minMemoryLimit would have the tracer OOM-killed
     // while it loads and, as a native sidecar, hold the app back for good.
-    for (request_setting, limit_setting, request, limit, configured_request, configured_limit, floor) in [
+    for (
+        request_setting,
+        limit_setting,
+        request,
+        limit,
+        configured_request,
+        configured_limit,
+        floor,
+    ) in [
         (
             Override::Cpu,
             Override::CpuLimit,

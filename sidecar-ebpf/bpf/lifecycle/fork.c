@@ -16,6 +16,9 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	/* The child's cgroup decides: a parent may spawn into another cgroup. */
 	if (!task_in_target(child, &container))
 		return 0;
+	/* Membership does not depend on whether the event is written. */
+	if (!is_thread)
+		remember_member(child, cgroup_id(container));
 	if (!rate_limit_allows() || !ring_has_room_for_bulk())
 		return 0;
 

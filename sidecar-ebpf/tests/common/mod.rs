@@ -1,7 +1,7 @@
 //! Test support: processes started inside throw-away cgroups
 //! (`linnix-test-support`), and tracers reading them.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
