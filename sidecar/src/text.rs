@@ -208,6 +208,44 @@ mod tests {
     }
 
     #[test]
+    fn memory_pressure_and_lost_lines() {
+        use crate::output::{LostKind, LostLine, PressureDetail};
+        let row = render(&line(
+            Detail::MemoryPressure(PressureDetail {
+                reason: "reclaim",
+                count: 17,
+                memcg_usage_bytes: 67_100_000,
+                memcg_limit_bytes: Some(67_108_864),
+                memcg_high_bytes: None,
+            }),
+            None,
+        ));
+        assert!(
+            row.trim_end()
+                .ends_with("reclaim x17, memcg 67100000 bytes of 67108864"),
+            "{row}"
+        );
+        let mut out = Vec::new();
+        write_lost(
+            &mut out,
+            &LostLine {
+                event: LostKind,
+                ts: crate::output::Rfc3339(1_795_342_502_123_456_789),
+                lost: 192,
+                rate_limited: 3,
+                pod: None,
+            },
+        )
+        .expect("write");
+        let row = String::from_utf8(out).expect("utf8");
+        assert!(row.starts_with("10:15:02.123 lost "), "{row}");
+        assert!(row.ends_with(" 192 lost, 3 rate-limited\n"), "{row}");
+        // The columns stay where the header puts them.
+        let at = HEADER.find("DETAIL").expect("DETAIL");
+        assert_ne!(row.as_bytes()[at], b' ', "{row}");
+    }
+
+    #[test]
     fn columns_line_up_under_the_header() {
         let argv = vec!["uname".to_owned(), "-a".to_owned()];
         let row = render(&line(
