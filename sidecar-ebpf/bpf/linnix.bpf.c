@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Process lifecycle of one pod: fork, exec, exit and OOM kill, and the removal
+ * Process lifecycle of one pod: fork, exec, exit, OOM kill, moves between
+ * cgroups, the processes already running, memory pressure and the removal
  * of its container cgroups.
  *
  * Every program decides in the kernel whether its subject task (or cgroup)
@@ -25,3 +26,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "lifecycle/oom.c"
 #include "lifecycle/cgroup_rmdir.c"
 #include "lifecycle/memory.c"
+#include "lifecycle/cgroup.c"
+#include "lifecycle/present.c"
+#include "lifecycle/pidns.c"

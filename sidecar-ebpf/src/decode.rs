@@ -4,16 +4,22 @@
 use zerocopy::{FromBytes, Immutable, KnownLayout};
 
 use crate::bindings::{
-    linnix_cgroup_event, linnix_event_header, linnix_exec_event, linnix_exit_event,
-    linnix_fork_event, linnix_lost_event, linnix_memory_pressure_event, linnix_oom_event,
-    LINNIX_ARGS_LEN, LINNIX_EVENT_CGROUP_RMDIR, LINNIX_EVENT_EXEC, LINNIX_EVENT_EXIT,
-    LINNIX_EVENT_FORK, LINNIX_EVENT_LOST, LINNIX_EVENT_MEMORY_PRESSURE, LINNIX_EVENT_OOM_KILL,
-    LINNIX_FLAG_ARGV_TRUNCATED, LINNIX_FLAG_FILENAME_TRUNCATED, LINNIX_FLAG_MEMCG_KNOWN,
+    linnix_cgroup_event, linnix_cgroup_rmdir_event, linnix_event_header, linnix_exec_event,
+    linnix_exit_event, linnix_fork_event, linnix_lost_event, linnix_memory_pressure_event,
+    linnix_oom_event, linnix_present_event, LINNIX_ARGS_LEN, LINNIX_CGROUP_JOIN,
+    LINNIX_CGROUP_LEAVE, LINNIX_CGROUP_MOVE, LINNIX_EVENT_CGROUP, LINNIX_EVENT_CGROUP_RMDIR,
+    LINNIX_EVENT_EXEC, LINNIX_EVENT_EXIT, LINNIX_EVENT_FORK, LINNIX_EVENT_LOST,
+    LINNIX_EVENT_MEMORY_PRESSURE, LINNIX_EVENT_OOM_KILL, LINNIX_EVENT_PRESENT,
+    LINNIX_FILENAME_HEAD, LINNIX_FILENAME_LEN, LINNIX_FLAG_ARGV_TRUNCATED,
+    LINNIX_FLAG_FILENAME_TRUNCATED, LINNIX_FLAG_FILE_CAPS, LINNIX_FLAG_MEMCG_KNOWN,
+    LINNIX_FLAG_PARENT_IN_TARGET, LINNIX_FLAG_SECUREEXEC, LINNIX_FLAG_SETGID, LINNIX_FLAG_SETUID,
     LINNIX_FLAG_THREAD, LINNIX_MAX_ARGS,
 };
+use crate::escape::escape_bytes;
 use crate::{
-    CgroupRemovedEvent, DecodeError, Event, ExecEvent, ExitEvent, ForkEvent, LostEvent, MemcgUsage,
-    MemoryPressureEvent, OomKillEvent, PressureReason, Task,
+    CgroupChange, CgroupEvent, CgroupRemovedEvent, DecodeError, Event, ExecEvent, ExitEvent,
+    ForkEvent, LostEvent, MemcgUsage, MemoryPressureEvent, OomKillEvent, PressureReason,
+    Privileges, Task,
 };
 
 /// Parse one ring-buffer record.
@@ -62,7 +68,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 rate_limited: e.rate_limited,
             })
         }),
-        LINNIX_EVENT_CGROUP_RMDIR => with(record, |e: &linnix_cgroup_event| {
+        LINNIX_EVENT_CGROUP_RMDIR => with(record, |e: &linnix_cgroup_rmdir_event| {
             Event::CgroupRemoved(CgroupRemovedEvent {
                 ts_boot_ns: e.hdr.ts_boot_ns,
                 cgroup_id: e.hdr.cgroup_id,
@@ -83,6 +89,23 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 high_bytes: limit(e.memcg_high_bytes),
             }))
         })?,
+        LINNIX_EVENT_CGROUP => with(record, |e: &linnix_cgroup_event| {
+            let change = match e.change {
+                LINNIX_CGROUP_JOIN => CgroupChange::Join,
+                LINNIX_CGROUP_LEAVE => CgroupChange::Leave,
+                LINNIX_CGROUP_MOVE => CgroupChange::Move {
+                    from_cgroup_id: e.from_cgroup_id,
+                },
+                other => return Err(DecodeError::UnknownCgroupChange(other)),
+            };
+            Ok(Event::Cgroup(CgroupEvent {
+                task: task(&e.hdr),
+                change,
+            }))
+        })?,
+        LINNIX_EVENT_PRESENT => with(record, |e: &linnix_present_event| {
+            Event::Present(task(&e.hdr))
+        }),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -110,11 +133,20 @@ fn task(hdr: &linnix_event_header) -> Task {
     Task {
         ts_boot_ns: hdr.ts_boot_ns,
         host_pid: hdr.host_pid,
+        host_tid: hdr.host_tid,
         pid: hdr.pid,
         ppid: hdr.ppid,
-        comm: c_string(&hdr.comm),
+        host_ppid: hdr.host_ppid,
+        tid: hdr.tid,
+        inner_pid: hdr.inner_pid,
+        comm: escape_bytes(c_bytes(&hdr.comm)),
         cgroup_id: hdr.cgroup_id,
-        cgroup_name: c_string(&hdr.cgroup_name),
+        cgroup_name: escape_bytes(c_bytes(&hdr.cgroup_name)),
+        start_ns: hdr.start_ns,
+        parent_start_ns: hdr.parent_start_ns,
+        parent_in_target: hdr.flags & LINNIX_FLAG_PARENT_IN_TARGET != 0,
+        uid: hdr.uid,
+        gid: hdr.gid,
     }
 }
 
@@ -126,41 +158,64 @@ fn exec_event(e: &linnix_exec_event) -> ExecEvent {
         .min(LINNIX_ARGS_LEN as usize);
     let argc = usize::try_from(e.argc).unwrap_or(usize::MAX);
     let (argv, cut) = split_argv(as_bytes(&e.args[..len]), LINNIX_MAX_ARGS as usize, argc);
+    let flags = e.hdr.flags;
+    let filename_truncated = flags & LINNIX_FLAG_FILENAME_TRUNCATED != 0;
     ExecEvent {
         task: task(&e.hdr),
-        filename: c_string(&e.filename),
-        filename_truncated: e.hdr.flags & LINNIX_FLAG_FILENAME_TRUNCATED != 0,
-        argv_truncated: e.hdr.flags & LINNIX_FLAG_ARGV_TRUNCATED != 0 || cut || argv.len() < argc,
+        filename: filename(&e.filename, e.filename_len, filename_truncated),
+        filename_truncated,
+        argv_truncated: flags & LINNIX_FLAG_ARGV_TRUNCATED != 0 || cut || argv.len() < argc,
+        argv_empty: argc == 0 || (argc == 1 && argv == [""]),
         argv,
+        privileges: Privileges {
+            setuid: flags & LINNIX_FLAG_SETUID != 0,
+            setgid: flags & LINNIX_FLAG_SETGID != 0,
+            file_caps: flags & LINNIX_FLAG_FILE_CAPS != 0,
+            secure_exec: flags & LINNIX_FLAG_SECUREEXEC != 0,
+        },
     }
+}
+
+/// The executed file's name. One longer than the buffer arrives as its first
+/// `LINNIX_FILENAME_HEAD` bytes and its last ones (see `read_filename()` in
+/// `bpf/lifecycle/exec.c`), shown joined by `…`.
+fn filename(buf: &[std::ffi::c_char], full_len: u32, truncated: bool) -> String {
+    let bytes = as_bytes(buf);
+    let kept = LINNIX_FILENAME_LEN as usize - 1;
+    if !truncated || (full_len as usize) <= kept {
+        return escape_bytes(c_bytes(buf));
+    }
+    let (head, tail) = bytes[..kept].split_at(LINNIX_FILENAME_HEAD as usize);
+    format!("{}…{}", escape_bytes(head), escape_bytes(tail))
 }
 
 /// Split the NUL-separated argv area into at most `max` strings; `argc` (the
 /// kernel's count) sizes the vector once. Returns whether strings were left
 /// out.
 fn split_argv(area: &[u8], max: usize, argc: usize) -> (Vec<String>, bool) {
-    // A full area ends in the middle of a string or right after a NUL; only
-    // the final NUL's empty tail is not an argument.
-    let area = area.strip_suffix(&[0]).unwrap_or(area);
+    // Nothing at all: no arguments. Otherwise the area ends in the middle of
+    // a string or right after a NUL, and only that final NUL's empty tail is
+    // not an argument: "\0" is one empty argument.
     if area.is_empty() {
         return (Vec::new(), false);
     }
+    let area = area.strip_suffix(&[0]).unwrap_or(area);
     let mut parts = area.split(|&b| b == 0);
     let mut argv = Vec::with_capacity(argc.min(max));
-    argv.extend(
-        parts
-            .by_ref()
-            .take(max)
-            .map(|s| String::from_utf8_lossy(s).into_owned()),
-    );
+    argv.extend(parts.by_ref().take(max).map(escape_bytes));
     (argv, parts.next().is_some())
 }
 
 /// A C string from a fixed buffer: up to the first NUL, or the whole buffer.
-pub(crate) fn c_string(buf: &[std::ffi::c_char]) -> String {
+pub(crate) fn c_bytes(buf: &[std::ffi::c_char]) -> &[u8] {
     let bytes = as_bytes(buf);
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    &bytes[..end]
+}
+
+/// [`c_bytes`] as text, escaped.
+pub(crate) fn c_string(buf: &[std::ffi::c_char]) -> String {
+    escape_bytes(c_bytes(buf))
 }
 
 fn as_bytes(buf: &[std::ffi::c_char]) -> &[u8] {
@@ -340,7 +395,7 @@ mod tests {
                 rate_limited: 2
             })
         );
-        let mut removed = linnix_cgroup_event {
+        let mut removed = linnix_cgroup_rmdir_event {
             hdr: header(LINNIX_EVENT_CGROUP_RMDIR, 0),
         };
         for (dst, src) in removed.hdr.cgroup_name.iter_mut().zip(b"libpod-ab12.scope") {
@@ -424,6 +479,98 @@ mod tests {
     }
 
     #[test]
+    fn one_empty_argument_is_not_no_argument() {
+        // The argv the kernel gives a program started with argc == 0.
+        assert_eq!(split_argv(b"\0", 32, 1), (vec![String::new()], false));
+        assert_eq!(split_argv(b"", 32, 0), (Vec::new(), false));
+        let e = exec_record(b"\0", 1, 1);
+        let Ok(Event::Exec(exec)) = decode(e.as_bytes()) else {
+            panic!("not an exec event");
+        };
+        assert_eq!(exec.argv, [""]);
+        assert!(exec.argv_empty && !exec.argv_truncated);
+        let e = exec_record(b"", 0, 0);
+        let Ok(Event::Exec(exec)) = decode(e.as_bytes()) else {
+            panic!("not an exec event");
+        };
+        assert!(exec.argv.is_empty() && exec.argv_empty && !exec.argv_truncated);
+    }
+
+    #[test]
+    fn a_long_filename_shows_its_start_and_its_end() {
+        let mut e = exec_record(b"t\0", 2, 1);
+        let name: Vec<u8> = (0..255u32).map(|i| b'a' + (i % 26) as u8).collect();
+        for (dst, src) in e.filename.iter_mut().zip(&name) {
+            *dst = *src as std::ffi::c_char;
+        }
+        e.filename[255] = 0;
+        e.filename_len = 300;
+        e.hdr.flags = LINNIX_FLAG_FILENAME_TRUNCATED;
+        let Ok(Event::Exec(exec)) = decode(e.as_bytes()) else {
+            panic!("not an exec event");
+        };
+        let (head, tail) = exec.filename.split_once('…').expect("ellipsis");
+        assert_eq!(head.as_bytes(), &name[..64]);
+        assert_eq!(tail.as_bytes(), &name[64..]);
+        assert!(exec.filename_truncated);
+        // Cut where the kernel could not tell: the start only, as it came.
+        e.filename_len = 255;
+        let Ok(Event::Exec(exec)) = decode(e.as_bytes()) else {
+            panic!("not an exec event");
+        };
+        assert_eq!(exec.filename.as_bytes(), &name[..]);
+    }
+
+    #[test]
+    fn kernel_strings_are_escaped() {
+        let mut e = exec_record(b"a\x1b[31m\0\xff\0", 9, 2);
+        e.hdr.comm[0] = 0x07;
+        let Ok(Event::Exec(exec)) = decode(e.as_bytes()) else {
+            panic!("not an exec event");
+        };
+        assert_eq!(exec.argv, ["a\\x1b[31m", "\\xff"]);
+        assert!(exec.task.comm.starts_with("\\x07"), "{}", exec.task.comm);
+    }
+
+    #[test]
+    fn cgroup_changes_and_privilege_flags() {
+        let mut c = linnix_cgroup_event {
+            hdr: header(LINNIX_EVENT_CGROUP, LINNIX_FLAG_PARENT_IN_TARGET),
+            from_cgroup_id: 5,
+            change: LINNIX_CGROUP_MOVE,
+            ..Default::default()
+        };
+        c.hdr.parent_start_ns = 77;
+        let Ok(Event::Cgroup(ev)) = decode(c.as_bytes()) else {
+            panic!("not a cgroup event");
+        };
+        assert_eq!(ev.change, CgroupChange::Move { from_cgroup_id: 5 });
+        assert_eq!(
+            ev.task.parent(),
+            Some(crate::ProcessId {
+                host_pid: 41,
+                start_ns: 77
+            })
+        );
+        c.change = LINNIX_CGROUP_LEAVE;
+        c.hdr.flags = 0;
+        let Ok(Event::Cgroup(ev)) = decode(c.as_bytes()) else {
+            panic!("not a cgroup event");
+        };
+        assert_eq!(ev.change, CgroupChange::Leave);
+        assert_eq!(ev.task.parent(), None);
+
+        let mut e = exec_record(b"su\0", 3, 1);
+        e.hdr.flags = LINNIX_FLAG_SETUID | LINNIX_FLAG_SECUREEXEC;
+        let Ok(Event::Exec(exec)) = decode(e.as_bytes()) else {
+            panic!("not an exec event");
+        };
+        assert!(exec.privileges.setuid && exec.privileges.secure_exec);
+        assert!(!exec.privileges.setgid && !exec.privileges.file_caps);
+        assert!(exec.privileges.raised());
+    }
+
+    #[test]
     fn argv_split_caps_the_count() {
         let (argv, cut) = split_argv(b"a\0b\0c\0", 2, 3);
         assert_eq!(argv, ["a", "b"]);
@@ -444,5 +591,7 @@ mod tests {
         assert_eq!(c_string(&buf), "abc");
         let full: Vec<std::ffi::c_char> = b"abcd".iter().map(|&b| b as std::ffi::c_char).collect();
         assert_eq!(c_string(&full), "abcd");
+        let odd: Vec<std::ffi::c_char> = b"a\nb".iter().map(|&b| b as std::ffi::c_char).collect();
+        assert_eq!(c_string(&odd), "a\\x0ab");
     }
 }

@@ -1,12 +1,14 @@
 //! Kernel programs of the linnix tracer and their typed interface.
 //!
 //! The C programs in `bpf/` (CO-RE, built by `build.rs` with clang) report
-//! the process lifecycle of one pod: fork, exec, exit and OOM kill. This
+//! the process lifecycle of one pod: fork, exec, exit, OOM kill and moves
+//! between cgroups, plus the processes already running. This
 //! crate embeds the objects, loads and attaches them with aya and decodes the
 //! ring-buffer records into [`Event`]s.
 //!
-//! - [`Tracer::load`] attaches the four `tp_btf` programs, filtered in the
-//!   kernel to the cgroup v2 subtree of [`TracerConfig::target`].
+//! - [`Tracer::load`] attaches the five `tp_btf` programs, filtered in the
+//!   kernel to the cgroup v2 subtree of [`TracerConfig::target`];
+//!   [`Tracer::present`] lists what already runs there, numbered alike.
 //! - [`own_cgroup_ancestors`] finds the caller's cgroup v2 position, and each
 //!   ancestor's kernfs name, from inside a private cgroup namespace, so the
 //!   pod cgroup can be chosen.
@@ -18,14 +20,17 @@
 mod bindings;
 mod decode;
 mod error;
+mod escape;
 mod load;
 mod memory;
 mod poll_timer;
+mod present;
 mod reader;
 mod self_cgroup;
 mod tracer;
 
 pub use decode::decode;
+pub use escape::escape_bytes;
 pub use self_cgroup::own_cgroup_ancestors;
 pub use tracer::Tracer;
 
@@ -83,23 +88,74 @@ impl Default for PressureConfig {
     }
 }
 
-/// The task an event is about, as seen by the kernel. (The record also
-/// carries the host thread and parent ids, which nothing reports yet.)
+/// The task an event is about, as seen by the kernel.
+///
+/// Strings are escaped with [`escape_bytes`]: printable, and exact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     pub ts_boot_ns: u64,
     /// Process id in the initial PID namespace.
     pub host_pid: u32,
-    /// Process id in the task's own (the pod's) PID namespace.
+    /// Thread id in the initial PID namespace.
+    pub host_tid: u32,
+    /// Process id in the loader's PID namespace (in a pod, the pod's); 0
+    /// when the process has no number there.
     pub pid: u32,
     /// Parent process id in that namespace; 0 when the parent is outside it.
     pub ppid: u32,
+    /// Parent process id in the initial PID namespace.
+    pub host_ppid: u32,
+    /// The thread's id in the loader's PID namespace (`pid` for the
+    /// leader), 0 when it has none there.
+    pub tid: u32,
+    /// Process id in the task's innermost PID namespace.
+    pub inner_pid: u32,
     pub comm: String,
     /// Container-level cgroup: the ancestor one level below the target, or
     /// the task's own cgroup when it sits directly in the target.
     pub cgroup_id: u64,
     /// kernfs name of that cgroup (carries the container id).
     pub cgroup_name: String,
+    /// Boot-time start of the process (its group leader).
+    pub start_ns: u64,
+    /// The same for the parent process.
+    pub parent_start_ns: u64,
+    /// The parent process is inside the traced cgroup too.
+    pub parent_in_target: bool,
+    /// Effective uid and gid, as the initial user namespace numbers them.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A process, unique on the node for the boot: its host pid and start time.
+/// The same from its fork (or the tracer's start) to its exit, across execs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessId {
+    pub host_pid: u32,
+    pub start_ns: u64,
+}
+
+impl std::fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.host_pid, self.start_ns)
+    }
+}
+
+impl Task {
+    pub fn process(&self) -> ProcessId {
+        ProcessId {
+            host_pid: self.host_pid,
+            start_ns: self.start_ns,
+        }
+    }
+
+    /// The parent process, when it is inside the traced cgroup.
+    pub fn parent(&self) -> Option<ProcessId> {
+        self.parent_in_target.then_some(ProcessId {
+            host_pid: self.host_ppid,
+            start_ns: self.parent_start_ns,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,10 +167,57 @@ pub struct ForkEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecEvent {
     pub task: Task,
+    /// A name longer than the buffer keeps its start and its end, joined by
+    /// `…`, with `filename_truncated` set.
     pub filename: String,
     pub filename_truncated: bool,
     pub argv: Vec<String>,
     pub argv_truncated: bool,
+    /// Started with an empty argv (`argc == 0`). Since Linux 5.18 the kernel
+    /// gives such a program the argv `[""]` before any tracepoint sees it, so
+    /// an explicit `[""]` cannot be told from it and is flagged too.
+    pub argv_empty: bool,
+    pub privileges: Privileges,
+}
+
+/// How an exec raised privileges, if it did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Privileges {
+    /// A set-user-ID file changed the effective uid.
+    pub setuid: bool,
+    /// A set-group-ID file changed the effective gid.
+    pub setgid: bool,
+    /// File capabilities raised the permitted set.
+    pub file_caps: bool,
+    /// The kernel marked the exec AT_SECURE (all of the above, or an LSM's
+    /// domain transition).
+    pub secure_exec: bool,
+}
+
+impl Privileges {
+    pub fn raised(&self) -> bool {
+        self.setuid || self.setgid || self.file_caps || self.secure_exec
+    }
+}
+
+/// A process moved between cgroups across the traced subtree's boundary, or
+/// between two of its container-level cgroups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupEvent {
+    /// `cgroup_id` / `cgroup_name`: the container joined, or (leave) the id
+    /// of the one left, with an empty name.
+    pub task: Task,
+    pub change: CgroupChange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupChange {
+    /// Into the traced subtree from outside it.
+    Join,
+    /// Out of it.
+    Leave,
+    /// From the container-level cgroup with this id to another one.
+    Move { from_cgroup_id: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,6 +335,26 @@ pub enum Event {
     Lost(LostEvent),
     CgroupRemoved(CgroupRemovedEvent),
     MemoryPressure(MemoryPressureEvent),
+    Cgroup(CgroupEvent),
+    /// Already running when [`Tracer::present`] looked.
+    Present(Task),
+}
+
+impl Event {
+    /// The task the event is about; `None` for records about the stream
+    /// (`Lost`) or about a cgroup (`CgroupRemoved`).
+    pub fn task(&self) -> Option<&Task> {
+        match self {
+            Event::Fork(e) => Some(&e.task),
+            Event::Exec(e) => Some(&e.task),
+            Event::Exit(e) => Some(&e.task),
+            Event::OomKill(e) => Some(&e.task),
+            Event::Cgroup(e) => Some(&e.task),
+            Event::Present(task) => Some(task),
+            Event::MemoryPressure(e) => Some(&e.task),
+            Event::Lost(_) | Event::CgroupRemoved(_) => None,
+        }
+    }
 }
 
 /// The counters behind a memory cgroup's `memory.events`.
@@ -299,6 +422,8 @@ pub enum DecodeError {
     UnknownPressureReason(u32),
     #[error("memory sample output of {0} bytes is not a whole number of samples")]
     PartialSample(usize),
+    #[error("unknown kind of cgroup change {0}")]
+    UnknownCgroupChange(u32),
 }
 
 /// Why the tracer cannot run here. Each variant names what is missing.

@@ -2,7 +2,7 @@
 //! the programs for each tracepoint, and its maps.
 
 use aya::maps::{Map, MapError};
-use aya::programs::{BtfTracePoint, Iter};
+use aya::programs::{BtfTracePoint, Iter, RawTracePoint, RawTracePointRunOptions, TestRun};
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::error::classify;
@@ -13,7 +13,7 @@ static LINNIX_BPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 /// BTF tracepoint → the programs in the object that can serve it, best
 /// first: the first one this kernel's verifier accepts is attached.
-pub(crate) const PROGRAMS: [(&str, &[&str]); 6] = [
+pub(crate) const PROGRAMS: [(&str, &[&str]); 7] = [
     ("sched_process_fork", &["handle_fork"]),
     ("sched_process_exec", &["handle_exec"]),
     // The group_dead argument of the tracepoint is new; older kernels need
@@ -25,14 +25,18 @@ pub(crate) const PROGRAMS: [(&str, &[&str]); 6] = [
     ("mark_victim", &["handle_mark_victim"]),
     ("cgroup_rmdir", &["handle_cgroup_rmdir"]),
     ("mm_vmscan_memcg_reclaim_begin", &["handle_memcg_reclaim"]),
+    ("cgroup_attach_task", &["handle_cgroup_attach"]),
 ];
 
+/// The object, loaded with its globals set; the maps exist, no program is
+/// attached yet.
 pub(crate) fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
     let trace_threads = u32::from(config.trace_threads);
     let page_shift = page_shift(rustix::param::page_size())?;
     let interval_ns = u64::try_from(config.pressure.interval.as_nanos()).unwrap_or(u64::MAX);
     let threshold_pct = config.pressure.threshold_pct.min(100);
-    EbpfLoader::new()
+    let pidns_inum = own_pid_namespace();
+    let mut ebpf = EbpfLoader::new()
         .override_global("target_cgroup_id", &config.target.id, true)
         .override_global("target_level", &config.target.level, true)
         .override_global("trace_threads", &trace_threads, true)
@@ -40,8 +44,54 @@ pub(crate) fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {
         .override_global("page_shift", &page_shift, true)
         .override_global("pressure_interval_ns", &interval_ns, true)
         .override_global("pressure_threshold_pct", &threshold_pct, true)
+        .override_global("target_pidns_inum", &pidns_inum, true)
+        // The members task storage is only used by the programs: aya has no
+        // user-space type for it, and none is needed.
+        .allow_unsupported_maps()
         .load(LINNIX_BPF)
-        .map_err(|e| classify("create the tracer's BPF maps", &e))
+        .map_err(|e| classify("create the tracer's BPF maps", &e))?;
+    if pidns_inum != 0 {
+        record_pid_namespace(&mut ebpf)?;
+    }
+    Ok(ebpf)
+}
+
+/// Let the programs know the level of the loader's PID namespace, which only
+/// the kernel can tell: `record_pidns` (`bpf/lifecycle/pidns.c`), run once
+/// in this thread's context with BPF_PROG_TEST_RUN, stores it in a global.
+fn record_pid_namespace(ebpf: &mut Ebpf) -> Result<(), TracerError> {
+    let program: &mut RawTracePoint = ebpf
+        .program_mut("record_pidns")
+        .ok_or_else(|| missing("program record_pidns"))?
+        .try_into()
+        .map_err(|e| classify("look up the BPF program record_pidns", &e))?;
+    program
+        .load()
+        .map_err(|e| classify("load the PID namespace program", &e))?;
+    let run = program
+        .test_run(RawTracePointRunOptions::new())
+        .map_err(|e| classify("run the PID namespace program", &e))?;
+    if run.return_value != 0 {
+        return Err(TracerError::Bpf {
+            action: "find the tracer's PID namespace".into(),
+            detail: "the namespace /proc/self/ns/pid names is not the calling thread's".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Inode number of the caller's PID namespace, whose numbers the events
+/// carry: the tracer's, which in a pod is the pod's. 0 (each task's own
+/// innermost namespace) where /proc cannot say, with a warning.
+fn own_pid_namespace() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/proc/self/ns/pid") {
+        Ok(meta) => u32::try_from(meta.ino()).unwrap_or(0),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the own PID namespace; pids are numbered in each process's innermost namespace");
+            0
+        }
+    }
 }
 
 /// log2 of the kernel's page size, which the OOM program needs to turn page

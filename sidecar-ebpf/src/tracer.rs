@@ -19,6 +19,7 @@ use crate::error::{classify, parse_btf, require_btf_file};
 use crate::load::{attach_first, load_object, load_sampler, take_map, PROGRAMS};
 use crate::memory::{self, PressureMap};
 use crate::poll_timer::PollTimer;
+use crate::present;
 use crate::reader::{self, Effect, Found, Input, State, Wait};
 use crate::{Event, KernelStats, MemoryPass, TracerConfig, TracerError};
 
@@ -44,7 +45,7 @@ pub struct Tracer {
     pressure: PressureMap,
     attached: usize,
     // Owns the programs and their links: dropping it detaches everything.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 impl Tracer {
@@ -68,6 +69,7 @@ impl Tracer {
             attached += 1;
         }
         load_sampler(&mut ebpf, &btf)?;
+        present::load(&mut ebpf, &btf)?;
         drop(btf);
 
         let ring: RingBuf<MapData> = take_map(&mut ebpf, "events")?;
@@ -97,7 +99,7 @@ impl Tracer {
             stats,
             pressure,
             attached,
-            _ebpf: ebpf,
+            ebpf,
         })
     }
 
@@ -178,6 +180,15 @@ impl Tracer {
         drain_ring(self.ring.get_mut(), sink, MAX_RECORDS_PER_DRAIN);
     }
 
+    /// Hand every process already in the traced cgroup to `sink`, as an
+    /// [`Event::Present`] numbered like the kernel events (see
+    /// `bpf/lifecycle/present.c`). Call it once, after [`Tracer::load`]: a
+    /// process started in between may then show up twice (present, and its
+    /// fork in the ring), never not at all. Returns how many there were.
+    pub fn present(&mut self, sink: &mut dyn FnMut(Event)) -> Result<usize, TracerError> {
+        present::scan(&mut self.ebpf, sink)
+    }
+
     /// Number of kernel programs attached, for as long as the tracer lives
     /// (a load that cannot attach all of them fails instead).
     pub fn programs_attached(&self) -> usize {
@@ -191,7 +202,7 @@ impl Tracer {
     /// Blocks while the kernel walks the tasks of the tracer's PID namespace:
     /// about 100 µs for a hundred tasks.
     pub fn sample_memory(&mut self) -> Result<MemoryPass, TracerError> {
-        memory::sample(&mut self._ebpf, &self.pressure)
+        memory::sample(&mut self.ebpf, &self.pressure)
     }
 
     pub fn kernel_stats(&self) -> Result<KernelStats, TracerError> {

@@ -2,9 +2,12 @@
 
 use linnix_ebpf::{decode, DecodeError};
 
+/// Size of the event header every record starts with.
+const HEADER: usize = 224;
+
 #[test]
 fn empty_and_short_records_are_errors() {
-    for len in [0usize, 1, 3, 8, 100, 191] {
+    for len in [0usize, 1, 3, 8, 100, HEADER - 1] {
         let record = vec![0xa5u8; len];
         assert!(
             matches!(decode(&record), Err(DecodeError::TooShort(n)) if n == len),
@@ -15,16 +18,17 @@ fn empty_and_short_records_are_errors() {
 
 #[test]
 fn header_sized_record_of_each_kind_is_checked_against_its_full_size() {
-    // A header alone is complete for a fork event, too short for the others.
-    let mut record = vec![0u8; 192];
-    for kind in 1u32..=5 {
+    // A header alone is complete for a fork, a present and a cgroup removal
+    // record, too short for the others.
+    let mut record = vec![0u8; HEADER];
+    for kind in (1u32..=7).chain([32, 33]) {
         record[..4].copy_from_slice(&kind.to_ne_bytes());
         let result = decode(&record);
-        if kind == 1 {
+        if kind == 1 || kind == 7 || kind == 33 {
             assert!(result.is_ok(), "{result:?}");
         } else {
             assert!(
-                matches!(result, Err(DecodeError::TooShort(192))),
+                matches!(result, Err(DecodeError::TooShort(HEADER))),
                 "kind {kind}: {result:?}"
             );
         }
@@ -34,10 +38,22 @@ fn header_sized_record_of_each_kind_is_checked_against_its_full_size() {
 #[test]
 fn unknown_kinds_are_errors() {
     let mut record = vec![0u8; 4096];
-    for kind in [0u32, 1000, 0xffff_ffff] {
+    for kind in [0u32, 8, 31, 34, 1000, 0xffff_ffff] {
         record[..4].copy_from_slice(&kind.to_ne_bytes());
         assert!(matches!(decode(&record), Err(DecodeError::UnknownKind(k)) if k == kind));
     }
+}
+
+#[test]
+fn a_cgroup_record_with_an_unknown_change_is_an_error() {
+    // The change sits after the header and the 8-byte from_cgroup_id.
+    let mut record = vec![0u8; HEADER + 16];
+    record[..4].copy_from_slice(&6u32.to_ne_bytes());
+    record[HEADER + 8..HEADER + 12].copy_from_slice(&9u32.to_ne_bytes());
+    assert!(matches!(
+        decode(&record),
+        Err(DecodeError::UnknownCgroupChange(9))
+    ));
 }
 
 #[test]
@@ -53,7 +69,7 @@ fn garbage_of_every_length_never_panics() {
             state as u8
         })
         .collect();
-    for kind in 1u32..=5 {
+    for kind in (1u32..=7).chain([32, 33]) {
         let mut record = bytes.clone();
         record[..4].copy_from_slice(&kind.to_ne_bytes());
         for len in 0..record.len() {

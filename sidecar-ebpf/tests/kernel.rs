@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use linnix_ebpf::{
-    own_cgroup_ancestors, CgroupPosition, Event, ExecEvent, ExitEvent, ForkEvent, Task, Tracer,
+    own_cgroup_ancestors, CgroupPosition, Event, ExecEvent, ExitEvent, ForkEvent, Tracer,
     TracerError,
 };
 
@@ -19,18 +19,6 @@ fn own_cgroup_ancestry() -> Result<Vec<CgroupPosition>, TracerError> {
         .into_iter()
         .map(|ancestor| ancestor.position)
         .collect())
-}
-
-/// `None` for records that are not about a task (lost, cgroup removed).
-fn task_of(event: &Event) -> Option<&Task> {
-    match event {
-        Event::Fork(e) => Some(&e.task),
-        Event::Exec(e) => Some(&e.task),
-        Event::Exit(e) => Some(&e.task),
-        Event::OomKill(e) => Some(&e.task),
-        Event::Lost(_) | Event::CgroupRemoved(_) => None,
-        Event::MemoryPressure(e) => Some(&e.task),
-    }
 }
 
 fn execs(events: &[Event]) -> Vec<&ExecEvent> {
@@ -142,8 +130,19 @@ async fn exec_marks_a_long_filename_as_truncated() {
         .find(|e| e.task.host_pid == pid && e.task.comm == "t")
         .unwrap_or_else(|| panic!("no exec of the long path: {events:#?}"));
     assert!(exec.filename_truncated);
-    assert_eq!(exec.filename.len(), 255);
-    assert!(link.starts_with(&exec.filename));
+    // The start and the end, so that the binary's own name survives.
+    let (head, tail) = exec
+        .filename
+        .split_once('…')
+        .expect("joined by an ellipsis");
+    assert_eq!(head.len(), 64, "{}", exec.filename);
+    assert_eq!(tail.len(), 255 - 64, "{}", exec.filename);
+    assert!(link.starts_with(head), "{}", exec.filename);
+    assert!(
+        link.ends_with(tail) && tail.ends_with("/t"),
+        "{}",
+        exec.filename
+    );
     assert_eq!(exec.argv, [link]);
 }
 
@@ -311,9 +310,9 @@ async fn neighbour_cgroup_flood_produces_no_events() {
     let events = collect(&mut tracer);
 
     assert!(
-        events
-            .iter()
-            .all(|e| task_of(e).is_some_and(|t| t.cgroup_id == target.position().id)),
+        events.iter().all(|e| e
+            .task()
+            .is_some_and(|t| t.cgroup_id == target.position().id)),
         "{events:#?}"
     );
     assert!(exits_of(&events, flood).is_empty());
@@ -788,23 +787,27 @@ async fn cap_bpf_and_cap_perfmon_are_enough() {
 }
 
 #[tokio::test]
-async fn pid_namespace_numbers_are_the_pods_view() {
+async fn pids_are_numbered_in_the_loaders_pid_namespace() {
     let _lock = BPF_LOCK.lock().await;
     let cg = TestCgroup::new();
     let mut tracer = Tracer::load(&config(cg.position())).expect("load");
 
-    // A new PID namespace as in a pod: the shell is its pid 1, its child 2.
-    run_in(
-        &cg.path,
-        &[
-            "/usr/bin/unshare",
-            "--pid",
-            "--fork",
-            "/bin/sh",
-            "-c",
-            "/bin/sh -c 'exit 3'; exit 4",
-        ],
-    );
+    // Two nested PID namespaces side by side, as `unshare -p -f` in a pod
+    // makes them: each shell is pid 1 of its own, its child pid 2.
+    let nested = |code: i32| {
+        run_in(
+            &cg.path,
+            &[
+                "/usr/bin/unshare",
+                "--pid",
+                "--fork",
+                "/bin/sh",
+                "-c",
+                &format!("/bin/sh -c 'exit {}'; exit {code}", code + 1),
+            ],
+        )
+    };
+    let unshares = [nested(4), nested(6)];
     let events = collect(&mut tracer);
 
     let exit_with = |code| {
@@ -816,15 +819,20 @@ async fn pid_namespace_numbers_are_the_pods_view() {
             })
             .unwrap_or_else(|| panic!("no exit {code}: {events:#?}"))
     };
-    let init = exit_with(4);
-    let child = exit_with(3);
-    assert_eq!(
-        (init.task.pid, init.task.ppid),
-        (1, 0),
-        "parent outside the namespace"
-    );
-    assert_eq!((child.task.pid, child.task.ppid), (2, 1));
-    assert_ne!(child.task.host_pid, 2);
+    // The loader (this test) is in the initial PID namespace: the numbers
+    // are the host's, the parent is named, and the innermost numbers go
+    // along.
+    for (init_code, unshare) in [(4, unshares[0]), (6, unshares[1])] {
+        let init = exit_with(init_code);
+        let child = exit_with(init_code + 1);
+        assert_eq!(init.task.pid, init.task.host_pid);
+        assert_eq!(init.task.inner_pid, 1);
+        assert_eq!(init.task.ppid, unshare, "the parent is visible here");
+        assert_eq!(child.task.pid, child.task.host_pid);
+        assert_eq!(child.task.inner_pid, 2);
+        assert_eq!(child.task.ppid, init.task.pid);
+    }
+    assert_ne!(exit_with(4).task.pid, exit_with(6).task.pid, "no collision");
 }
 
 /// Make perf_event_open(2) fail with EPERM on the calling thread, as a
@@ -928,8 +936,9 @@ async fn programs_attached_counts_the_kernel_links() {
     let cg = TestCgroup::new();
     let before = open_bpf_links();
     let tracer = Tracer::load(&config(cg.position())).expect("load");
-    // fork, exec, exit, mark_victim, cgroup_rmdir, mm_vmscan_memcg_reclaim_begin
-    assert_eq!(tracer.programs_attached(), 6);
+    // fork, exec, exit, mark_victim, cgroup_rmdir, mm_vmscan_memcg_reclaim_begin,
+    // cgroup_attach_task
+    assert_eq!(tracer.programs_attached(), 7);
     assert_eq!(open_bpf_links() - before, tracer.programs_attached());
     drop(tracer);
     assert_eq!(open_bpf_links(), before, "dropping detaches");

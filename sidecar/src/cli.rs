@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::output::Format;
 use crate::size::parse_size;
 
 #[derive(Debug, Parser)]
@@ -57,6 +58,18 @@ pub struct CommonArgs {
           value_parser = parse_interval)]
     pub memory_pressure_interval: Duration,
 
+    /// How events are written: `json` (one object per line) or `text`
+    /// (aligned columns). Default: text for `trace` at a terminal, else JSON;
+    /// JSON in a pod.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub output: Option<Format>,
+
+    /// Leave the processes of the pod's exec probes (and their children)
+    /// out of the output; they are still counted in the metrics. Needs
+    /// permission to read the pod, whose spec lists the probes.
+    #[arg(long, global = true)]
+    pub ignore_exec_probes: bool,
+
     /// Diagnostics filter (tracing EnvFilter syntax); RUST_LOG wins when set.
     #[arg(long, global = true, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
@@ -94,10 +107,11 @@ pub struct TraceArgs {
     pub memory_limit: Option<u64>,
 
     /// The command to run (after `--`). Its stdout is sent to stderr so that
-    /// stdout carries only events. When it exits, whatever it left running
-    /// in its cgroup is killed with SIGKILL.
+    /// stdout carries only events. Taken as given, also when not UTF-8.
+    /// When it exits, whatever it left running in its cgroup is killed with
+    /// SIGKILL.
     #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub command: Vec<std::ffi::OsString>,
 
     /// Remove the cgroups that tracers killed with SIGKILL left behind (and
     /// kill what still runs in them), then exit. `trace -- CMD` does the same
@@ -121,6 +135,26 @@ mod tests {
         assert_eq!(cli.common.max_events_per_sec, 10_000);
         assert_eq!(cli.common.removed_series_ttl, 300);
         assert!(!cli.common.threads);
+        assert_eq!(cli.common.output, None);
+        assert!(!cli.common.ignore_exec_probes);
+    }
+
+    #[test]
+    fn output_format_and_probe_filter() {
+        let cli = parse(&[
+            "--ignore-exec-probes",
+            "trace",
+            "--output",
+            "text",
+            "--",
+            "true",
+        ])
+        .expect("parses");
+        assert_eq!(cli.common.output, Some(Format::Text));
+        assert!(cli.common.ignore_exec_probes);
+        assert!(parse(&["--output", "yaml"]).is_err());
+        let cli = parse(&["--output", "json"]).expect("parses");
+        assert_eq!(cli.common.output, Some(Format::Json));
     }
 
     #[test]
@@ -142,6 +176,20 @@ mod tests {
         assert_eq!(t.command, ["sh", "-c", "exit 3"]);
         assert_eq!(t.memory_limit, Some(64 << 20));
         assert!(cli.common.threads);
+        // A file name need not be UTF-8.
+        use std::os::unix::ffi::OsStrExt;
+        let odd = std::ffi::OsStr::from_bytes(b"/tmp/\xff");
+        let cli = Cli::try_parse_from([
+            std::ffi::OsStr::new("linnix-sidecar"),
+            "trace".as_ref(),
+            "--".as_ref(),
+            odd,
+        ])
+        .expect("parses");
+        let Some(Command::Trace(t)) = cli.command else {
+            panic!("expected trace");
+        };
+        assert_eq!(t.command, [odd]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Running the command of `trace -- CMD`: starting it inside the scratch
 //! cgroup, passing signals on to it, and its exit status as a shell reports it.
 
+use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -30,12 +31,13 @@ pub fn exit_status_code(status: ExitStatus) -> u8 {
 /// so its exec is already traced. The files are opened beforehand: after
 /// fork only async-signal-safe calls are allowed.
 pub fn spawn_in_cgroup(
-    program: &str,
-    args: &[String],
+    program: &OsStr,
+    args: &[OsString],
     scratch: &ScratchCgroup,
 ) -> Result<Child, RunError> {
     let spawn_err = |source| RunError::Spawn {
-        command: program.to_owned(),
+        // Shown on stderr: a name is escaped as in the events.
+        command: linnix_ebpf::escape_bytes(std::os::unix::ffi::OsStrExt::as_bytes(program)),
         source,
     };
     let procs = scratch.open_procs_files()?;

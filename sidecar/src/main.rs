@@ -5,8 +5,12 @@
 mod apiserver;
 mod cgroup;
 mod cli;
+mod clock;
 mod command;
 mod event_writer;
+mod held;
+mod lineage;
+mod lines;
 mod losses;
 mod memory;
 mod memory_metrics;
@@ -15,12 +19,13 @@ mod names;
 mod output;
 mod pod;
 mod pod_events;
+mod probes;
 mod procfs;
 mod run;
 mod scratch;
 mod scratch_owner;
 mod size;
-mod timestamp;
+mod text;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

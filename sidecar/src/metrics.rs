@@ -72,6 +72,15 @@ struct ContainerLabels {
     container: String,
 }
 
+/// `probe` is the probe's kind (`liveness`, `readiness`, `startup`, or
+/// several joined by commas when they run one command): bounded by the
+/// pod's spec.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    container: String,
+    probe: String,
+}
+
 /// Exit code (when 0..=255) and signal: the exit series' own labels.
 type ExitKey = (Option<i32>, Option<i32>);
 
@@ -81,8 +90,11 @@ pub struct ContainerCounters {
     container: Arc<str>,
     events: [Counter; Kind::ALL.len()],
     oom_kills: Counter,
+    entered: Counter,
     /// Filled as exit codes and signals show up; bounded like the series.
     exits: HashMap<ExitKey, Counter>,
+    /// By probe name (`app/liveness`), filled as probes run.
+    probes: HashMap<std::sync::Arc<str>, Counter>,
 }
 
 impl ContainerCounters {
@@ -104,6 +116,28 @@ impl ContainerCounters {
     pub fn oom_kill(&self) {
         self.oom_kills.inc();
     }
+
+    /// A process entered the container from outside.
+    pub fn entered(&self) {
+        self.entered.inc();
+    }
+
+    /// An exec probe ran; `name` is `<container>/<kinds>`.
+    pub fn exec_probe(&mut self, metrics: &Metrics, name: &std::sync::Arc<str>) {
+        self.probes
+            .entry(std::sync::Arc::clone(name))
+            .or_insert_with(|| {
+                let kinds = name.rsplit_once('/').map_or(&**name, |(_, k)| k);
+                metrics
+                    .exec_probes
+                    .get_or_create(&ProbeLabels {
+                        container: self.container.to_string(),
+                        probe: kinds.to_owned(),
+                    })
+                    .clone()
+            })
+            .inc();
+    }
 }
 
 pub struct Metrics {
@@ -111,6 +145,8 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     exits: Family<ExitLabels, Counter>,
     oom_kills: Family<ContainerLabels, Counter>,
+    entered: Family<ContainerLabels, Counter>,
+    exec_probes: Family<ProbeLabels, Counter>,
     kube_events: Family<PublishLabels, Counter>,
     lost: Counter,
     rate_limited: Counter,
@@ -137,6 +173,8 @@ impl Metrics {
         let events = Family::<EventLabels, Counter>::default();
         let exits = Family::<ExitLabels, Counter>::default();
         let oom_kills = Family::<ContainerLabels, Counter>::default();
+        let entered = Family::<ContainerLabels, Counter>::default();
+        let exec_probes = Family::<ProbeLabels, Counter>::default();
         let kube_events = Family::<PublishLabels, Counter>::default();
         // All three series from the start, so that rates and alerts work
         // before the first event.
@@ -163,6 +201,16 @@ impl Metrics {
             "linnix_oom_kills",
             "Processes killed by the OOM killer, by container",
             oom_kills.clone(),
+        );
+        registry.register(
+            "linnix_entered",
+            "Processes that entered a container from outside (kubectl exec, exec probes), by container",
+            entered.clone(),
+        );
+        registry.register(
+            "linnix_exec_probes",
+            "Exec probe runs, by container and probe",
+            exec_probes.clone(),
         );
         registry.register(
             "linnix_kube_events",
@@ -197,6 +245,8 @@ impl Metrics {
             events,
             exits,
             oom_kills,
+            entered,
+            exec_probes,
             kube_events,
             lost,
             rate_limited,
@@ -229,7 +279,14 @@ impl Metrics {
                     container: container.to_owned(),
                 })
                 .clone(),
+            entered: self
+                .entered
+                .get_or_create(&ContainerLabels {
+                    container: container.to_owned(),
+                })
+                .clone(),
             exits: HashMap::new(),
+            probes: HashMap::new(),
         }
     }
 
@@ -257,6 +314,11 @@ impl Metrics {
         removed |= self.oom_kills.remove(&ContainerLabels {
             container: container.to_owned(),
         });
+        removed |= self.entered.remove(&ContainerLabels {
+            container: container.to_owned(),
+        });
+        // No exec probe series to remove: probes are recognised only in
+        // containers known by name, whose series stay.
         let exits = self
             .exit_series
             .lock()
@@ -430,6 +492,11 @@ mod tests {
             },
         );
         m.container(None).oom_kill();
+        app.event(Kind::ContainerStart);
+        app.entered();
+        let probe = std::sync::Arc::from("app/liveness,readiness");
+        app.exec_probe(&m, &probe);
+        app.exec_probe(&m, &probe);
         m.kube_event(Publish::Published);
         m.kube_event(Publish::Dropped);
         m.kube_event(Publish::Dropped);
@@ -451,6 +518,10 @@ mod tests {
             "linnix_exits_total{container=\"app\",code=\"3\",signal=\"\"} 1",
             "linnix_events_total{kind=\"fork\",container=\"app\"} 0",
             "linnix_oom_kills_total{container=\"\"} 1",
+            "linnix_events_total{kind=\"container_start\",container=\"app\"} 1",
+            "linnix_events_total{kind=\"cgroup_join\",container=\"app\"} 0",
+            "linnix_entered_total{container=\"app\"} 1",
+            "linnix_exec_probes_total{container=\"app\",probe=\"liveness,readiness\"} 2",
             "linnix_kube_events_total{result=\"published\"} 1",
             "linnix_kube_events_total{result=\"failed\"} 0",
             "linnix_kube_events_total{result=\"dropped\"} 2",

@@ -1,4 +1,5 @@
-//! Container names read from the pod's own status with its service account.
+//! Container names (and exec probes) read from the pod with its service
+//! account.
 //!
 //! The event loop never waits for the API server: it looks names up in the
 //! latest map and, on a miss, asks a background task for a refresh (rate
@@ -18,13 +19,34 @@ use tracing::{debug, warn};
 
 use crate::apiserver::API_TIMEOUT;
 use crate::pod::{container_id_from_cgroup, container_names, PodIdentity};
+use crate::probes::ExecProbes;
 
 /// At most one refresh per interval, however many unknown ids show up.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct ContainerNames {
-    names: watch::Receiver<HashMap<String, String>>,
+    names: watch::Receiver<PodView>,
     refresh: Option<mpsc::Sender<()>>,
+    /// `trace`: a child cgroup whose name is no container id is named by
+    /// its directory name.
+    cgroup_names: bool,
+}
+
+/// What the latest read of the pod said.
+#[derive(Debug, Clone, Default)]
+pub struct PodView {
+    /// Container id → container name.
+    pub names: HashMap<String, String>,
+    pub probes: ExecProbes,
+}
+
+impl PodView {
+    fn of(pod: &Pod) -> Self {
+        PodView {
+            names: container_names(pod),
+            probes: ExecProbes::of_pod(pod),
+        }
+    }
 }
 
 /// Says why names are unavailable, once per process.
@@ -42,12 +64,22 @@ impl WarnOnce {
 }
 
 impl ContainerNames {
-    /// Ids only, never names (trace mode).
+    /// Ids only, never names: a pod whose API server cannot be asked.
     pub fn disabled() -> Self {
-        let (_, names) = watch::channel(HashMap::new());
+        let (_, names) = watch::channel(PodView::default());
         ContainerNames {
             names,
             refresh: None,
+            cgroup_names: false,
+        }
+    }
+
+    /// `trace`: containers are the traced cgroup's children, named by the
+    /// container id their name carries, else by the name itself.
+    pub fn of_cgroups() -> Self {
+        ContainerNames {
+            cgroup_names: true,
+            ..Self::disabled()
         }
     }
 
@@ -75,13 +107,14 @@ impl ContainerNames {
             pod_name,
             warn_once,
         };
-        let (names_tx, names) = watch::channel(HashMap::new());
+        let (names_tx, names) = watch::channel(PodView::default());
         fetcher.fetch_into(&names_tx).await;
         let (refresh, wake) = mpsc::channel(1);
         tokio::spawn(fetcher.run(names_tx, wake));
         ContainerNames {
             names,
             refresh: Some(refresh),
+            cgroup_names: false,
         }
     }
 
@@ -89,8 +122,13 @@ impl ContainerNames {
     /// when known, else its id (and a refresh is asked for); `None` when the
     /// name carries no id.
     pub fn label(&self, cgroup_name: &str) -> Option<Label> {
-        let id = container_id_from_cgroup(cgroup_name)?;
-        if let Some(name) = self.names.borrow().get(id) {
+        let Some(id) = container_id_from_cgroup(cgroup_name) else {
+            return (self.cgroup_names && !cgroup_name.is_empty()).then(|| Label {
+                text: Arc::from(cgroup_name),
+                named: true,
+            });
+        };
+        if let Some(name) = self.names.borrow().names.get(id) {
             return Some(Label {
                 text: Arc::from(name.as_str()),
                 named: true,
@@ -101,6 +139,16 @@ impl ContainerNames {
             text: Arc::from(id),
             named: false,
         })
+    }
+
+    /// Whether the container named `container` has exec probes.
+    pub fn has_exec_probes(&self, container: &str) -> bool {
+        self.names.borrow().probes.any_in(container)
+    }
+
+    /// The exec probe `argv` is in the container named `container`.
+    pub fn exec_probe(&self, container: &str, argv: &[String]) -> Option<Arc<str>> {
+        self.names.borrow().probes.matching(container, argv)
     }
 
     /// Ask the background task to read the pod again (rate limited there).
@@ -137,12 +185,12 @@ struct Fetcher {
 }
 
 impl Fetcher {
-    async fn fetch_into(&self, names: &watch::Sender<HashMap<String, String>>) {
+    async fn fetch_into(&self, names: &watch::Sender<PodView>) {
         match tokio::time::timeout(API_TIMEOUT, self.api.get(&self.pod_name)).await {
             Ok(Ok(pod)) => {
-                let map = container_names(&pod);
-                debug!(containers = map.len(), "container names refreshed");
-                names.send_replace(map);
+                let view = PodView::of(&pod);
+                debug!(containers = view.names.len(), "container names refreshed");
+                names.send_replace(view);
             }
             Ok(Err(kube::Error::Api(status))) if status.code == 403 => self.warn_once.warn(
                 "not allowed to read the own pod (grant get on pods to the service account)",
@@ -158,11 +206,7 @@ impl Fetcher {
         }
     }
 
-    async fn run(
-        self,
-        names: watch::Sender<HashMap<String, String>>,
-        mut wake: mpsc::Receiver<()>,
-    ) {
+    async fn run(self, names: watch::Sender<PodView>, mut wake: mpsc::Receiver<()>) {
         loop {
             tokio::time::sleep(MIN_REFRESH_INTERVAL).await;
             if wake.recv().await.is_none() {
@@ -190,18 +234,33 @@ mod tests {
         );
         assert_eq!(names.label("linnix-trace-1"), None);
         assert!(!names.take_changed());
+        // Under trace, a child cgroup is a container named as its directory.
+        let dirs = ContainerNames::of_cgroups();
+        assert_eq!(
+            dirs.label("ctr-a").map(|l| l.text),
+            Some(Arc::from("ctr-a"))
+        );
+        assert_eq!(dirs.label(""), None);
+        assert_eq!(
+            dirs.label(&format!("libpod-{id}")).map(|l| l.text),
+            Some(Arc::from(id.as_str()))
+        );
     }
 
     #[tokio::test]
     async fn new_answers_are_noticed_once() {
         let id = "b".repeat(64);
-        let (tx, rx) = watch::channel(HashMap::new());
+        let (tx, rx) = watch::channel(PodView::default());
         let mut names = ContainerNames {
             names: rx,
             refresh: None,
+            cgroup_names: false,
         };
         assert!(!names.take_changed());
-        tx.send_replace(HashMap::from([(id.clone(), "app".to_owned())]));
+        tx.send_replace(PodView {
+            names: HashMap::from([(id.clone(), "app".to_owned())]),
+            probes: ExecProbes::default(),
+        });
         assert!(names.take_changed());
         assert!(!names.take_changed());
         let label = names.label(&format!("libpod-{id}")).expect("label");

@@ -97,54 +97,6 @@ pub fn container_names(pod: &Pod) -> HashMap<String, String> {
     .collect()
 }
 
-/// Where a process sits relative to the pod, judged from cgroup v2 paths as
-/// `/proc/<pid>/cgroup` shows them (relative to the reader's cgroup
-/// namespace root, so `/../x` inside a private cgroup namespace).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Placement {
-    /// In the container cgroup with this kernfs name.
-    Container(String),
-    /// In the tracer's own container, whose name the namespace hides.
-    OwnContainer,
-    /// Directly in the pod cgroup.
-    PodItself,
-}
-
-/// Placement of a process whose cgroup path is `other`, given the tracer's
-/// own path `own`; `None` when it is outside the pod.
-pub fn placement(own: &str, other: &str) -> Option<Placement> {
-    let parts = |p: &str| -> Vec<String> {
-        p.split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .map(str::to_owned)
-            .collect()
-    };
-    let own = parts(own);
-    let other = parts(other);
-    // In the host's cgroup namespace the own container has a visible name.
-    let (pod, own_name): (Vec<String>, Option<&String>) = match own.split_last() {
-        Some((last, parent)) if last != ".." => (parent.to_vec(), Some(last)),
-        _ => (
-            own.iter().cloned().chain([String::from("..")]).collect(),
-            None,
-        ),
-    };
-    if let Some(rest) = other.strip_prefix(pod.as_slice()) {
-        return match rest.first() {
-            None => Some(Placement::PodItself),
-            Some(c) if c == ".." => None,
-            Some(c) if Some(c) == own_name => Some(Placement::OwnContainer),
-            Some(c) => Some(Placement::Container(c.clone())),
-        };
-    }
-    // In a private cgroup namespace the tracer's own container is the root:
-    // its processes read `/` (or `/sub`), which is not below `/..`.
-    if other.starts_with(&own) && other.first().map(String::as_str) != Some("..") {
-        return Some(Placement::OwnContainer);
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,41 +194,5 @@ mod tests {
         ] {
             assert!(!looks_like_pod_cgroup(name), "{name}");
         }
-    }
-
-    #[test]
-    fn placement_inside_a_private_cgroup_namespace() {
-        let c = |s: &str| Some(Placement::Container(s.to_owned()));
-        assert_eq!(placement("/", "/../libpod-a"), c("libpod-a"));
-        assert_eq!(placement("/", "/../libpod-a/sub"), c("libpod-a"));
-        assert_eq!(placement("/", "/"), Some(Placement::OwnContainer));
-        assert_eq!(placement("/", "/sub"), Some(Placement::OwnContainer));
-        assert_eq!(placement("/", "/.."), Some(Placement::PodItself));
-        assert_eq!(placement("/", "/../../other-pod/x"), None);
-    }
-
-    #[test]
-    fn placement_in_the_host_cgroup_namespace() {
-        let own = "/kubepods/pod1/tracer";
-        assert_eq!(
-            placement(own, "/kubepods/pod1/app"),
-            Some(Placement::Container("app".into()))
-        );
-        assert_eq!(
-            placement(own, "/kubepods/pod1/tracer"),
-            Some(Placement::OwnContainer)
-        );
-        assert_eq!(
-            placement(own, "/kubepods/pod1/tracer/sub"),
-            Some(Placement::OwnContainer)
-        );
-        assert_eq!(
-            placement(own, "/kubepods/pod1/tracer2"),
-            Some(Placement::Container("tracer2".into()))
-        );
-        assert_eq!(placement(own, "/kubepods/pod1"), Some(Placement::PodItself));
-        assert_eq!(placement(own, "/kubepods/pod2/app"), None);
-        assert_eq!(placement(own, "/kubepods/pod10/app"), None);
-        assert_eq!(placement(own, "/"), None);
     }
 }

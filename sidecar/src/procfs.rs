@@ -1,147 +1,63 @@
-//! Processes already running when the tracer starts, read from /proc, so that
-//! their later exits have context.
+//! What /proc adds about a process already running when the tracer starts:
+//! the program and argv of a container's main process, which the kernel's
+//! task list (see `Tracer::present`) does not carry.
+//!
+//! The pid is the one events carry, in the tracer's own PID namespace, which
+//! is the namespace of its /proc. A process that ended meanwhile, or whose
+//! number was reused, gives nothing: the start time must match.
 
 use std::fs;
 use std::path::Path;
 
-use crate::pod::{placement, Placement};
+use linnix_ebpf::escape_bytes;
 
-/// Inode of the initial PID namespace (`PROC_PID_INIT_INO`): when /proc is
-/// in it, a pid is also the host pid.
-const PROC_PID_INIT_INO: &str = "pid:[4026531836]";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresentProcess {
-    pub pid: u32,
-    pub ppid: u32,
-    /// Known only when the tracer shares the host's PID namespace.
-    pub host_pid: Option<u32>,
-    pub comm: String,
-    pub placement: Placement,
-}
-
-/// comm and ppid from `/proc/<pid>/stat`. comm sits between the first `(`
-/// and the last `)`, since it may itself contain parentheses and spaces.
-pub fn parse_stat(text: &str) -> Option<(String, u32)> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_owned();
-    let mut rest = text.get(close + 1..)?.split_whitespace();
-    let _state = rest.next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    Some((comm, ppid))
-}
-
-/// comm and ppid of a process from its `stat` file; `None` once it is gone.
-fn read_stat(proc_pid_dir: &Path) -> Option<(String, u32)> {
-    fs::read_to_string(proc_pid_dir.join("stat"))
+/// The program and argv of `pid`, if it is still the process that started
+/// at `start_ns` (boot time). Either may be unknown: `exe` needs ptrace
+/// access to the process, which the tracer lacks for other users.
+pub fn program_of(
+    proc_root: &Path,
+    pid: u32,
+    start_ns: u64,
+) -> (Option<String>, Option<Vec<String>>) {
+    let dir = proc_root.join(pid.to_string());
+    let same = fs::read_to_string(dir.join("stat"))
         .ok()
-        .as_deref()
-        .and_then(parse_stat)
-}
-
-/// The cgroup v2 path from `/proc/<pid>/cgroup` (the `0::` line).
-pub fn parse_v2_path(text: &str) -> Option<&str> {
-    text.lines().find_map(|l| l.strip_prefix("0::"))
-}
-
-fn in_host_pid_namespace(proc_root: &Path) -> bool {
-    fs::read_link(proc_root.join("self/ns/pid")).is_ok_and(|l| l.as_os_str() == PROC_PID_INIT_INO)
-}
-
-/// Every process of the pod visible in `proc_root` outside the tracer's own
-/// container. The pod is judged from cgroup paths, so a tracer that shares
-/// the host's PID namespace still lists only its pod; the own container is
-/// skipped as a whole because the kernel-side filter does the same (by
-/// cgroup id), so a process listed here never has its exit hidden.
-pub fn pod_processes(proc_root: &Path) -> std::io::Result<Vec<PresentProcess>> {
-    let own_text = fs::read_to_string(proc_root.join("self/cgroup"))?;
-    let own_path = parse_v2_path(&own_text).unwrap_or("/");
-    pod_processes_around(proc_root, own_path)
-}
-
-/// `pod_processes` for a tracer whose cgroup v2 path is `own_path`.
-fn pod_processes_around(proc_root: &Path, own_path: &str) -> std::io::Result<Vec<PresentProcess>> {
-    let host_ns = in_host_pid_namespace(proc_root);
-    let mut out = Vec::new();
-    for entry in fs::read_dir(proc_root)?.filter_map(Result::ok) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // Processes may exit while we read: skip whatever is gone.
-        let dir = entry.path();
-        let Ok(cgroup) = fs::read_to_string(dir.join("cgroup")) else {
-            continue;
-        };
-        let placement = match parse_v2_path(&cgroup).and_then(|p| placement(own_path, p)) {
-            None | Some(Placement::OwnContainer) => continue,
-            Some(p) => p,
-        };
-        let Some((comm, ppid)) = read_stat(&dir) else {
-            continue;
-        };
-        out.push(PresentProcess {
-            pid,
-            ppid,
-            host_pid: host_ns.then_some(pid),
-            comm,
-            placement,
-        });
+        .and_then(|s| start_ticks(&s))
+        .is_some_and(|ticks| ticks == start_ns / (1_000_000_000 / clock_ticks()));
+    if !same {
+        return (None, None);
     }
-    out.sort_by_key(|p| p.pid);
-    Ok(out)
+    let exe = fs::read_link(dir.join("exe"))
+        .ok()
+        .map(|p| escape_bytes(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())));
+    let argv = fs::read(dir.join("cmdline"))
+        .ok()
+        .map(|raw| split_cmdline(&raw));
+    (exe, argv)
 }
 
-/// Every process in the cgroup v2 directory `dir` and its descendants, as
-/// `trace --cgroup` sees them; the container is the child directory of `dir`
-/// a process sits in.
-pub fn cgroup_processes(dir: &Path) -> std::io::Result<Vec<PresentProcess>> {
-    let host_ns = in_host_pid_namespace(Path::new("/proc"));
-    let own_pid = std::process::id();
-    let mut out = Vec::new();
-    collect_cgroup(dir, None, host_ns, own_pid, &mut out)?;
-    out.sort_by_key(|p| p.pid);
-    Ok(out)
+/// Field 22 of `/proc/<pid>/stat`: the start time in clock ticks since
+/// boot. Counted after comm, which sits between the first `(` and the last
+/// `)` and may hold spaces and parentheses itself.
+fn start_ticks(stat: &str) -> Option<u64> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    // After comm come field 3 (state) onward: starttime is the 20th.
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-fn collect_cgroup(
-    dir: &Path,
-    container: Option<&str>,
-    host_ns: bool,
-    own_pid: u32,
-    out: &mut Vec<PresentProcess>,
-) -> std::io::Result<()> {
-    let procs = fs::read_to_string(dir.join("cgroup.procs"))?;
-    for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
-        if pid == own_pid {
-            continue;
-        }
-        let Some((comm, ppid)) = read_stat(&Path::new("/proc").join(pid.to_string())) else {
-            continue;
-        };
-        out.push(PresentProcess {
-            pid,
-            ppid,
-            host_pid: host_ns.then_some(pid),
-            comm,
-            placement: container
-                .map_or(Placement::PodItself, |c| Placement::Container(c.to_owned())),
-        });
+fn split_cmdline(raw: &[u8]) -> Vec<String> {
+    let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
+    if raw.is_empty() {
+        // Kernel threads, and processes that cleared their argv.
+        return Vec::new();
     }
-    for entry in fs::read_dir(dir)?.filter_map(Result::ok) {
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let name = entry.file_name();
-        let child_container = container.or(name.to_str());
-        // A cgroup removed while we walk is simply gone.
-        let _ = collect_cgroup(&entry.path(), child_container, host_ns, own_pid, out);
-    }
-    Ok(())
+    raw.split(|&b| b == 0).map(escape_bytes).collect()
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
 
 #[cfg(test)]
@@ -149,49 +65,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_with_awkward_comm() {
-        let text = "4242 (my (odd) proc) S 17 4242 4242 0 -1 4194560 100 0 0 0";
-        assert_eq!(parse_stat(text), Some(("my (odd) proc".into(), 17)));
-        assert_eq!(parse_stat("1 (init) S 0 1 1"), Some(("init".into(), 0)));
-        assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_stat("1 (x) S"), None);
-        assert_eq!(parse_stat(") 1 (x"), None);
+    fn start_time_after_an_awkward_comm() {
+        let stat = "4242 (my (odd) proc) S 17 4242 4242 0 -1 4194560 100 0 0 0 3 1 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(start_ticks(stat), Some(98765));
+        assert_eq!(start_ticks("1 (x) S 0"), None);
+        assert_eq!(start_ticks("garbage"), None);
     }
 
     #[test]
-    fn v2_line_of_hybrid_and_pure_hosts() {
-        let hybrid = "9:name=systemd:/\n4:memory:/a/b\n0::/../libpod-abc\n";
-        assert_eq!(parse_v2_path(hybrid), Some("/../libpod-abc"));
-        assert_eq!(parse_v2_path("0::/\n"), Some("/"));
-        assert_eq!(parse_v2_path("4:memory:/a\n"), None);
+    fn cmdline_split_and_escaped() {
+        assert_eq!(split_cmdline(b"sleep\x0030\x00"), ["sleep", "30"]);
+        assert_eq!(split_cmdline(b"a\x1bb\x00"), ["a\\x1bb"]);
+        assert!(split_cmdline(b"").is_empty());
     }
 
     #[test]
-    fn lists_the_pod_but_not_the_own_container() {
+    fn the_program_of_a_live_process_and_not_of_another() {
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
             .expect("spawn sleep");
-        let proc_root = Path::new("/proc");
-        let own_text = fs::read_to_string("/proc/self/cgroup").expect("own cgroup");
-        let own = parse_v2_path(&own_text).expect("cgroup v2 line");
-        // The test and its child share a cgroup: as the tracer's own
-        // container, it is skipped.
-        let as_own = pod_processes_around(proc_root, own).expect("scan");
-        // Seen from a tracer container one level below, the same cgroup is
-        // the pod itself, and the child is listed.
-        let below = format!("{}/linnix-tracer", own.trim_end_matches('/'));
-        let as_below = pod_processes_around(proc_root, &below).expect("scan");
+        let pid = child.id();
+        // Its start time, in ns since boot, from its own stat, once the exec
+        // is complete (comm changes before argv is in place).
+        let mut ticks = None;
+        for _ in 0..100 {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if stat.contains("(sleep)") && cmdline == b"sleep\x0030\x00" {
+                ticks = start_ticks(&stat);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let start_ns = ticks.expect("start") * (1_000_000_000 / clock_ticks());
+        let (exe, argv) = program_of(Path::new("/proc"), pid, start_ns);
+        let (_, other) = program_of(Path::new("/proc"), pid, start_ns + 10_000_000_000);
         let _ = child.kill();
         let _ = child.wait();
-
-        assert!(!as_own.iter().any(|p| p.pid == child.id()), "{as_own:?}");
-        let sleep = as_below
-            .iter()
-            .find(|p| p.pid == child.id())
-            .expect("child listed");
-        assert_eq!(sleep.comm, "sleep");
-        assert_eq!(sleep.ppid, std::process::id());
-        assert_eq!(sleep.placement, Placement::PodItself);
+        assert!(exe.is_some_and(|e| e.ends_with("/sleep")));
+        assert_eq!(
+            argv.as_deref(),
+            Some(&["sleep".to_owned(), "30".to_owned()][..])
+        );
+        assert_eq!(other, None, "another start time is another process");
     }
 }

@@ -1,8 +1,9 @@
 //! The modes: in a pod (`run_in_pod`), `trace --cgroup` (`trace_cgroup`) and
 //! `trace -- CMD` (`trace_command`), and the event loop they share (`pump`).
 
+use std::ffi::{OsStr, OsString};
 use std::future::Future;
-use std::io;
+use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,9 +23,9 @@ use crate::event_writer::{EventWriter, Settings, WatchExit};
 use crate::memory;
 use crate::metrics::{self, Metrics};
 use crate::names::ContainerNames;
+use crate::output::Format;
 use crate::pod::{looks_like_pod_cgroup, PodIdentity};
 use crate::pod_events::PodEvents;
-use crate::procfs;
 use crate::scratch::ScratchCgroup;
 use crate::scratch_owner;
 
@@ -183,18 +184,22 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
         let names = ContainerNames::start(&identity, client.clone()).await;
         let pod_events = client.and_then(|c| PodEvents::start(c, &identity, Arc::clone(&metrics)));
         let mut tracer = load(common, target, &pod.name, &metrics)?;
+        // A pod's log is read by programs: JSON unless told otherwise.
+        let format = common.output.unwrap_or(Format::Json);
         let mut writer = EventWriter::new(
             Arc::clone(&metrics),
             Settings {
                 pod: identity.is_known().then_some(identity),
+                pod_mode: true,
                 names,
                 skip_cgroup: Some(own.id),
                 pod_events,
-                watch_exit: None,
+                ignore_exec_probes: common.ignore_exec_probes,
                 removed_series_ttl: removed_series_ttl(common),
+                ..Settings::new(target.id, format)
             },
         );
-        writer.present_all(procfs::pod_processes(Path::new("/proc")))?;
+        writer.present_all(&mut tracer)?;
         pump(&mut tracer, &mut writer, shutdown_signal()?).await?;
         Ok(0)
     }
@@ -221,21 +226,15 @@ async fn trace_cgroup(common: &CommonArgs, dir: &Path) -> Result<u8, RunError> {
     let mount = cgroup::v2_mount()?;
     let target = cgroup::position_of(dir, &mount)?;
     let mut tracer = load(common, target, &dir.to_string_lossy(), &metrics)?;
-    let mut writer = EventWriter::new(
-        metrics,
-        Settings {
-            removed_series_ttl: removed_series_ttl(common),
-            ..Settings::default()
-        },
-    );
-    writer.present_all(procfs::cgroup_processes(dir))?;
+    let mut writer = EventWriter::new(metrics, trace_settings(common, target.id));
+    writer.present_all(&mut tracer)?;
     pump(&mut tracer, &mut writer, shutdown_signal()?).await?;
     Ok(0)
 }
 
 async fn trace_command(
     common: &CommonArgs,
-    argv: &[String],
+    argv: &[OsString],
     memory_limit: Option<u64>,
 ) -> Result<u8, RunError> {
     let Some((program, args)) = argv.split_first() else {
@@ -258,8 +257,8 @@ async fn trace_command(
 
 async fn trace_in(
     common: &CommonArgs,
-    program: &str,
-    args: &[String],
+    program: &OsStr,
+    args: &[OsString],
     scratch: &ScratchCgroup,
     metrics: Arc<Metrics>,
     signals: &mut Signals,
@@ -280,8 +279,7 @@ async fn trace_in(
         metrics,
         Settings {
             watch_exit: child_pid.map(|pid| WatchExit { pid, seen }),
-            removed_series_ttl: removed_series_ttl(common),
-            ..Settings::default()
+            ..trace_settings(common, scratch.position().id)
         },
     );
 
@@ -303,6 +301,18 @@ async fn trace_in(
     };
     let status = pump(&mut tracer, &mut writer, stop).await?;
     Ok(exit_status_code(status))
+}
+
+/// `trace`: text for a person at a terminal, unless told otherwise.
+fn trace_settings(common: &CommonArgs, target: u64) -> Settings {
+    let format = common
+        .output
+        .unwrap_or_else(|| Format::default_for(true, io::stdout().is_terminal()));
+    Settings {
+        ignore_exec_probes: common.ignore_exec_probes,
+        removed_series_ttl: removed_series_ttl(common),
+        ..Settings::new(target, format)
+    }
 }
 
 async fn next_batch(tracer: &mut Tracer, writer: &mut EventWriter) -> io::Result<()> {
@@ -330,7 +340,11 @@ async fn pump<T>(
                 r.map_err(RunError::RingBuffer)?;
                 writer.flush()?;
             }
-            _ = stats.tick() => writer.tick(tracer),
+            _ = stats.tick() => {
+                writer.tick(tracer);
+                writer.release_held(false);
+                writer.flush()?;
+            }
             _ = memory.tick() => match tracer.sample_memory() {
                 Ok(pass) => {
                     sampling_failed = false;
@@ -346,6 +360,7 @@ async fn pump<T>(
         }
     };
     tracer.drain(&mut |ev| writer.event(ev));
+    writer.release_held(true);
     writer.finish(tracer)?;
     Ok(stopped)
 }

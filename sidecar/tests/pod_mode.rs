@@ -7,6 +7,9 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::api::{
+    http_kubeconfig, metric, pod_mode_env, pod_object, start_in_pod, status, wait_for, PodEndpoint,
+};
 use common::{http_get, of_kind, pod_cgroup, run_in, Proc, Tracer};
 use linnix_test_support::{in_cgroup, v2_mount, MemoryLimit, TestCgroup};
 use serde_json::json;
@@ -174,129 +177,6 @@ fn a_parent_not_named_like_a_pod_is_traced_with_one_warning() {
     );
 }
 
-/// A stand-in for the API server, which cannot run here: plain HTTP, and
-/// for the n-th request (from 1) the status code and JSON body `respond`
-/// gives, as the API server would for a `get` of one pod or a `create` of
-/// an event. Every request is recorded with its body.
-struct PodEndpoint {
-    port: u16,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
-}
-
-#[derive(Clone, Debug)]
-struct Request {
-    /// "GET /api/v1/namespaces/team-a/pods/demo HTTP/1.1"
-    line: String,
-    body: String,
-}
-
-const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
-
-impl Request {
-    fn is_event_post(&self) -> bool {
-        let mut parts = self.line.split(' ');
-        let (method, target) = (parts.next(), parts.next().unwrap_or_default());
-        let path = target.split_once('?').map_or(target, |(p, _)| p);
-        method == Some("POST") && path == EVENTS_PATH
-    }
-}
-
-fn status(name: &str, id: &str) -> serde_json::Value {
-    json!({
-        "name": name, "containerID": format!("containerd://{id}"),
-        "image": "x", "imageID": "", "ready": true, "restartCount": 0
-    })
-}
-
-fn pod_object(statuses: Vec<serde_json::Value>) -> serde_json::Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "demo", "namespace": "team-a"},
-        "status": {"containerStatuses": statuses}
-    })
-}
-
-fn http_kubeconfig(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\n\
-             clusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-             users:\n- name: u\n  user:\n    token: t\n\
-             contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n\
-             current-context: x\n"
-        ),
-    )
-    .expect("kubeconfig");
-    path
-}
-
-impl PodEndpoint {
-    fn start(
-        respond: impl Fn(&Request, usize) -> (u16, serde_json::Value) + Send + 'static,
-    ) -> Self {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = std::sync::Arc::clone(&requests);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
-                }
-                let mut length = 0;
-                let mut header = String::new();
-                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                    if let Some((name, value)) = header.split_once(':') {
-                        if name.eq_ignore_ascii_case("content-length") {
-                            length = value.trim().parse().expect("content-length");
-                        }
-                    }
-                    header.clear();
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                let request = Request {
-                    line: request_line.trim().to_owned(),
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                };
-                let n = {
-                    let mut seen = seen.lock().expect("lock");
-                    seen.push(request.clone());
-                    seen.len()
-                };
-                let (code, body) = respond(&request, n);
-                let body = body.to_string();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        PodEndpoint { port, requests }
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.requests.lock().expect("lock").clone()
-    }
-
-    fn event_posts(&self) -> Vec<serde_json::Value> {
-        self.requests()
-            .iter()
-            .filter(|r| r.is_event_post())
-            .map(|r| serde_json::from_str(&r.body).expect("event JSON"))
-            .collect()
-    }
-}
-
 #[test]
 fn container_names_come_from_the_pod_status_and_are_refreshed() {
     let late_id = "1a7e".repeat(16);
@@ -402,41 +282,6 @@ fn oom_kill_in(app: &std::path::Path, limit: &MemoryLimit) -> u32 {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
     hog.pid()
-}
-
-fn metric(t: &Tracer, series: &str) -> Option<u64> {
-    let (code, body) = http_get(t.metrics.expect("metrics address"), "/metrics").ok()?;
-    assert_eq!(code, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
-/// Poll until `ok` holds, for at most `timeout`.
-fn wait_for(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    ok()
-}
-
-fn pod_mode_env(kubeconfig: &std::path::Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("POD_NAME", "demo".into()),
-        ("POD_NAMESPACE", "team-a".into()),
-        ("POD_UID", "5b1f-uid".into()),
-        ("KUBECONFIG", kubeconfig.to_str().expect("utf8").into()),
-    ]
-}
-
-fn start_in_pod(tracer_cg: &std::path::Path, env: &[(&'static str, String)]) -> Tracer {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut t = Tracer::start(&[], &[], Some(tracer_cg), &env);
-    t.wait_ready();
-    t
 }
 
 const PUBLISHED: &str = "linnix_kube_events_total{result=\"published\"}";

@@ -47,7 +47,9 @@ fn nested_cgroups_are_traced() {
     assert_eq!(present.len(), 1, "{present:?}");
     assert_eq!(present[0]["pid"], sleeper.pid());
     assert_eq!(present[0]["comm"], "sleep");
-    assert!(present[0]["container"].is_null());
+    // Under trace, a child cgroup of the traced one is a container, named
+    // after its directory.
+    assert_eq!(present[0]["container"], "inner");
 
     let deep = of_kind(&r.events, "exec")
         .into_iter()
@@ -166,7 +168,7 @@ fn readiness_health_and_metrics_over_http() {
     for want in [
         "linnix_exits_total{container=\"\",code=\"4\",signal=\"\"} 1",
         "linnix_exits_total{container=\"\",code=\"\",signal=\"SIGKILL\"} 1",
-        "linnix_programs_attached 6",
+        "linnix_programs_attached 7",
         "linnix_events_lost_total 0",
         "linnix_events_rate_limited_total 0",
         "# EOF",
@@ -395,7 +397,8 @@ fn memory_pressure_and_gauges_with_only_bpf_and_perfmon() {
     limit.apply(&mut cmd);
     let mut hog = Proc::spawn(&mut cmd);
     let addr = t.metrics.expect("metrics address");
-    let usage = "linnix_container_memory_usage_bytes{container=\"\"}";
+    // Under `trace`, the traced cgroup's child `app` is a container.
+    let usage = "linnix_container_memory_usage_bytes{container=\"app\"}";
     assert!(
         wait_until(Duration::from_secs(4), || metric(addr, usage)
             .is_some_and(|u| u > 24 << 20)),
@@ -404,7 +407,10 @@ fn memory_pressure_and_gauges_with_only_bpf_and_perfmon() {
     let (gauge, kernel) = (metric(addr, usage).expect("gauge"), charged_bytes(&app));
     assert!(gauge.abs_diff(kernel) * 20 <= kernel, "{gauge} vs {kernel}");
     assert_eq!(
-        metric(addr, "linnix_container_memory_limit_bytes{container=\"\"}"),
+        metric(
+            addr,
+            "linnix_container_memory_limit_bytes{container=\"app\"}"
+        ),
         Some(64 << 20)
     );
     hog.wait_timeout(Duration::from_secs(30));

@@ -57,6 +57,18 @@ fn exec_argv_and_exit_code_of_the_command_tree() {
         assert!(e["pod"].is_null() && e["container"].is_null(), "{e}");
         assert_eq!(e["pid"], e["host_pid"], "same PID namespace: {e}");
     }
+    // The tracer moving its child into the scratch cgroup is not reported,
+    // and the command is the first there, not someone who entered.
+    assert!(
+        of_kind(&r.events, "cgroup_join").is_empty(),
+        "{:?}",
+        r.events
+    );
+    assert!(
+        r.events.iter().all(|e| e.get("entered").is_none()),
+        "{:?}",
+        r.events
+    );
     // The scratch cgroup is named after the tracer, the command's parent.
     let tracer = execs[0]["ppid"].as_u64().expect("ppid");
     let scratch = linnix_test_support::v2_mount().join(format!("linnix-trace-{tracer}"));
@@ -99,6 +111,18 @@ fn non_leader_thread_exit_is_reported_once_for_the_process() {
         .filter(|f| f["thread"] == true)
         .collect();
     assert!(threads.iter().any(|f| f["pid"] == py), "{threads:?}");
+    // Each with the thread's own id, in the tracer's namespace and the host's.
+    for t in &threads {
+        assert!(t["tid"].is_u64() && t["tid"] != t["pid"], "{t}");
+        assert!(
+            t["host_tid"].is_u64() && t["host_tid"] != t["host_pid"],
+            "{t}"
+        );
+        assert_eq!(
+            t["exec_id"], threads[0]["exec_id"],
+            "the process's identity"
+        );
+    }
 }
 
 #[test]

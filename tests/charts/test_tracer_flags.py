@@ -80,7 +80,6 @@ def test_the_tracer_accepts_the_flags_it_is_given(binaries, annotations):
 # The tracer gains --ignore-exec-probes in a change of its own. Until then
 # the injector's flag is refused; strict, so that this fails (and the
 # marker goes) as soon as the tracer accepts it.
-@pytest.mark.xfail(strict=True, reason="linnix-sidecar has no --ignore-exec-probes yet")
 def test_the_tracer_accepts_ignore_exec_probes(binaries):
     args, _ = tracer_args(binaries, {"sidecar.linnix.io/ignore-exec-probes": "true"})
     assert "--ignore-exec-probes" in args

@@ -190,10 +190,14 @@ def test_every_line_follows_the_event_contract(run: Run):
         if event["event"] == "lost":
             # Where the kernel dropped events: counts, no task.
             assert set(event) == {"event", "ts", "lost", "rate_limited", "pod"}, event
-        else:
-            assert event["event"] in {"present", "fork", "exec", "exit", "oom_kill", "memory_pressure"}
-            for key in ("ts", "pid", "host_pid", "ppid", "comm", "container", "pod"):
-                assert key in event, (key, event)
+            continue
+        assert event["event"] in {
+            "present", "fork", "exec", "exit", "oom_kill", "memory_pressure",
+            "cgroup_join", "cgroup_leave", "container_start", "container_exit",
+        }
+        for key in ("ts", "pid", "host_pid", "ppid", "comm", "container", "pod", "exec_id", "parent_exec_id"):
+            assert key in event, (key, event)
+        assert isinstance(event["exec_id"], str) and event["exec_id"], event
         assert event["pod"]["name"] == "linnix-demo"
 
 
@@ -205,6 +209,22 @@ def test_births_of_the_app_are_reported(run: Run):
     assert ["sh", "-c", "exit 3"] in argvs, argvs
     forks = app_events(run, "fork")
     assert len(forks) >= 4, forks  # uname, ls, sh -c 'exit 3', dd, sleep ...
+
+
+def test_the_app_container_starts_and_exits_with_its_main_process(run: Run):
+    starts = app_events(run, "container_start")
+    assert len(starts) == 1, starts
+    assert starts[0]["argv"][:2] == ["/bin/sh", "-c"], starts[0]
+    exits = app_events(run, "container_exit")
+    assert len(exits) == 1, exits
+    assert exits[0]["exit_code"] == 0 and exits[0]["oom_killed"] is False, exits[0]
+    # The OOM kill of dd inside the container is counted, not the container's.
+    assert exits[0]["oom_kills"] == 1, exits[0]
+    assert exits[0]["exec_id"] == starts[0]["exec_id"]
+    # Everything the app ran descends from its main process.
+    ids = {e["exec_id"] for e in run.events if e["container"] == run.app_id}
+    assert starts[0]["exec_id"] in ids
+    assert not [e for e in run.events if e["container"] == run.app_id and e.get("entered")]
 
 
 def test_exit_with_code_three_is_reported(run: Run):
@@ -264,7 +284,10 @@ def test_nothing_of_the_neighbour_reaches_the_app_tracer(run: Run):
     # The flood was real and overlapped the app's run: the neighbour's own
     # tracer saw it before and after the app's events.
     marker_ts = [ts_ns(e["ts"]) for e in run.neighbour_events if "neighbour-flood-marker" in e.get("argv", [])]
-    app_ts = [ts_ns(e["ts"]) for e in run.events if e.get("container") == run.app_id and e["event"] != "present"]
+    app_ts = [
+        ts_ns(e["ts"]) for e in run.events
+        if e.get("container") == run.app_id and e["event"] != "present" and not e.get("present")
+    ]
     assert len(marker_ts) > 100
     assert min(marker_ts) < min(app_ts) and max(marker_ts) > max(app_ts)
 

@@ -13,6 +13,13 @@
 /* kernfs name of a container cgroup: "cri-containerd-<64 hex>.scope" is 83. */
 #define LINNIX_CGROUP_NAME_LEN 128
 #define LINNIX_FILENAME_LEN 256
+/*
+ * A longer filename keeps its first LINNIX_FILENAME_HEAD bytes and its last
+ * LINNIX_FILENAME_LEN - 1 - LINNIX_FILENAME_HEAD (so the binary's own name
+ * survives), up to the kernel's PATH_MAX.
+ */
+#define LINNIX_FILENAME_HEAD 64
+#define LINNIX_PATH_MAX 4096
 /* argv is copied as NUL-separated strings, at most this many bytes ... */
 #define LINNIX_ARGS_LEN 1024
 /* ... and at most this many arguments. */
@@ -35,6 +42,10 @@ enum linnix_event_kind {
 	LINNIX_EVENT_EXIT = 3,
 	LINNIX_EVENT_OOM_KILL = 4,
 	LINNIX_EVENT_MEMORY_PRESSURE = 5,
+	/* a process moved into, out of, or between containers of the pod */
+	LINNIX_EVENT_CGROUP = 6,
+	/* a process already running: one record per process from the task iterator */
+	LINNIX_EVENT_PRESENT = 7,
 	/*
 	 * Records about the stream or the pod's cgroups rather than about a
 	 * task: numbered from 32 on. Their header carries kind and ts_boot_ns
@@ -54,6 +65,26 @@ enum linnix_event_flags {
 	LINNIX_FLAG_FILENAME_TRUNCATED = 1 << 2,
 	/* oom_kill: memcg_usage_bytes / memcg_limit_bytes could be read */
 	LINNIX_FLAG_MEMCG_KNOWN = 1 << 3,
+	/* all: the parent process is in the pod too (parent_start_ns is its identity) */
+	LINNIX_FLAG_PARENT_IN_TARGET = 1 << 4,
+	/* exec: the kernel marked it AT_SECURE (bprm->secureexec): ids or capabilities were raised */
+	LINNIX_FLAG_SECUREEXEC = 1 << 5,
+	/* exec: a set-user-ID file changed the effective uid */
+	LINNIX_FLAG_SETUID = 1 << 6,
+	/* exec: a set-group-ID file changed the effective gid */
+	LINNIX_FLAG_SETGID = 1 << 7,
+	/* exec: file capabilities raised the permitted set (not set-ID, not root) */
+	LINNIX_FLAG_FILE_CAPS = 1 << 8,
+};
+
+/* linnix_cgroup_event.change */
+enum linnix_cgroup_change {
+	/* into the pod from outside it */
+	LINNIX_CGROUP_JOIN = 1,
+	/* out of the pod */
+	LINNIX_CGROUP_LEAVE = 2,
+	/* from one container-level cgroup of the pod to another */
+	LINNIX_CGROUP_MOVE = 3,
 };
 
 /* Indices of the per-CPU "stats" array map. */
@@ -71,13 +102,20 @@ struct linnix_event_header {
 	__u64 ts_boot_ns;      /* bpf_ktime_get_boot_ns() when the event happened */
 	__u32 host_pid;        /* tgid in the initial PID namespace */
 	__u32 host_tid;        /* thread id in the initial PID namespace */
-	__u32 pid;             /* tgid in the task's own (the pod's) PID namespace */
+	__u32 pid;             /* tgid in the target PID namespace (the tracer's, the pod's), 0 if it has none there */
 	__u32 ppid;            /* parent tgid in that namespace, 0 if not visible */
 	__u32 host_ppid;       /* parent tgid in the initial PID namespace */
 	__u32 _pad0;
 	__u64 cgroup_id;       /* container-level cgroup: ancestor at pod level + 1, else the task's own */
 	char comm[LINNIX_COMM_LEN];
 	char cgroup_name[LINNIX_CGROUP_NAME_LEN]; /* kernfs name of that cgroup */
+	/* Process identity: with host_pid, unique on the node for the boot. */
+	__u64 start_ns;        /* the group leader's start_boottime */
+	__u64 parent_start_ns; /* the same for the parent process (host_ppid) */
+	__u32 tid;             /* the thread's id in the target PID namespace, 0 if none */
+	__u32 inner_pid;       /* tgid in the task's innermost PID namespace */
+	__u32 uid;             /* effective uid, as the initial user namespace numbers it */
+	__u32 gid;             /* effective gid, likewise */
 };
 
 struct linnix_fork_event {
@@ -90,6 +128,8 @@ struct linnix_exec_event {
 	__u32 args_len;        /* bytes used in args: argv strings, each NUL-terminated except a cut last one */
 	char filename[LINNIX_FILENAME_LEN];
 	char args[LINNIX_ARGS_LEN];
+	__u32 filename_len;    /* the whole name's length; above LINNIX_FILENAME_LEN - 1 filename holds head and tail */
+	__u32 _pad0;
 };
 
 struct linnix_exit_event {
@@ -97,6 +137,18 @@ struct linnix_exit_event {
 	__u32 status;          /* wait status: code = (status >> 8) & 0xff, signal = status & 0x7f, core = status & 0x80 */
 	__u32 _pad0;
 	__u64 lifetime_ns;     /* now - group leader's start_time */
+};
+
+struct linnix_cgroup_event {
+	struct linnix_event_header hdr; /* JOIN, MOVE: the container joined; LEAVE: the one left */
+	__u64 from_cgroup_id;  /* MOVE: the container-level cgroup it came from */
+	__u32 change;          /* enum linnix_cgroup_change */
+	__u32 _pad0;
+};
+
+/* One running process, written by the task iterator into its seq_file. */
+struct linnix_present_event {
+	struct linnix_event_header hdr;
 };
 
 struct linnix_oom_event {
@@ -193,7 +245,7 @@ struct linnix_lost_event {
  * A container-level cgroup of the pod (one level below it) was removed:
  * hdr.cgroup_id and hdr.cgroup_name name it. Nothing runs in it any more.
  */
-struct linnix_cgroup_event {
+struct linnix_cgroup_rmdir_event {
 	struct linnix_event_header hdr;
 };
 

@@ -34,6 +34,8 @@ typedef _Bool bool;
 enum { false = 0, true = 1 };
 typedef int pid_t;
 typedef unsigned int uid_t;
+typedef unsigned int gid_t;
+typedef unsigned short umode_t;
 
 /* uapi constants used by bpf_helpers.h and the map definitions. */
 enum bpf_map_type {
@@ -42,6 +44,15 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_RINGBUF = 27,
+	BPF_MAP_TYPE_TASK_STORAGE = 29,
+};
+
+enum {
+	BPF_F_NO_PREALLOC = 1,
+};
+
+enum {
+	BPF_LOCAL_STORAGE_GET_F_CREATE = 1,
 };
 
 enum {
@@ -119,7 +130,13 @@ struct mm_struct {
 	struct percpu_counter rss_stat[4];
 };
 
-struct pid_namespace;
+struct ns_common {
+	unsigned int inum;
+};
+
+struct pid_namespace {
+	struct ns_common ns;
+};
 
 struct upid {
 	int nr;
@@ -137,6 +154,36 @@ struct signal_struct {
 	unsigned int flags;
 };
 
+typedef struct {
+	uid_t val;
+} kuid_t;
+
+typedef struct {
+	gid_t val;
+} kgid_t;
+
+/* a u64 since 6.3 */
+typedef struct {
+	u64 val;
+} kernel_cap_t;
+
+struct cred {
+	kuid_t uid;
+	kgid_t gid;
+	kuid_t euid;
+	kgid_t egid;
+	kernel_cap_t cap_permitted;
+	kernel_cap_t cap_ambient;
+};
+
+struct inode {
+	umode_t i_mode;
+};
+
+struct file {
+	struct inode *f_inode;
+};
+
 struct task_struct {
 	unsigned int flags;
 	struct mm_struct *mm;
@@ -147,12 +194,20 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct pid *thread_pid;
 	u64 start_time;
+	u64 start_boottime;
+	const struct cred *cred;
 	char comm[16];
 	struct signal_struct *signal;
 	struct css_set *cgroups;
 };
 
 struct linux_binprm {
+	/* Bit fields: read with BPF_CORE_READ_BITFIELD*, which relocates them. */
+	unsigned int have_execfd:1;
+	unsigned int execfd_creds:1;
+	unsigned int secureexec:1;
+	/* the file that runs: the interpreter, for a script */
+	struct file *file;
 	int argc;
 	const char *filename;
 };
@@ -166,6 +221,7 @@ struct bpf_iter_meta {
 	u64 seq_num;
 };
 
+/* Context of a task iterator program (iter/task). */
 struct bpf_iter__task {
 	struct bpf_iter_meta *meta;
 	struct task_struct *task;
@@ -194,6 +250,10 @@ enum {
 	MM_SWAPENTS = 2,
 	MM_SHMEMPAGES = 3,
 };
+
+/* include/uapi/linux/stat.h */
+#define S_ISUID 0004000
+#define S_ISGID 0002000
 
 /* include/linux/sched/signal.h */
 #define SIGNAL_GROUP_EXIT 0x00000004

@@ -9,7 +9,7 @@
 SEC("tp_btf/cgroup_rmdir")
 int BPF_PROG(handle_cgroup_rmdir, struct cgroup *cgrp, const char *path)
 {
-	struct linnix_cgroup_event *e;
+	struct linnix_cgroup_rmdir_event *e;
 	struct cgroup *pod;
 
 	/* Only the pod's children: deeper cgroups are counted under theirs. */

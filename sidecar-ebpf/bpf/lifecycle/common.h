@@ -24,6 +24,14 @@ const volatile u64 target_cgroup_id = 0;
 const volatile u32 target_level = 0;
 const volatile u32 trace_threads = 0;
 const volatile u32 max_events_per_sec = 0;
+/*
+ * Inode number of the PID namespace whose numbers events carry (the
+ * tracer's, which in a pod is the pod's); 0: the task's innermost one.
+ */
+const volatile u32 target_pidns_inum = 0;
+
+/* Deepest PID namespace nesting the kernel allows (MAX_PID_NS_LEVEL). */
+#define LINNIX_MAX_PIDNS_LEVELS 32
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -47,6 +55,33 @@ struct {
 	__type(key, u32);
 	__type(value, u64);
 } stats SEC(".maps");
+
+/*
+ * The processes of the pod, marked by task storage on their group leader
+ * with the container-level cgroup they are in: set where a process first
+ * shows up in the pod (fork, exec, the task iterator, a cgroup move), freed
+ * by the kernel with the task. A move out of the pod is only recognisable
+ * by it: after the move, nothing else says the task was ever here.
+ */
+struct linnix_member {
+	u64 container_id;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct linnix_member);
+} members SEC(".maps");
+
+static __always_inline void remember_member(struct task_struct *task, u64 container_id)
+{
+	struct linnix_member *m =
+		bpf_task_storage_get(&members, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (m)
+		m->container_id = container_id;
+}
 
 /* Fixed one-second window shared by all CPUs; see rate_limit_allows(). */
 u64 rl_window_start = 0;
@@ -259,43 +294,117 @@ static __always_inline struct cgroup *task_container(struct task_struct *task)
 	return (u32)cgrp->level > target_level ? cgroup_ancestor(cgrp, target_level + 1) : cgrp;
 }
 
+/*
+ * The level of that namespace: its place in a task's pid->numbers[], which
+ * runs from the initial namespace (0) to the task's own. It is only known
+ * in the kernel, so record_pidns() finds it in the loader's own context
+ * (see pidns.c) before any other program is attached, and the programs read
+ * it here rather than search numbers[] for the inode on every event.
+ */
+u32 target_pidns_level = 0;
+
+/*
+ * The level at which pid has a number in the target PID namespace, with that
+ * namespace, or -1 when it has none there (a process of another namespace
+ * attached to the pod's cgroup).
+ */
+static __always_inline int target_pid_level(struct pid *pid, u32 inner, struct pid_namespace **ns)
+{
+	u32 level = target_pidns_level;
+	struct pid_namespace *at;
+
+	if (!target_pidns_inum) {
+		*ns = BPF_CORE_READ(pid_upid(pid, inner), ns);
+		return inner;
+	}
+	if (level > inner || level >= LINNIX_MAX_PIDNS_LEVELS)
+		return -1;
+	at = BPF_CORE_READ(pid_upid(pid, level), ns);
+	if (BPF_CORE_READ(at, ns.inum) != target_pidns_inum)
+		return -1;
+	*ns = at;
+	return level;
+}
+
+/* The number of pid at level in namespace ns, 0 if it has none there. */
+static __always_inline u32 pid_nr_in(struct pid *pid, int level, struct pid_namespace *ns)
+{
+	struct upid *upid;
+
+	if (!pid || level < 0 || BPF_CORE_READ(pid, level) < (u32)level)
+		return 0;
+	upid = pid_upid(pid, level);
+	if (BPF_CORE_READ(upid, ns) != ns)
+		return 0;
+	return BPF_CORE_READ(upid, nr);
+}
+
+/* Whether a cgroup (read with probe reads) is in the pod's subtree. */
+static __always_inline bool in_target(struct cgroup *cgrp)
+{
+	u32 level = BPF_CORE_READ(cgrp, level);
+
+	return cgrp && level >= target_level &&
+	       cgroup_id(cgroup_ancestor(cgrp, target_level)) == target_cgroup_id;
+}
+
+/* task_in_target() and, when it holds, the task's container cgroup. */
+static __always_inline bool task_in_target_container(struct task_struct *task,
+						     struct cgroup **container)
+{
+	if (!task_in_target(task))
+		return false;
+	*container = task_container(task);
+	return *container != NULL;
+}
+
 static __always_inline void fill_header(struct linnix_event_header *hdr, u32 kind,
 					struct task_struct *task, struct cgroup *container)
 {
 	/* task is a BTF pointer (see task_in_target()); the pid chain below is
 	 * indexed by a runtime level, which only probe reads can follow. */
 	struct task_struct *leader = task->group_leader;
-	struct task_struct *parent = leader->real_parent;
+	/* real_parent may be a thread: the process is its group leader. */
+	struct task_struct *parent = BPF_CORE_READ(leader, real_parent, group_leader);
 	struct pid *pid = BPF_CORE_READ(leader, thread_pid);
-	/* real_parent may be a thread: its process number is the leader's. */
-	struct pid *ppid = BPF_CORE_READ(parent, group_leader, thread_pid);
-	u32 level = BPF_CORE_READ(pid, level);
-	struct upid *own = pid_upid(pid, level);
-	struct pid_namespace *ns = BPF_CORE_READ(own, ns);
+	struct pid *ppid = BPF_CORE_READ(parent, thread_pid);
+	struct pid *tpid = BPF_CORE_READ(task, thread_pid);
+	u32 inner = BPF_CORE_READ(pid, level);
+	struct pid_namespace *ns = NULL;
+	int level = target_pid_level(pid, inner, &ns);
+	const struct cred *cred = BPF_CORE_READ(task, cred);
 
 	hdr->kind = kind;
 	hdr->flags = 0;
 	hdr->ts_boot_ns = bpf_ktime_get_boot_ns();
 	hdr->host_pid = task->tgid;
 	hdr->host_tid = task->pid;
-	hdr->host_ppid = parent->tgid;
+	hdr->host_ppid = BPF_CORE_READ(parent, tgid);
 	hdr->_pad0 = 0;
 
-	/* Numbers as the pod sees them: the innermost PID namespace of the task. */
-	hdr->pid = BPF_CORE_READ(own, nr);
-	hdr->ppid = 0;
-	/* The parent is visible only when it has a number in that same namespace. */
-	if (ppid && BPF_CORE_READ(ppid, level) >= level) {
-		struct upid *parent_upid = pid_upid(ppid, level);
+	/*
+	 * Numbers as the pod sees them: in the target namespace, so that two
+	 * processes of nested namespaces do not both come out as pid 1, and a
+	 * parent visible there is named. The innermost number goes along.
+	 */
+	hdr->inner_pid = BPF_CORE_READ(pid_upid(pid, inner), nr);
+	hdr->pid = level == (int)inner ? hdr->inner_pid : pid_nr_in(pid, level, ns);
+	hdr->ppid = pid_nr_in(ppid, level, ns);
+	hdr->tid = tpid == pid ? hdr->pid : pid_nr_in(tpid, level, ns);
 
-		if (BPF_CORE_READ(parent_upid, ns) == ns)
-			hdr->ppid = BPF_CORE_READ(parent_upid, nr);
-	}
+	hdr->start_ns = BPF_CORE_READ(leader, start_boottime);
+	hdr->parent_start_ns = BPF_CORE_READ(parent, start_boottime);
+	if (in_target(BPF_CORE_READ(parent, cgroups, dfl_cgrp)))
+		hdr->flags |= LINNIX_FLAG_PARENT_IN_TARGET;
+	hdr->uid = BPF_CORE_READ(cred, euid.val);
+	hdr->gid = BPF_CORE_READ(cred, egid.val);
 
 	bpf_probe_read_kernel_str(hdr->comm, sizeof(hdr->comm), leader->comm);
 	hdr->cgroup_id = container ? cgroup_id(container) : 0;
-	bpf_probe_read_kernel_str(hdr->cgroup_name, sizeof(hdr->cgroup_name),
-				  BPF_CORE_READ(container, kn, name));
+	hdr->cgroup_name[0] = 0;
+	if (container)
+		bpf_probe_read_kernel_str(hdr->cgroup_name, sizeof(hdr->cgroup_name),
+					  BPF_CORE_READ(container, kn, name));
 }
 
 #endif /* LINNIX_LIFECYCLE_COMMON_H */

@@ -72,6 +72,7 @@ static __always_inline int report_exit(struct task_struct *p, bool dedupe)
 	e->lifetime_ns = bpf_ktime_get_ns() - key.start_time;
 	/* The event is about the process: report its tgid, not the last thread. */
 	e->hdr.host_tid = e->hdr.host_pid;
+	e->hdr.tid = e->hdr.pid;
 
 	submit_record(e);
 	return 0;

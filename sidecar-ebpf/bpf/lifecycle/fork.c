@@ -8,6 +8,7 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
 	struct linnix_fork_event *e;
+	struct cgroup *container;
 	struct css_set *cset = child->cgroups;
 	bool is_thread = child->pid != child->tgid;
 
@@ -23,15 +24,18 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	 */
 	if (cset == parent->cgroups && !current_in_target() && cset == parent->cgroups)
 		return 0;
-	if (!task_in_target(child))
+	if (!task_in_target_container(child, &container))
 		return 0;
+	/* Membership does not depend on whether the event is written. */
+	if (!is_thread)
+		remember_member(child, cgroup_id(container));
 	if (!rate_limit_allows() || !ring_has_room_for_bulk())
 		return 0;
 
 	e = reserve_record(sizeof(*e));
 	if (!e)
 		return 0;
-	fill_header(&e->hdr, LINNIX_EVENT_FORK, child, task_container(child));
+	fill_header(&e->hdr, LINNIX_EVENT_FORK, child, container);
 	if (is_thread)
 		e->hdr.flags |= LINNIX_FLAG_THREAD;
 	submit_record(e);

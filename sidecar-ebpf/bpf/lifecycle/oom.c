@@ -36,6 +36,7 @@ int BPF_PROG(handle_mark_victim, struct task_struct *task)
 		return 0;
 	fill_header(&e->hdr, LINNIX_EVENT_OOM_KILL, task, task_container(task));
 	e->hdr.host_tid = e->hdr.host_pid;
+	e->hdr.tid = e->hdr.pid;
 
 	mm = BPF_CORE_READ(task, mm);
 	e->rss_anon_kb = mm ? mm_counter_kb(mm, MM_ANONPAGES) : 0;

@@ -1,7 +1,6 @@
 //! Test support: processes started inside throw-away cgroups
 //! (`linnix-test-support`), and tracers reading them.
 
-// Shared by several test binaries, each of which uses only some of it.
 #![allow(dead_code, unused_imports)]
 
 use std::fs;

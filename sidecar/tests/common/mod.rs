@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod api;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -252,6 +254,23 @@ pub fn trace_command(opts: &[&str], argv: &[&str]) -> Finished {
 
 /// `trace_command` under a wrapper (`unshare ...`).
 pub fn trace_command_under(wrapper: &[&str], opts: &[&str], argv: &[&str]) -> Finished {
+    let raw = trace_command_raw(wrapper, opts, argv);
+    Finished {
+        status: raw.status,
+        events: parse_events(&raw.stdout),
+        stderr: raw.stderr,
+    }
+}
+
+/// What `trace` wrote, as it wrote it (for `--output text`).
+pub struct Raw {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `[wrapper] linnix-sidecar trace [opts] -- argv...` to completion.
+pub fn trace_command_raw(wrapper: &[&str], opts: &[&str], argv: &[&str]) -> Raw {
     let mut cmd = match wrapper.split_first() {
         Some((w, rest)) => {
             let mut c = Command::new(w);
@@ -272,12 +291,10 @@ pub fn trace_command_under(wrapper: &[&str], opts: &[&str], argv: &[&str]) -> Fi
     let stdout = collect(proc.child.stdout.take().expect("stdout"));
     let stderr = collect(proc.child.stderr.take().expect("stderr"));
     let status = proc.wait_timeout(Duration::from_secs(60));
-    let stdout = stdout.join().expect("join");
-    let stderr = stderr.join().expect("join");
-    Finished {
+    Raw {
         status,
-        events: parse_events(&stdout),
-        stderr,
+        stdout: stdout.join().expect("join"),
+        stderr: stderr.join().expect("join"),
     }
 }
 

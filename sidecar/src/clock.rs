@@ -1,5 +1,4 @@
-//! Timestamps of the output: the kernel's boot-time nanoseconds as wall-clock
-//! RFC 3339.
+//! Kernel timestamps as wall-clock time.
 
 use serde::Serialize;
 
@@ -83,6 +82,22 @@ impl Serialize for Rfc3339 {
     }
 }
 
+impl Rfc3339 {
+    /// `HH:MM:SS.mmm`, UTC: the text output's time column.
+    pub fn time_of_day(&self) -> String {
+        match time::OffsetDateTime::from_unix_timestamp_nanos(self.0) {
+            Ok(t) => format!(
+                "{:02}:{:02}:{:02}.{:03}",
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.millisecond()
+            ),
+            Err(_) => "00:00:00.000".to_owned(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +126,14 @@ mod tests {
         let now = c.rfc3339(c.boot_ns()).to_string();
         let sys = time::OffsetDateTime::now_utc();
         assert!(now.starts_with(&format!("{:04}-", sys.year())), "{now}");
+    }
+
+    #[test]
+    fn time_of_day_for_the_text_output() {
+        assert_eq!(
+            Rfc3339(1_795_342_502_123_456_789).time_of_day(),
+            "10:15:02.123"
+        );
+        assert_eq!(Rfc3339(i128::MAX).time_of_day(), "00:00:00.000");
     }
 }
