@@ -11,9 +11,9 @@ use crate::bindings::{
     LINNIX_EVENT_EXEC, LINNIX_EVENT_EXIT, LINNIX_EVENT_FORK, LINNIX_EVENT_LOST,
     LINNIX_EVENT_MEMORY_PRESSURE, LINNIX_EVENT_OOM_KILL, LINNIX_EVENT_PRESENT,
     LINNIX_FILENAME_HEAD, LINNIX_FILENAME_LEN, LINNIX_FLAG_ARGV_TRUNCATED,
-    LINNIX_FLAG_FILENAME_TRUNCATED, LINNIX_FLAG_FILE_CAPS, LINNIX_FLAG_MEMCG_KNOWN,
-    LINNIX_FLAG_PARENT_IN_TARGET, LINNIX_FLAG_SECUREEXEC, LINNIX_FLAG_SETGID, LINNIX_FLAG_SETUID,
-    LINNIX_FLAG_THREAD, LINNIX_MAX_ARGS,
+    LINNIX_FLAG_CREATOR_IN_TARGET, LINNIX_FLAG_FILENAME_TRUNCATED, LINNIX_FLAG_FILE_CAPS,
+    LINNIX_FLAG_MEMCG_KNOWN, LINNIX_FLAG_PARENT_IN_TARGET, LINNIX_FLAG_SECUREEXEC,
+    LINNIX_FLAG_SETGID, LINNIX_FLAG_SETUID, LINNIX_FLAG_THREAD, LINNIX_MAX_ARGS,
 };
 use crate::escape::escape_bytes;
 use crate::{
@@ -38,6 +38,12 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             Event::Fork(ForkEvent {
                 task: task(&e.hdr),
                 thread: e.hdr.flags & LINNIX_FLAG_THREAD != 0,
+                creator: (e.hdr.flags & LINNIX_FLAG_CREATOR_IN_TARGET != 0).then_some(
+                    crate::ProcessId {
+                        host_pid: e.creator_host_pid,
+                        start_ns: e.creator_start_ns,
+                    },
+                ),
             })
         }),
         LINNIX_EVENT_EXEC => with(record, |e: &linnix_exec_event| Event::Exec(exec_event(e))),
@@ -302,6 +308,7 @@ mod tests {
         let exec = exec_record(b"", 0, 0);
         let fork = linnix_fork_event {
             hdr: header(LINNIX_EVENT_FORK, LINNIX_FLAG_THREAD),
+            ..Default::default()
         };
         let exit = linnix_exit_event {
             hdr: header(LINNIX_EVENT_EXIT, 0),
@@ -346,8 +353,21 @@ mod tests {
     fn flags_and_payloads_of_fork_exit_and_oom() {
         let fork = linnix_fork_event {
             hdr: header(LINNIX_EVENT_FORK, LINNIX_FLAG_THREAD),
+            ..Default::default()
         };
-        assert!(matches!(decode(fork.as_bytes()), Ok(Event::Fork(f)) if f.thread));
+        assert!(
+            matches!(decode(fork.as_bytes()), Ok(Event::Fork(f)) if f.thread && f.creator.is_none())
+        );
+        let by_pod = linnix_fork_event {
+            hdr: header(LINNIX_EVENT_FORK, LINNIX_FLAG_CREATOR_IN_TARGET),
+            creator_host_pid: 40,
+            creator_start_ns: 9,
+            ..Default::default()
+        };
+        assert!(matches!(
+            decode(by_pod.as_bytes()),
+            Ok(Event::Fork(f)) if f.creator == Some(crate::ProcessId { host_pid: 40, start_ns: 9 })
+        ));
 
         let exit = linnix_exit_event {
             hdr: header(LINNIX_EVENT_EXIT, 0),
@@ -464,7 +484,10 @@ mod tests {
 
     #[test]
     fn unknown_kind_is_an_error() {
-        let fork = linnix_fork_event { hdr: header(77, 0) };
+        let fork = linnix_fork_event {
+            hdr: header(77, 0),
+            ..Default::default()
+        };
         assert!(matches!(
             decode(fork.as_bytes()),
             Err(DecodeError::UnknownKind(77))

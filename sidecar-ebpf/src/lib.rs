@@ -162,6 +162,10 @@ impl Task {
 pub struct ForkEvent {
     pub task: Task,
     pub thread: bool,
+    /// The process that forked, when it is in the traced cgroup. Not always
+    /// the parent: after a clone with `CLONE_PARENT` the child's parent is
+    /// the forker's.
+    pub creator: Option<ProcessId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use common::*;
-use linnix_ebpf::{Event, Task, Tracer};
+use linnix_ebpf::{Event, Tracer};
 
 /// `tests/helpers/clone_into.c`, built once per test run with the clang the
 /// BPF programs are built with.
@@ -81,21 +81,10 @@ fn clone_from_into(from: &Path, into: &Path, argv: &[&str]) -> Cloned {
     }
 }
 
-fn task_of(event: &Event) -> Option<&Task> {
-    match event {
-        Event::Fork(e) => Some(&e.task),
-        Event::Exec(e) => Some(&e.task),
-        Event::Exit(e) => Some(&e.task),
-        Event::OomKill(e) => Some(&e.task),
-        Event::MemoryPressure(e) => Some(&e.task),
-        Event::Lost(_) | Event::CgroupRemoved(_) => None,
-    }
-}
-
 fn about(events: &[Event], host_pid: u32) -> Vec<&Event> {
     events
         .iter()
-        .filter(|e| task_of(e).is_some_and(|t| t.host_pid == host_pid))
+        .filter(|e| e.task().is_some_and(|t| t.host_pid == host_pid))
         .collect()
 }
 
@@ -151,7 +140,7 @@ async fn a_child_cloned_out_of_the_pod_is_not_traced() {
     );
     assert!(events
         .iter()
-        .all(|e| task_of(e).is_some_and(|t| t.cgroup_id == pod.position().id)));
+        .all(|e| e.task().is_some_and(|t| t.cgroup_id == pod.position().id)));
     // The parent, in the pod, is: the tracer saw the helper run and end.
     let helper = about(&events, run.helper);
     assert!(

@@ -219,6 +219,11 @@ async fn one_identity_from_fork_through_two_execs_to_exit() {
         .task
         .process();
     assert_eq!(fork.task.parent(), Some(parent));
+    assert_eq!(
+        fork.creator,
+        Some(parent),
+        "a plain fork: the forker is the parent"
+    );
     assert_eq!(exit_task(&events, outer).process(), parent);
     // The outer shell came from outside: no parent in the cgroup.
     assert_eq!(exit_task(&events, outer).parent(), None);
@@ -534,4 +539,37 @@ async fn thread_ids_are_numbered_in_the_loaders_namespace() {
         assert_eq!(t.pid, t.host_pid);
         assert_eq!(t.inner_pid, 1, "python is the namespace's init");
     }
+}
+
+#[tokio::test]
+async fn a_clone_parent_child_names_who_forked_it() {
+    let _lock = BPF_LOCK.lock().await;
+    let cg = TestCgroup::new();
+    let mut tracer = Tracer::load(&config(cg.position())).expect("load");
+
+    // runc's nsexec clones with CLONE_PARENT: the child's parent is the
+    // forker's parent, here this test, outside the cgroup.
+    let script = "import ctypes, os\n\
+                  pid = ctypes.CDLL(None).syscall(56, 0x8000 | 17, 0, 0, 0, 0)\n\
+                  if pid == 0:\n    os._exit(0)\n\
+                  print(pid)\n";
+    let python = run_in(&cg.path, &[PYTHON, "-c", script]);
+    let events = collect(&mut tracer);
+
+    let fork = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Fork(f) if f.task.host_ppid == std::process::id() => Some(f),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no fork of the CLONE_PARENT child: {events:#?}"));
+    assert_eq!(fork.task.parent(), None, "its parent is outside");
+    let python_id = exit_task(&events, python).process();
+    assert_eq!(fork.creator, Some(python_id), "but python forked it");
+    // A fork from a parent that is the forker: both agree.
+    let plain = events.iter().find_map(|e| match e {
+        Event::Fork(f) if f.task.host_ppid == python => Some(f),
+        _ => None,
+    });
+    assert!(plain.is_none(), "python forked nothing else: {events:#?}");
 }

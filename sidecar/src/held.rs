@@ -108,6 +108,7 @@ mod tests {
                 gid: 0,
             },
             thread: false,
+            creator: None,
         })
     }
 

@@ -155,7 +155,7 @@ impl Lineage {
         let mut out = vec![Observed::default(); tasks.len()];
         for i in order {
             let task = tasks[i];
-            let mut seen = self.born(task);
+            let mut seen = self.born(task, task.parent());
             // The first of a container to be found running is its main
             // process (the runtime's init has long exec'd the entrypoint).
             if self.is_starting(task.cgroup_id) && !seen.marks.entered {
@@ -183,8 +183,10 @@ impl Lineage {
             .map(|e| e.decided.clone());
         let mut seen = match event {
             Event::Fork(f) if f.thread => self.marks_of(&f.task),
-            Event::Fork(f) => self.born(&f.task),
-            Event::Present(task) => self.born(task),
+            // The forker, not the parent: a clone with CLONE_PARENT (as
+            // runc's nsexec makes) leaves the child the forker's parent.
+            Event::Fork(f) => self.born(&f.task, f.creator),
+            Event::Present(task) => self.born(task, task.parent()),
             Event::Exec(e) => self.exec(&e.task, &e.argv, probe_of),
             Event::Exit(e) => self.gone(&e.task, true),
             Event::OomKill(o) => self.oom_kill(&o.task),
@@ -234,12 +236,13 @@ impl Lineage {
         }
     }
 
-    /// A new process (a fork, or one found running): it inherits from a
-    /// parent in the same container, else it arrived from outside that
-    /// container.
-    fn born(&mut self, task: &Task) -> Observed {
+    /// A new process (a fork, or one found running): it inherits from the
+    /// process it came from (`origin`: the one that forked it, or for one
+    /// found running its parent) when that is in the same container, else
+    /// it arrived from outside that container.
+    fn born(&mut self, task: &Task, origin: Option<ProcessId>) -> Observed {
         let unit = task.cgroup_id;
-        let parent = task.parent().map(|p| self.procs.get(&p).cloned());
+        let parent = origin.map(|p| self.procs.get(&p).cloned());
         match parent {
             Some(Some(parent)) if parent.unit == unit => {
                 let marks = parent.marks.clone();
@@ -301,8 +304,8 @@ impl Lineage {
     fn exec(&mut self, task: &Task, argv: &[String], probe_of: ProbeLookup<'_>) -> Observed {
         let id = task.process();
         if !self.procs.contains_key(&id) {
-            // Its fork was not seen: judge it as a newcomer.
-            self.born(task);
+            // Its fork was not seen: judge it by its parent.
+            self.born(task, task.parent());
         }
         let mut seen = Observed::default();
         let mut unit = task.cgroup_id;

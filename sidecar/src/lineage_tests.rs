@@ -33,10 +33,22 @@ fn task(pid: u32, unit: u64, parent: Option<u32>, ts: u64) -> Task {
     }
 }
 
+/// A fork by the child's parent.
 fn fork(t: Task) -> Event {
+    let creator = t.parent();
     Event::Fork(ForkEvent {
         task: t,
         thread: false,
+        creator,
+    })
+}
+
+/// A fork by `creator`, whoever the parent is (a clone with CLONE_PARENT).
+fn fork_by(t: Task, creator: Option<ProcessId>) -> Event {
+    Event::Fork(ForkEvent {
+        task: t,
+        thread: false,
+        creator,
     })
 }
 
@@ -133,6 +145,58 @@ fn a_container_starts_with_its_entrypoint_and_ends_with_it() {
 }
 
 #[test]
+fn runc_starts_a_container_with_clone_parent_children() {
+    // As measured with runc 1.1 under podman: `runc create` (outside)
+    // moves its init into the new cgroup; the init clones two children with
+    // CLONE_PARENT, so their parent is `runc create` too; the grandchild
+    // execs the entrypoint.
+    let mut l = Lineage::new(POD);
+    let init = task(100, APP, None, 1_000);
+    assert_eq!(run(&mut l, join(init.clone())), Observed::default());
+    let seen = run(
+        &mut l,
+        fork_by(task(101, APP, None, 1_100), Some(init.process())),
+    );
+    assert!(
+        !seen.marks.entered && !seen.entered_now,
+        "the init's own child"
+    );
+    let child = task(101, APP, None, 1_100).process();
+    let seen = run(&mut l, fork_by(task(102, APP, None, 1_200), Some(child)));
+    assert!(!seen.marks.entered);
+    run(&mut l, exit(task(100, APP, None, 1_300), 0));
+    run(&mut l, exit(task(101, APP, None, 1_400), 0));
+    let seen = run(
+        &mut l,
+        exec(task(102, APP, None, 1_500), &["/catatonit", "-P"]),
+    );
+    assert!(matches!(
+        seen.lifecycle,
+        Some(Lifecycle::Start {
+            started_ns: 1_500,
+            ..
+        })
+    ));
+    // `runc exec`: only its last child is moved in; it entered.
+    let seen = run(&mut l, join(task(200, APP, None, 2_000)));
+    assert!(seen.entered_now && seen.hold.is_some());
+    // A clone by a process outside the container (into its cgroup) enters.
+    let seen = run(&mut l, fork_by(task(300, APP, Some(102), 3_000), None));
+    assert!(
+        seen.entered_now,
+        "forked from outside, whoever its parent is"
+    );
+    let seen = run(&mut l, exit(task(102, APP, None, 9_500), 0));
+    assert!(matches!(
+        seen.lifecycle,
+        Some(Lifecycle::Exit {
+            runtime_ns: 8_000,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn who_entered_a_running_container_and_the_probes_it_ran() {
     let mut l = Lineage::new(POD);
     run(&mut l, join(task(100, APP, None, 1_000)));
@@ -170,6 +234,7 @@ fn who_entered_a_running_container_and_the_probes_it_ran() {
     let thread = Event::Fork(ForkEvent {
         task: task(300, APP, None, 7_000),
         thread: true,
+        creator: None,
     });
     assert!(l.observe(&thread, &probes).marks.entered);
 }

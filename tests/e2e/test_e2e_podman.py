@@ -135,6 +135,8 @@ def run(images, tmp_path_factory) -> Run:
         # The neighbour floods first and goes on while the app runs.
         podman("kube", "play", str(manifests["neighbour"][0]))
         podman("kube", "play", str(manifests["app"][0]))
+        # Someone enters the flooding container, as `kubectl exec` would.
+        podman("exec", "linnix-neighbour-flood", "/bin/echo", "visitor-marker")
         tracer = f"linnix-demo-{TRACER}"
         pid = int(podman("inspect", tracer, "--format", "{{.State.Pid}}").stdout)
         caps = cap_eff(pid)
@@ -290,6 +292,21 @@ def test_nothing_of_the_neighbour_reaches_the_app_tracer(run: Run):
     ]
     assert len(marker_ts) > 100
     assert min(marker_ts) < min(app_ts) and max(marker_ts) > max(app_ts)
+
+
+def test_a_podman_exec_is_reported_as_entered(run: Run):
+    visits = [e for e in run.neighbour_events if e.get("argv") == ["/bin/echo", "visitor-marker"]]
+    assert len(visits) == 1, visits
+    visit = visits[0]
+    assert visit["entered"] is True, visit
+    # runc's exec moved its last helper into the container, which then ran echo.
+    lines = [e["event"] for e in run.neighbour_events if e["exec_id"] == visit["exec_id"]]
+    assert lines == ["cgroup_join", "exec", "exit"], lines
+    # The flood itself is the container's own: started by its runtime, not entered.
+    flood = [e for e in run.neighbour_events if "neighbour-flood-marker" in e.get("argv", [])]
+    assert flood and not [e for e in flood if e.get("entered")]
+    starts = [e for e in run.neighbour_events if e["event"] == "container_start" and e["container"] == run.neighbour_id]
+    assert len(starts) == 1, starts
 
 
 def metric(text: str, name: str, **labels: str) -> float:

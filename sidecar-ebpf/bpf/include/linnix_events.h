@@ -75,6 +75,8 @@ enum linnix_event_flags {
 	LINNIX_FLAG_SETGID = 1 << 7,
 	/* exec: file capabilities raised the permitted set (not set-ID, not root) */
 	LINNIX_FLAG_FILE_CAPS = 1 << 8,
+	/* fork: the process that forked is in the pod (creator_* is its identity) */
+	LINNIX_FLAG_CREATOR_IN_TARGET = 1 << 9,
 };
 
 /* linnix_cgroup_event.change */
@@ -120,6 +122,14 @@ struct linnix_event_header {
 
 struct linnix_fork_event {
 	struct linnix_event_header hdr;
+	/*
+	 * The process that forked, which is not always the parent: a clone
+	 * with CLONE_PARENT (runc's nsexec makes its children so) gives the
+	 * child the forker's parent.
+	 */
+	__u32 creator_host_pid;
+	__u32 _pad0;
+	__u64 creator_start_ns;
 };
 
 struct linnix_exec_event {

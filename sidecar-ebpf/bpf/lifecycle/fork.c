@@ -38,6 +38,13 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	fill_header(&e->hdr, LINNIX_EVENT_FORK, child, container);
 	if (is_thread)
 		e->hdr.flags |= LINNIX_FLAG_THREAD;
+	/* parent is the task that called fork (current), whoever the child's
+	 * parent became. */
+	e->creator_host_pid = parent->tgid;
+	e->_pad0 = 0;
+	e->creator_start_ns = BPF_CORE_READ(parent, group_leader, start_boottime);
+	if (in_target(BPF_CORE_READ(parent, cgroups, dfl_cgrp)))
+		e->hdr.flags |= LINNIX_FLAG_CREATOR_IN_TARGET;
 	submit_record(e);
 	return 0;
 }
