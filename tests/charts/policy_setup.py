@@ -32,7 +32,7 @@ NAMESPACE_CHART = ROOT / "charts" / "linnix-namespace"
 
 def _fixture_dir() -> pathlib.Path:
     """Kubernetes' Pod Security fixtures live in the shared/ folder beside
-    the repository (or beside the folder of its worktrees)."""
+    the repository, or one folder further up; LINNIX_PSA_FIXTURES overrides."""
     if "LINNIX_PSA_FIXTURES" in os.environ:
         return pathlib.Path(os.environ["LINNIX_PSA_FIXTURES"])
     relative = pathlib.Path("shared", "fixtures", "pod-security", "baseline-v1.37")
