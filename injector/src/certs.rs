@@ -16,6 +16,7 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
+use crate::cli::CertsArgs;
 use crate::tls::TlsError;
 
 /// Validity of the CA written by `certs`.
@@ -24,6 +25,14 @@ pub const CA_VALIDITY: Duration = Duration::from_secs(3650 * 86400);
 pub const SERVING_VALIDITY: Duration = Duration::from_secs(365 * 86400);
 /// Certificates start this long before they are made, for clocks that lag.
 const BACKDATE: Duration = Duration::from_secs(300);
+
+/// `linnix-injector certs`: a fresh CA and serving certificate in `args.out`.
+pub fn run(args: CertsArgs) -> Result<(), TlsError> {
+    let generated = generate(&args.dns, args.cert_validity, CA_VALIDITY)?;
+    write_files(&args.out, &generated)?;
+    tracing::info!(dir = %args.out.display(), dns = ?args.dns, "wrote ca.crt, tls.crt, tls.key");
+    Ok(())
+}
 
 /// A CA and a serving certificate it signed, all PEM.
 #[derive(Clone)]

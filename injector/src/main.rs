@@ -1,9 +1,8 @@
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use linnix_injector::cli::{Cli, Command};
-use linnix_injector::config::Config;
 use linnix_injector::{certs, check, offline, serve};
 use tracing_subscriber::EnvFilter;
 
@@ -41,30 +40,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             .build()?
             .block_on(serve::run(*args))
             .map(|()| ExitCode::SUCCESS),
-        Command::Inject(args) => {
-            let sidecar = Config::load(args.config.as_deref())?
-                .sidecar
-                .validate(args.native_sidecar)?;
-            let text = offline::read_input(&args.file)?;
-            let out = offline::inject_yaml(
-                &text,
-                &offline::Options {
-                    sidecar: &sidecar,
-                    inject_all: args.all,
-                },
-            )?;
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(out.as_bytes())?;
-            stdout.flush()?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Inject(args) => offline::run(args).map(|()| ExitCode::SUCCESS),
         // Its own exit codes: whether the pods would be injected.
         Command::Check(args) => Ok(check::main(args)),
-        Command::Certs(args) => {
-            let generated = certs::generate(&args.dns, args.cert_validity, certs::CA_VALIDITY)?;
-            certs::write_files(&args.out, &generated)?;
-            tracing::info!(dir = %args.out.display(), dns = ?args.dns, "wrote ca.crt, tls.crt, tls.key");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Certs(args) => certs::run(args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
     }
 }

@@ -1,12 +1,13 @@
 //! `linnix-injector inject`: the webhook's decision and patch applied to
 //! manifests on disk, like `istioctl kube-inject`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use json_patch::jsonptr::PointerBuf;
 use serde_json::Value;
 
-use crate::config::Sidecar;
+use crate::cli::InjectArgs;
+use crate::config::{Config, Sidecar};
 use crate::decision::{Context, Decision};
 use crate::mutate::mutate;
 use crate::pod::PodFacts;
@@ -27,6 +28,25 @@ pub enum OfflineError {
         index: usize,
         source: json_patch::PatchError,
     },
+}
+
+/// `linnix-injector inject`: the manifests of `args.file`, injected, on stdout.
+pub fn run(args: InjectArgs) -> anyhow::Result<()> {
+    let sidecar = Config::load(args.config.as_deref())?
+        .sidecar
+        .validate(args.native_sidecar)?;
+    let text = read_input(&args.file)?;
+    let out = inject_yaml(
+        &text,
+        &Options {
+            sidecar: &sidecar,
+            inject_all: args.all,
+        },
+    )?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
 }
 
 pub struct Options<'a> {
