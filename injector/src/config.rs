@@ -1,6 +1,7 @@
 //! The sidecar template: built-in defaults, optionally overridden by a YAML file.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -175,17 +176,15 @@ pub struct Sidecar {
     /// No memory limit below this is given to the tracer.
     pub min_memory_limit: Quantity,
     /// The tracer container as Kubernetes JSON, built from the fields above
-    /// when validated: it does not depend on the pod.
-    container: Value,
+    /// on first use by [`crate::patch`] (see `Sidecar::container` there): it
+    /// does not depend on the pod. The fields are not changed after
+    /// validation, so the cache never goes stale.
+    pub(crate) container: OnceLock<Value>,
     /// `sidecar.linnix.io/status` of the pods this configuration injects.
     status: String,
 }
 
 impl Sidecar {
-    pub fn container(&self) -> &Value {
-        &self.container
-    }
-
     /// The status annotation of an injected pod: the injector's version,
     /// the tracer's (the image tag) and the image, so that pods injected
     /// before an upgrade can be told apart.
@@ -288,7 +287,14 @@ impl SidecarConfig {
                 floor: min_memory_limit.to_string(),
             });
         }
-        let mut sidecar = Sidecar {
+        let status = format!(
+            "{} (linnix-injector {}, tracer {}, image {})",
+            crate::decision::INJECTED_PREFIX,
+            env!("CARGO_PKG_VERSION"),
+            image_version(&self.image),
+            self.image
+        );
+        Ok(Sidecar {
             name: self.name,
             image: self.image,
             image_pull_policy: self.image_pull_policy,
@@ -299,23 +305,9 @@ impl SidecarConfig {
             resources,
             allowed_overrides: self.allowed_overrides,
             min_memory_limit,
-            container: Value::Null,
-            status: String::new(),
-        };
-        sidecar.container = crate::patch::tracer_container(
-            &sidecar,
-            &sidecar.args,
-            sidecar.native_sidecar,
-            &sidecar.resources,
-        );
-        sidecar.status = format!(
-            "{} (linnix-injector {}, tracer {}, image {})",
-            crate::decision::INJECTED_PREFIX,
-            env!("CARGO_PKG_VERSION"),
-            image_version(&sidecar.image),
-            sidecar.image
-        );
-        Ok(sidecar)
+            container: OnceLock::new(),
+            status,
+        })
     }
 }
 

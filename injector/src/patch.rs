@@ -119,6 +119,16 @@ fn resources_json(r: &Resources) -> Value {
     })
 }
 
+impl Sidecar {
+    /// The tracer container every pod of this configuration gets, unless its
+    /// annotations change it: built once, on first use.
+    pub fn container(&self) -> &Value {
+        self.container.get_or_init(|| {
+            tracer_container(self, &self.args, self.native_sidecar, &self.resources)
+        })
+    }
+}
+
 /// The tracer container as Kubernetes JSON, with `extra_args` after the
 /// metrics address. Built once per configuration (see
 /// [`Sidecar::container`]), and again only for pods whose annotations
