@@ -31,15 +31,11 @@ NAMESPACE_CHART = ROOT / "charts" / "linnix-namespace"
 
 
 def _fixture_dir() -> pathlib.Path:
-    """Kubernetes' Pod Security fixtures live in the shared/ folder beside
-    the repository, or one folder further up; LINNIX_PSA_FIXTURES overrides."""
+    """Kubernetes' own Pod Security fixtures, kept in the repository (see
+    its README); LINNIX_PSA_FIXTURES points at another copy."""
     if "LINNIX_PSA_FIXTURES" in os.environ:
         return pathlib.Path(os.environ["LINNIX_PSA_FIXTURES"])
-    relative = pathlib.Path("shared", "fixtures", "pod-security", "baseline-v1.37")
-    for base in (ROOT.parent, ROOT.parent.parent):
-        if (base / relative).is_dir():
-            return base / relative
-    return ROOT.parent / relative
+    return ROOT / "tests" / "fixtures" / "pod-security" / "baseline-v1.37"
 
 
 FIXTURES = _fixture_dir()
