@@ -30,17 +30,6 @@ FORMS = setup.FORMS
 check_of = setup.check_of
 
 
-@pytest.fixture(scope="module")
-def installs() -> dict[str, setup.Installed]:
-    return {form: setup.Installed(values) for form, values in FORMS.items()}
-
-
-@pytest.fixture(scope="module")
-def injected(installs) -> dict[str, dict]:
-    """APP_POD injected in each form, with the service account token mounted."""
-    return {form: setup.with_service_account_token(i.inject(setup.APP_POD)[0]) for form, i in installs.items()}
-
-
 # --------------------------------------------------------------------------
 # The rendered objects
 

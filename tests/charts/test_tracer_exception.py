@@ -24,19 +24,8 @@ FORMS = setup.FORMS
 check_of = setup.check_of
 
 
-@pytest.fixture(scope="module")
-def installs() -> dict[str, setup.Installed]:
-    return {form: setup.Installed(values) for form, values in FORMS.items()}
-
-
 # --------------------------------------------------------------------------
 # The tracer exactly as the injector writes it, and nothing else
-
-
-@pytest.fixture(scope="module")
-def injected(installs) -> dict[str, dict]:
-    """APP_POD injected in each form, with the service account token mounted."""
-    return {form: setup.with_service_account_token(i.inject(setup.APP_POD)[0]) for form, i in installs.items()}
 
 
 def test_the_injected_pod_is_admitted_in_every_way(installs, injected):
