@@ -1,3 +1,6 @@
+//! linnix-injector: `main` only wires the command line, diagnostics and the
+//! runtime to the module of each subcommand.
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
