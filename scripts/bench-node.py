@@ -55,7 +55,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import REPO, SHIPPED, proc_status, quartiles, storm, storm_times, tracer_binary, v2_root
+from benchlib import REPO, SHIPPED, proc_status, quartiles, storm, storm_times, tracer_binary, v2_root, wait_ready
 
 VENV_PYTHON = REPO / "tests/.venv/bin/python"
 PORT_BASE = 19500
@@ -271,20 +271,6 @@ MAP_TYPES = {1: "hash", 2: "array", 6: "percpu_array", 9: "lru_hash", 27: "ringb
 def describe_map(info: dict) -> str:
     kind = MAP_TYPES.get(info.get("map_type"), f"type {info.get('map_type')}")
     return f"{kind} x{info.get('max_entries')} {info.get('memlock', 0) / 1024:.1f} KiB"
-
-
-def wait_ready(proc: subprocess.Popen, addr: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"linnix-sidecar exited with {proc.returncode} before it was ready")
-        try:
-            if urllib.request.urlopen(f"http://{addr}/readyz", timeout=1).status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.002)
-    raise SystemExit("linnix-sidecar was not ready after 30 s")
 
 
 def stats_delta(before: dict, after: dict) -> dict[str, tuple[int, int]]:

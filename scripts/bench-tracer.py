@@ -40,7 +40,7 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchlib import SHIPPED, percentile, proc_status, quartiles, storm, tracer_binary, v2_root
+from benchlib import SHIPPED, percentile, proc_status, quartiles, storm, tracer_binary, v2_root, wait_ready
 
 METRICS = "127.0.0.1:19464"
 
@@ -98,15 +98,7 @@ class Tracer:
             [binary, "trace", "--cgroup", str(cgroup), "--metrics-addr", METRICS, "--max-events-per-sec", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit("linnix-sidecar exited before it was ready")
-            try:
-                if urllib.request.urlopen(f"http://{METRICS}/readyz", timeout=1).status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.001)
+        wait_ready(self.proc, METRICS)
         self.attach_ms = (time.perf_counter() - started) * 1000
         self.output = Collector(self.proc.stdout)
 

@@ -8,6 +8,7 @@ import resource
 import statistics
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,3 +76,19 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
         q1, med, q3 = statistics.quantiles(values, n=4)
         return q1, med, q3
     return (values[0],) * 3 if values else (float("nan"),) * 3
+
+
+def wait_ready(proc: subprocess.Popen, addr: str, timeout: float = 30) -> None:
+    """Until the tracer at `addr` answers /readyz (its programs attached);
+    SystemExit if it exits first or takes longer than `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"linnix-sidecar exited with {proc.returncode} before it was ready")
+        try:
+            if urllib.request.urlopen(f"http://{addr}/readyz", timeout=1).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.001)
+    raise SystemExit(f"linnix-sidecar was not ready after {timeout:.0f} s")
