@@ -459,5 +459,4 @@ impl Lineage {
 }
 
 #[cfg(test)]
-#[path = "lineage_tests.rs"]
 mod tests;
