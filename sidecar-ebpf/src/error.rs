@@ -1,11 +1,55 @@
-//! Mapping of aya errors to [`TracerError`]: the one case an operator can
-//! fix by configuration (missing capabilities) gets its own variant.
+//! The crate's errors, and the mapping of aya errors to [`TracerError`]: the
+//! one case an operator can fix by configuration (missing capabilities) gets
+//! its own variant.
 
 use std::error::Error;
 use std::io;
 use std::path::Path;
 
-use crate::TracerError;
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("event record of {0} bytes is too short")]
+    TooShort(usize),
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    #[error("unknown memory pressure reason {0}")]
+    UnknownPressureReason(u32),
+    #[error("memory sample output of {0} bytes is not a whole number of samples")]
+    PartialSample(usize),
+    #[error("unknown kind of cgroup change {0}")]
+    UnknownCgroupChange(u32),
+}
+
+/// Why the tracer cannot run here. Each variant names what is missing.
+#[derive(Debug, thiserror::Error)]
+pub enum TracerError {
+    #[error("kernel BTF is missing: {0} is not readable; a kernel built with CONFIG_DEBUG_INFO_BTF=y is required")]
+    NoBtf(String),
+    #[error("not permitted to {action}: the tracer needs the capabilities CAP_BPF and CAP_PERFMON (and a seccomp profile that allows bpf())")]
+    MissingCapability { action: String },
+    #[error("this host does not use cgroup v2 for its processes (the tracer's cgroup is the v2 root); a cgroup v2 (unified or hybrid) host is required")]
+    NoCgroupV2,
+    #[error("the kernel's page size of {0} bytes is not a power of two of at least 1 KiB")]
+    UnsupportedPageSize(usize),
+    #[error("the tracer's cgroup is nested {level} levels deep; at most {max} are supported")]
+    CgroupTooDeep { level: u32, max: u32 },
+    #[error("the cgroup discovery program {0}")]
+    OwnCgroupNotRecorded(&'static str),
+    #[error("failed to {action}: {detail}")]
+    Bpf { action: String, detail: String },
+    #[error("the embedded BPF object does not match this build: {0}")]
+    EmbeddedObject(String),
+    #[error("Tracer::load must be called inside a Tokio runtime with I/O enabled")]
+    NoRuntime,
+    #[error("cannot poll the events ring buffer: {0}")]
+    RingBufferPoll(#[source] std::io::Error),
+    #[error("cannot create the poll timer: {0}")]
+    PollTimer(#[source] std::io::Error),
+    #[error("cannot read a memory sampling pass: {0}")]
+    MemorySampleRead(#[source] std::io::Error),
+    #[error("a memory sampling pass is malformed: {0}")]
+    MemorySampleFormat(#[source] DecodeError),
+}
 
 pub(crate) const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 

@@ -22,7 +22,52 @@ use crate::bindings::{
 use crate::decode::{c_string, limit};
 use crate::error::classify;
 use crate::load::missing;
-use crate::{DecodeError, MemcgEvents, MemoryPass, MemorySample, TracerError};
+use crate::{DecodeError, TracerError};
+
+/// The counters behind a memory cgroup's `memory.events`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemcgEvents {
+    /// Times usage was over `memory.high` and reclaim was forced.
+    pub high: u64,
+    /// Times usage was about to go over `memory.max` and reclaim ran.
+    pub max: u64,
+    /// Times the OOM killer was invoked for the memcg.
+    pub oom: u64,
+    /// Processes of the memcg the OOM killer killed.
+    pub oom_kill: u64,
+}
+
+/// One container's memory, read by the kernel's sampling pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemorySample {
+    /// Container-level cgroup, as [`crate::Task::cgroup_id`].
+    pub cgroup_id: u64,
+    /// Its kernfs name, as [`crate::Task::cgroup_name`].
+    pub cgroup_name: String,
+    /// The memory cgroup's id (the v1 one on hybrid hosts).
+    pub memcg_id: u64,
+    pub usage_bytes: u64,
+    /// `memory.max` (v1: `memory.limit_in_bytes`); `None` without a limit.
+    pub limit_bytes: Option<u64>,
+    /// `memory.high`; `None` when unset.
+    pub high_bytes: Option<u64>,
+    /// `None` where the kernel does not keep them.
+    pub events: Option<MemcgEvents>,
+    /// Pressure occurrences since the tracer started, by reason (indexed
+    /// like [`crate::PressureReason::ALL`]), events or not.
+    pub pressure: [u64; 3],
+}
+
+/// One pass of the kernel's memory sampler.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryPass {
+    /// Every container of the target that has processes.
+    pub samples: Vec<MemorySample>,
+    /// Containers that had pressure and no longer have processes, as
+    /// (cgroup id, [`MemorySample::pressure`]): what happened in their last
+    /// moments is counted once more, after the pass that found them gone.
+    pub gone: Vec<(u64, [u64; 3])>,
+}
 
 /// The iterator program in the lifecycle object.
 pub(crate) const SAMPLE_PROGRAM: &str = "sample_memory";

@@ -17,30 +17,11 @@ use linnix_ebpf::{CgroupChange, Event, ExecEvent, Task, Tracer};
 
 const PYTHON: &str = "/usr/bin/python3";
 
-fn execs(events: &[Event]) -> Vec<&ExecEvent> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Exec(x) => Some(x),
-            _ => None,
-        })
-        .collect()
-}
-
-fn exec_of<'a>(events: &'a [Event], filename: &str) -> &'a ExecEvent {
-    execs(events)
-        .into_iter()
-        .find(|e| e.filename == filename)
-        .unwrap_or_else(|| panic!("no exec of {filename}: {events:#?}"))
-}
-
 fn exit_task(events: &[Event], host_pid: u32) -> &Task {
-    events
-        .iter()
-        .find_map(|e| match e {
-            Event::Exit(x) if x.task.host_pid == host_pid => Some(&x.task),
-            _ => None,
-        })
+    exits_of(events, host_pid)
+        .into_iter()
+        .next()
+        .map(|x| &x.task)
         .unwrap_or_else(|| panic!("no exit of {host_pid}: {events:#?}"))
 }
 

@@ -6,10 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use linnix_ebpf::{
-    own_cgroup_ancestors, CgroupPosition, Event, ExecEvent, ExitEvent, ForkEvent, Tracer,
-    TracerError,
-};
+use linnix_ebpf::{own_cgroup_ancestors, CgroupPosition, Event, Tracer, TracerError};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -21,36 +18,6 @@ fn own_cgroup_ancestry() -> Result<Vec<CgroupPosition>, TracerError> {
         .collect())
 }
 
-fn execs(events: &[Event]) -> Vec<&ExecEvent> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Exec(x) => Some(x),
-            _ => None,
-        })
-        .collect()
-}
-
-fn exits_of(events: &[Event], host_pid: u32) -> Vec<&ExitEvent> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Exit(x) if x.task.host_pid == host_pid => Some(x),
-            _ => None,
-        })
-        .collect()
-}
-
-fn forks(events: &[Event]) -> Vec<&ForkEvent> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Fork(x) => Some(x),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn exec_reports_filename_argv_and_container_cgroup() {
     let _lock = BPF_LOCK.lock().await;
@@ -60,10 +27,7 @@ async fn exec_reports_filename_argv_and_container_cgroup() {
     let pid = run_in(&cg.path, &["/bin/echo", "hello", "two words", ""]);
     let events = collect(&mut tracer);
 
-    let exec = execs(&events)
-        .into_iter()
-        .find(|e| e.filename == "/bin/echo")
-        .unwrap_or_else(|| panic!("no exec of /bin/echo in {events:#?}"));
+    let exec = exec_of(&events, "/bin/echo");
     assert_eq!(exec.argv, ["/bin/echo", "hello", "two words", ""]);
     assert!(!exec.argv_truncated);
     assert!(!exec.filename_truncated);

@@ -1,5 +1,5 @@
 //! Events kept back while an entered tree decides whether it is an exec
-//! probe (see `lineage.rs`): what a runtime's exec sets up takes
+//! probe (see `lineage`): what a runtime's exec sets up takes
 //! milliseconds, so a tree is held for at most [`MAX_HOLD`], at most
 //! [`MAX_EVENTS`] events each and [`MAX_TREES`] trees at once (an event is a
 //! few hundred bytes, an exec up to 2 KiB); past a bound the tree is given

@@ -97,12 +97,7 @@ fn assert_debug_container_traced(events: &[Value], metrics: &str) {
 fn a_container_added_to_the_traced_cgroup_later_is_traced() {
     let pod = pod_cgroup("ephemeral");
     let app = start_app(&pod);
-    let mut t = Tracer::start(
-        &["trace", "--cgroup", pod.path.to_str().expect("utf8")],
-        &[],
-        None,
-        &[],
-    );
+    let mut t = Tracer::trace_cgroup(&pod.path, &[]);
     t.wait_ready();
     let metrics = debug_session(&pod, &t);
     let r = t.stop();

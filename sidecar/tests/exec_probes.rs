@@ -8,10 +8,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::api::{
-    http_kubeconfig, metric, pod_mode_env, pod_with_spec, status, wait_for, PodEndpoint,
-};
-use common::{of_kind, pod_cgroup, run_in, Finished, Proc};
+use common::api::{http_kubeconfig, metric, pod_mode_env, pod_with_spec, status, PodEndpoint};
+use common::{of_kind, pod_cgroup, run_in, wait_until, Finished, Proc};
 use linnix_test_support::in_cgroup;
 use serde_json::{json, Value};
 
@@ -71,7 +69,7 @@ fn run_pod(extra: &[&str]) -> (Finished, String) {
         ],
     );
     assert!(
-        wait_for(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(10), || {
             metric(
                 &t,
                 "linnix_exec_probes_total{container=\"app\",probe=\"liveness\"}",

@@ -17,12 +17,7 @@ use linnix_test_support::{in_cgroup, TestCgroup};
 use serde_json::{json, Value};
 
 fn trace_cgroup(cg: &TestCgroup) -> Tracer {
-    let mut t = Tracer::start(
-        &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
-        &[],
-        None,
-        &[],
-    );
+    let mut t = Tracer::trace_cgroup(&cg.path, &[]);
     t.wait_ready();
     t
 }

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::api::{
-    http_kubeconfig, metric, pod_mode_env, pod_object, start_in_pod, status, wait_for, PodEndpoint,
+    http_kubeconfig, metric, pod_mode_env, pod_object, start_in_pod, status, PodEndpoint,
 };
-use common::{http_get, of_kind, pod_cgroup, run_in, Proc, Tracer};
+use common::{http_get, of_kind, pod_cgroup, run_in, wait_until, Proc, Tracer};
 use linnix_test_support::{in_cgroup, v2_mount, MemoryLimit, TestCgroup};
 use serde_json::json;
 
@@ -309,7 +309,7 @@ fn oom_kill_becomes_a_warning_event_on_the_pod() {
 
     let victim = oom_kill_in(&app, &limit);
     assert!(
-        wait_for(Duration::from_secs(10), || metric(&t, PUBLISHED) == Some(1)),
+        wait_until(Duration::from_secs(10), || metric(&t, PUBLISHED) == Some(1)),
         "no event published: {:?}",
         endpoint.requests()
     );
@@ -372,7 +372,7 @@ fn forbidden_events_warn_once_and_tracing_goes_on() {
 
     let first = oom_kill_in(&app, &limit);
     assert!(
-        wait_for(Duration::from_secs(10), || metric(&t, FAILED) == Some(1)),
+        wait_until(Duration::from_secs(10), || metric(&t, FAILED) == Some(1)),
         "the refusal was not counted: {:?}",
         endpoint.requests()
     );
@@ -447,7 +447,7 @@ fn memory_gauges_name_the_containers() {
         )
     };
     assert!(
-        wait_for(Duration::from_secs(10), || usage("app")
+        wait_until(Duration::from_secs(10), || usage("app")
             .is_some_and(|u| u > 16 << 20)
             && usage("db").is_some_and(|u| u > 8 << 20)),
         "no named usage gauges: app {:?}, db {:?}",
@@ -493,7 +493,7 @@ fn memory_gauges_name_the_containers() {
     // A container whose processes are gone loses its series.
     drop(db_holder);
     assert!(
-        wait_for(Duration::from_secs(8), || usage("db").is_none()),
+        wait_until(Duration::from_secs(8), || usage("db").is_none()),
         "db still reported"
     );
     assert!(usage("app").is_some());

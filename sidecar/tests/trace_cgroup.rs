@@ -30,12 +30,7 @@ fn nested_cgroups_are_traced() {
     sleep.arg("300");
     in_cgroup(&mut sleep, &deeper);
     let sleeper = Proc::spawn(&mut sleep);
-    let mut t = Tracer::start(
-        &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
-        &[],
-        None,
-        &[],
-    );
+    let mut t = Tracer::trace_cgroup(&cg.path, &[]);
     t.wait_ready();
     run_in(&deeper, &["/bin/sh", "-c", "/bin/echo deep-marker; exit 5"]);
     run_in(&cg.path, &["/bin/echo", "top-marker"]);
@@ -81,18 +76,8 @@ fn a_flooding_neighbour_is_invisible() {
     let flood = Proc::spawn(&mut flood_cmd);
 
     // A second tracer on the neighbour proves the flood is real.
-    let mut witness = Tracer::start(
-        &["trace", "--cgroup", noisy.path.to_str().expect("utf8")],
-        &[],
-        None,
-        &[],
-    );
-    let mut t = Tracer::start(
-        &["trace", "--cgroup", quiet.path.to_str().expect("utf8")],
-        &[],
-        None,
-        &[],
-    );
+    let mut witness = Tracer::trace_cgroup(&noisy.path, &[]);
+    let mut t = Tracer::trace_cgroup(&quiet.path, &[]);
     witness.wait_ready();
     t.wait_ready();
     for i in 0..10 {
@@ -140,12 +125,7 @@ fn metric_line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 #[test]
 fn readiness_health_and_metrics_over_http() {
     let cg = TestCgroup::named("metrics");
-    let mut t = Tracer::start(
-        &["trace", "--cgroup", cg.path.to_str().expect("utf8")],
-        &[],
-        None,
-        &[],
-    );
+    let mut t = Tracer::trace_cgroup(&cg.path, &[]);
     let addr = t.metrics.expect("addr");
     t.wait_ready();
     assert_eq!(http_get(addr, "/healthz").expect("healthz").0, 200);
@@ -187,18 +167,7 @@ fn readiness_health_and_metrics_over_http() {
 #[test]
 fn rate_limit_drops_in_the_kernel_and_is_counted() {
     let cg = TestCgroup::named("ratelimit");
-    let mut t = Tracer::start(
-        &[
-            "--max-events-per-sec",
-            "5",
-            "trace",
-            "--cgroup",
-            cg.path.to_str().expect("utf8"),
-        ],
-        &[],
-        None,
-        &[],
-    );
+    let mut t = Tracer::trace_cgroup(&cg.path, &["--max-events-per-sec", "5"]);
     let addr = t.metrics.expect("addr");
     t.wait_ready();
     run_in(
@@ -209,18 +178,11 @@ fn rate_limit_drops_in_the_kernel_and_is_counted() {
             "for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done",
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let limited = loop {
-        let (_, body) = http_get(addr, "/metrics").expect("metrics");
-        let v: u64 = metric_line(&body, "linnix_events_rate_limited_total ")
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if v > 0 || Instant::now() > deadline {
-            break v;
-        }
-        thread::sleep(Duration::from_millis(200));
-    };
+    let mut limited = 0;
+    wait_until(Duration::from_secs(5), || {
+        limited = metric(addr, "linnix_events_rate_limited_total ").unwrap_or(0);
+        limited > 0
+    });
     let r = t.stop();
     assert!(limited > 0, "nothing counted as rate limited");
     // 10 × (fork, exec, exit) plus the shell's own would be over 30.
@@ -254,17 +216,9 @@ fn series_of_a_removed_container_cgroup_are_dropped_after_their_ttl() {
     let gone = cg.child(&format!("cri-containerd-{gone_id}.scope"));
     let stays = cg.child(&format!("cri-containerd-{stays_id}.scope"));
     let ttl = Duration::from_secs(3);
-    let mut t = Tracer::start(
-        &[
-            "--removed-series-ttl",
-            &ttl.as_secs().to_string(),
-            "trace",
-            "--cgroup",
-            cg.path.to_str().expect("utf8"),
-        ],
-        &[],
-        None,
-        &[],
+    let mut t = Tracer::trace_cgroup(
+        &cg.path,
+        &["--removed-series-ttl", &ttl.as_secs().to_string()],
     );
     let addr = t.metrics.expect("addr");
     t.wait_ready();

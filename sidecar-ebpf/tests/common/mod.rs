@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use linnix_ebpf::{CgroupPosition, Event, Tracer, TracerConfig};
+use linnix_ebpf::{CgroupPosition, Event, ExecEvent, ExitEvent, ForkEvent, Tracer, TracerConfig};
 pub use linnix_test_support::{charged_bytes, id_of, level_of, v2_mount, MemoryLimit, TestCgroup};
 
 /// BPF tests run one at a time: each loads its own programs, and two cores
@@ -96,4 +96,42 @@ pub fn collect(tracer: &mut Tracer) -> Vec<Event> {
     std::thread::sleep(Duration::from_millis(50));
     tracer.drain(&mut |e| events.push(e));
     events
+}
+
+/// The events of one kind, for assertions.
+pub fn execs(events: &[Event]) -> Vec<&ExecEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Exec(x) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn exec_of<'a>(events: &'a [Event], filename: &str) -> &'a ExecEvent {
+    execs(events)
+        .into_iter()
+        .find(|e| e.filename == filename)
+        .unwrap_or_else(|| panic!("no exec of {filename}: {events:#?}"))
+}
+
+pub fn exits_of(events: &[Event], host_pid: u32) -> Vec<&ExitEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Exit(x) if x.task.host_pid == host_pid => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn forks(events: &[Event]) -> Vec<&ForkEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Fork(x) => Some(x),
+            _ => None,
+        })
+        .collect()
 }

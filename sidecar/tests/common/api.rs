@@ -1,11 +1,10 @@
 //! A stand-in for the API server and the pod-mode set-up around it.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{http_get, Tracer};
+use super::Tracer;
 
 /// A stand-in for the API server, which cannot run here: plain HTTP, and
 /// for the n-th request (from 1) the status code and JSON body `respond`
@@ -140,22 +139,7 @@ impl PodEndpoint {
 }
 
 pub fn metric(t: &Tracer, series: &str) -> Option<u64> {
-    let (code, body) = http_get(t.metrics.expect("metrics address"), "/metrics").ok()?;
-    assert_eq!(code, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
-/// Poll until `ok` holds, for at most `timeout`.
-pub fn wait_for(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    ok()
+    super::metric(t.metrics.expect("metrics address"), series)
 }
 
 pub fn pod_mode_env(kubeconfig: &Path) -> Vec<(&'static str, String)> {

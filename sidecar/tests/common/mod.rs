@@ -104,6 +104,17 @@ fn collect(r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
 }
 
 impl Tracer {
+    /// `trace --cgroup <dir>`, with the tracer's `options` before `trace`.
+    pub fn trace_cgroup(dir: &Path, options: &[&str]) -> Self {
+        let dir = dir.to_str().expect("utf8");
+        let args: Vec<&str> = options
+            .iter()
+            .copied()
+            .chain(["trace", "--cgroup", dir])
+            .collect();
+        Tracer::start(&args, &[], None, &[])
+    }
+
     /// Start `linnix-sidecar <args>` with a metrics port, optionally inside
     /// a cgroup, optionally under a wrapper (setpriv ...).
     pub fn start(

@@ -1,5 +1,8 @@
 //! Tests of the lineage state machine, without a kernel: each scenario is a
 //! sequence of events as the programs would report them.
+//!
+//! Longer than 400 lines: each scenario spells out its events one by one, as
+//! a specification should, and they share the event builders at the top.
 
 use super::*;
 use linnix_ebpf::{
@@ -36,11 +39,7 @@ fn task(pid: u32, unit: u64, parent: Option<u32>, ts: u64) -> Task {
 /// A fork by the child's parent.
 fn fork(t: Task) -> Event {
     let creator = t.parent();
-    Event::Fork(ForkEvent {
-        task: t,
-        thread: false,
-        creator,
-    })
+    fork_by(t, creator)
 }
 
 /// A fork by `creator`, whoever the parent is (a clone with CLONE_PARENT).

@@ -23,10 +23,15 @@
 //! The traced cgroup itself (processes outside any child cgroup) is treated
 //! like a container for `entered`, but has no start or exit of its own.
 
+mod containers;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use linnix_ebpf::{CgroupChange, Event, ProcessId, Task};
+
+pub use containers::Lifecycle;
+use containers::{Main, Unit};
 
 /// Processes remembered at most. Each is a few dozen bytes; past this many
 /// (only if exits went missing, as when the ring overflows) new ones are no
@@ -58,27 +63,6 @@ pub struct Observed {
     pub release: Option<ProcessId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lifecycle {
-    /// The container's entrypoint ran (the event is its exec), or, from the
-    /// scan at start, the container was already running (`present`).
-    Start {
-        /// Boot-time ns of the start: the exec, or the main process's start.
-        started_ns: u64,
-        /// Since the first container start the tracer knows of.
-        since_first_ns: u64,
-        present: bool,
-    },
-    /// The container's main process exited (the event is its exit).
-    Exit {
-        runtime_ns: u64,
-        /// The main process itself was the OOM victim.
-        oom_killed: bool,
-        /// OOM kills in the container while it ran.
-        oom_kills: u32,
-    },
-}
-
 #[derive(Debug, Clone, Default)]
 struct Proc {
     unit: u64,
@@ -94,30 +78,6 @@ struct Entry {
     decided: Option<Option<Arc<str>>>,
     /// Its processes the tracer knows to be alive.
     members: u32,
-}
-
-#[derive(Debug, Default)]
-struct Unit {
-    /// Processes of the container the tracer knows to be alive.
-    live: u32,
-    main: Main,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Main {
-    /// Nothing has arrived yet.
-    #[default]
-    None,
-    /// The runtime's first process arrived; its tree has not exec'd yet.
-    Starting,
-    Running {
-        process: ProcessId,
-        started_ns: u64,
-        oom_killed: bool,
-        oom_kills: u32,
-    },
-    /// The main process is gone; others may still run.
-    Ended,
 }
 
 /// Looks up the exec probe an argv is, in the container with this cgroup id.
@@ -330,40 +290,6 @@ impl Lineage {
         seen
     }
 
-    /// A container (not the traced cgroup itself) whose first process
-    /// arrived and whose entrypoint has not run yet.
-    fn is_starting(&self, unit: u64) -> bool {
-        unit != self.target
-            && self
-                .units
-                .get(&unit)
-                .is_some_and(|u| u.main == Main::Starting)
-    }
-
-    fn start(
-        &mut self,
-        unit: u64,
-        process: ProcessId,
-        started_ns: u64,
-        present: bool,
-    ) -> Lifecycle {
-        let first = *self.first_start_ns.get_or_insert(started_ns);
-        self.first_start_ns = Some(first.min(started_ns));
-        if let Some(u) = self.units.get_mut(&unit) {
-            u.main = Main::Running {
-                process,
-                started_ns,
-                oom_killed: false,
-                oom_kills: 0,
-            };
-        }
-        Lifecycle::Start {
-            started_ns,
-            since_first_ns: started_ns.saturating_sub(first),
-            present,
-        }
-    }
-
     /// The process left its container: it exited (`exited`), or moved out.
     fn gone(&mut self, task: &Task, exited: bool) -> Observed {
         let id = task.process();
@@ -377,59 +303,13 @@ impl Lineage {
                 }
             }
         }
-        let mut lifecycle = None;
-        if let Some(unit) = self.units.get_mut(&unit_id) {
-            if proc.is_some() {
-                unit.live = unit.live.saturating_sub(1);
-            }
-            if let Main::Running {
-                process,
-                started_ns,
-                oom_killed,
-                oom_kills,
-            } = unit.main
-            {
-                if process == id {
-                    unit.main = Main::Ended;
-                    lifecycle = exited.then(|| Lifecycle::Exit {
-                        runtime_ns: task.ts_boot_ns.saturating_sub(started_ns),
-                        oom_killed,
-                        oom_kills,
-                    });
-                }
-            }
-            if unit.live == 0 {
-                self.units.remove(&unit_id);
-            }
-        }
+        let exited_ns = exited.then_some(task.ts_boot_ns);
+        let lifecycle = self.left_unit(unit_id, id, proc.is_some(), exited_ns);
         Observed {
             marks: proc.map(|p| p.marks).unwrap_or_default(),
             lifecycle,
             ..Observed::default()
         }
-    }
-
-    fn oom_kill(&mut self, task: &Task) -> Observed {
-        let seen = self.marks_of(task);
-        let unit_id = self
-            .procs
-            .get(&task.process())
-            .map_or(task.cgroup_id, |p| p.unit);
-        if let Some(Unit {
-            main:
-                Main::Running {
-                    process,
-                    oom_killed,
-                    oom_kills,
-                    ..
-                },
-            ..
-        }) = self.units.get_mut(&unit_id)
-        {
-            *oom_kills += 1;
-            *oom_killed |= *process == task.process();
-        }
-        seen
     }
 
     fn insert(&mut self, id: ProcessId, proc: Proc) {
@@ -459,5 +339,4 @@ impl Lineage {
 }
 
 #[cfg(test)]
-#[path = "lineage_tests.rs"]
 mod tests;
