@@ -262,5 +262,4 @@ pub fn decide(pod: &PodFacts<'_>, tracer: &str, ctx: &Context<'_>) -> Decision {
 }
 
 #[cfg(test)]
-#[path = "decision_tests.rs"]
 mod tests;

@@ -1,4 +1,4 @@
-//! Unit tests of `decision.rs`.
+//! Unit tests of the decision module.
 
 use super::*;
 use serde_json::{json, Value};

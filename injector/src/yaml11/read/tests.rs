@@ -1,4 +1,4 @@
-//! Unit tests of `read.rs`.
+//! Unit tests of reading YAML 1.1.
 
 use super::*;
 use serde_json::json;

@@ -323,5 +323,4 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

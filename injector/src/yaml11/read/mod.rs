@@ -356,5 +356,4 @@ fn resolve_float(text: &str) -> Option<Value> {
 }
 
 #[cfg(test)]
-#[path = "read_tests.rs"]
 mod tests;
