@@ -77,9 +77,12 @@ def scrape(tracer_pid: int) -> str:
     ).stdout
 
 
-def events_of(container: str) -> list[dict]:
-    """The tracer's stdout: one JSON object per line, nothing else."""
+def events_of(container: str, keep: Path | None = None) -> list[dict]:
+    """The tracer's stdout: one JSON object per line, nothing else. `keep`:
+    a file the lines are also written to, to read after a failure."""
     out = podman("logs", container, check=False)
+    if keep is not None:
+        keep.write_text(out.stdout)
     events = []
     for line in out.stdout.splitlines():
         events.append(json.loads(line))  # a line that is not JSON fails the test
@@ -161,8 +164,9 @@ def run(images, tmp_path_factory) -> Run:
             metrics=metrics,
             live_metrics=live[0],
         )
-        result.events = events_of(tracer)
-        result.neighbour_events = events_of(f"linnix-neighbour-{TRACER}")
+        result.events = events_of(tracer, work / "app-tracer.jsonl")
+        result.neighbour_events = events_of(f"linnix-neighbour-{TRACER}", work / "neighbour-tracer.jsonl")
+        print(f"the tracers' lines: {work}")
         yield result
     finally:
         for pod in ("app", "neighbour"):
