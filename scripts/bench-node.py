@@ -2,6 +2,11 @@
 """Node benchmark: what N traced pods cost the rest of the node. Prints
 figures and writes a plot; asserts nothing.
 
+One file of about 450 lines on purpose: a benchmark is read top to bottom
+(the floor, the tracers, the rounds, the tables, the plot) and none of its
+parts is used elsewhere; the /proc and fdinfo readers it shares with the
+other benchmarks are in benchlib.py.
+
 Every tracer's programs run for every fork, exec and exit on the node, so a
 node with N traced pods pays N filters per process event of every pod, traced
 or not. For each N (default 0, 1, 16, 64), in rounds:
@@ -44,18 +49,17 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
-import re
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import REPO, SHIPPED, proc_status, quartiles, storm, storm_times, tracer_binary, v2_root, wait_ready
+from benchlib import (REPO, SHIPPED, bpf_objects, describe_map, fdinfo, proc_status, program_names, quartiles,
+                      smaps_rollup, stats_delta, storm, storm_times, tracer_binary, v2_root, wait_ready)
 
 VENV_PYTHON = REPO / "tests/.venv/bin/python"
 PORT_BASE = 19500
@@ -150,43 +154,6 @@ class Floor:
         return out
 
 
-def fdinfo(path: Path) -> dict[str, int | str]:
-    out: dict[str, int | str] = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition(":")
-        value = value.strip()
-        out[key] = int(value) if value.isdigit() else value
-    return out
-
-
-def bpf_objects(pid: int) -> tuple[dict[int, dict], dict[int, dict]]:
-    """The BPF programs and maps a process holds: id → fdinfo."""
-    progs, maps = {}, {}
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-            if target == "anon_inode:bpf-prog":
-                info = fdinfo(Path(f"/proc/{pid}/fdinfo/{fd.name}"))
-                progs[info["prog_id"]] = info
-            elif target == "anon_inode:bpf-map":
-                info = fdinfo(Path(f"/proc/{pid}/fdinfo/{fd.name}"))
-                maps[info["map_id"]] = info
-        except (FileNotFoundError, KeyError):
-            pass
-    return progs, maps
-
-
-def program_names() -> dict[str, str]:
-    """Program tag → name, from the JIT's kallsyms (bpf_prog_<tag>_<name>;
-    the name is the program's whole BTF name, not the 15 characters of
-    bpf_prog_info)."""
-    names = {}
-    for line in Path("/proc/kallsyms").read_text().splitlines():
-        if m := re.search(r" bpf_prog_([0-9a-f]{16})_(\w+)", line):
-            names[m.group(1)] = m.group(2)
-    return names
-
-
 @dataclass
 class Memory:
     rss_kib: int
@@ -252,29 +219,6 @@ class Fleet:
                 t, c = out.get(name, (0, 0))
                 out[name] = (t + info.get("run_time_ns", 0), c + info.get("run_cnt", 0))
         return out
-
-
-def smaps_rollup(pid: int) -> dict[str, int]:
-    """kB figures of /proc/PID/smaps_rollup."""
-    out = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        key, _, value = line.partition(":")
-        if value.strip().endswith("kB"):
-            out[key] = int(value.split()[0])
-    return out
-
-
-# include/uapi/linux/bpf.h, enum bpf_map_type: the types the tracer uses.
-MAP_TYPES = {1: "hash", 2: "array", 6: "percpu_array", 9: "lru_hash", 27: "ringbuf"}
-
-
-def describe_map(info: dict) -> str:
-    kind = MAP_TYPES.get(info.get("map_type"), f"type {info.get('map_type')}")
-    return f"{kind} x{info.get('max_entries')} {info.get('memlock', 0) / 1024:.1f} KiB"
-
-
-def stats_delta(before: dict, after: dict) -> dict[str, tuple[int, int]]:
-    return {name: (t - before.get(name, (0, 0))[0], c - before.get(name, (0, 0))[1]) for name, (t, c) in after.items()}
 
 
 class Stats:

@@ -1,9 +1,11 @@
 """What the tracer benchmarks share: the spawn storm, the shipped binary,
-/proc readings and summary statistics."""
+/proc readings (also of the BPF objects a process holds) and summary
+statistics."""
 
 from __future__ import annotations
 
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -63,6 +65,66 @@ def proc_status(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
+
+
+def fdinfo(path: Path) -> dict[str, int | str]:
+    out: dict[str, int | str] = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(":")
+        value = value.strip()
+        out[key] = int(value) if value.isdigit() else value
+    return out
+
+
+def bpf_objects(pid: int) -> tuple[dict[int, dict], dict[int, dict]]:
+    """The BPF programs and maps a process holds: id → fdinfo."""
+    progs, maps = {}, {}
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+            if target == "anon_inode:bpf-prog":
+                info = fdinfo(Path(f"/proc/{pid}/fdinfo/{fd.name}"))
+                progs[info["prog_id"]] = info
+            elif target == "anon_inode:bpf-map":
+                info = fdinfo(Path(f"/proc/{pid}/fdinfo/{fd.name}"))
+                maps[info["map_id"]] = info
+        except (FileNotFoundError, KeyError):
+            pass
+    return progs, maps
+
+
+def program_names() -> dict[str, str]:
+    """Program tag → name, from the JIT's kallsyms (bpf_prog_<tag>_<name>;
+    the name is the program's whole BTF name, not the 15 characters of
+    bpf_prog_info)."""
+    names = {}
+    for line in Path("/proc/kallsyms").read_text().splitlines():
+        if m := re.search(r" bpf_prog_([0-9a-f]{16})_(\w+)", line):
+            names[m.group(1)] = m.group(2)
+    return names
+
+
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """kB figures of /proc/PID/smaps_rollup."""
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+# include/uapi/linux/bpf.h, enum bpf_map_type: the types the tracer uses.
+MAP_TYPES = {1: "hash", 2: "array", 6: "percpu_array", 9: "lru_hash", 27: "ringbuf"}
+
+
+def describe_map(info: dict) -> str:
+    kind = MAP_TYPES.get(info.get("map_type"), f"type {info.get('map_type')}")
+    return f"{kind} x{info.get('max_entries')} {info.get('memlock', 0) / 1024:.1f} KiB"
+
+
+def stats_delta(before: dict, after: dict) -> dict[str, tuple[int, int]]:
+    return {name: (t - before.get(name, (0, 0))[0], c - before.get(name, (0, 0))[1]) for name, (t, c) in after.items()}
 
 
 def percentile(values: list[float], p: float) -> float:

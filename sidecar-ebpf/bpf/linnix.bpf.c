@@ -10,7 +10,7 @@
  * buffer.
  *
  * Each program has a file of its own in lifecycle/, the part they share is
- * lifecycle/common.h. They are compiled as this one translation unit, so
+ * lifecycle/common.h (with ring.h and filter.h). They are compiled as this one translation unit, so
  * they come out as one object: the programs share their maps (one ring
  * buffer, one reader state, one stats array) and the load-time filter, and
  * one object needs nothing but clang to build (no bpftool, no BPF linker).

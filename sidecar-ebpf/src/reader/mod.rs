@@ -3,7 +3,7 @@
 //!
 //! While events flow the reader is never woken by the kernel (a wakeup is a
 //! cross-CPU interrupt per event, see `submit_record()` in
-//! `bpf/lifecycle/common.h`): it looks at the ring on a timer. Once enough
+//! `bpf/lifecycle/ring.h`): it looks at the ring on a timer. Once enough
 //! looks in a row find nothing, it sets a flag in the `reader_state` map that
 //! asks the kernel for a wakeup, looks once more (a record committed before
 //! the kernel saw the flag woke no one) and, if that finds nothing either,

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use linnix_ebpf::{CgroupPosition, Event, ExecEvent, ExitEvent, ForkEvent, Tracer, TracerConfig};
 pub use linnix_test_support::{charged_bytes, id_of, level_of, v2_mount, MemoryLimit, TestCgroup};
 
+/// The interpreter of the Python workloads.
+pub const PYTHON: &str = "/usr/bin/python3";
+
 /// BPF tests run one at a time: each loads its own programs, and two cores
 /// are shared with compilers.
 pub static BPF_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

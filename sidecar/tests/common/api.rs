@@ -6,6 +6,10 @@ use serde_json::json;
 
 use super::Tracer;
 
+/// The id of the app container of the pod-mode tests, as podman names its
+/// cgroup (`libpod-<id>`).
+pub const APP_ID: &str = "4c1d0000a11ce0000000000000000000000000000000000000000000000000aa";
+
 /// A stand-in for the API server, which cannot run here: plain HTTP, and
 /// for the n-th request (from 1) the status code and JSON body `respond`
 /// gives, as the API server would for a `get` of one pod or a `create` of

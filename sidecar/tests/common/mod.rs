@@ -309,6 +309,13 @@ pub fn trace_command_raw(wrapper: &[&str], opts: &[&str], argv: &[&str]) -> Raw 
     }
 }
 
+/// Whether `word` is one of the event's argv.
+pub fn argv_has(e: &Value, word: &str) -> bool {
+    e["argv"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == word))
+}
+
 pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
 }
