@@ -77,6 +77,25 @@ def scrape(tracer_pid: int) -> str:
     ).stdout
 
 
+def wait_ready(tracer: str, timeout: float = 60) -> None:
+    """Until the tracer container answers /readyz: its programs are attached,
+    so what happens in the pod from now on is seen (podman starts a pod's
+    containers together; Kubernetes starts them after the native sidecar's
+    startup probe)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = podman("inspect", tracer, "--format", "{{.State.Pid}}", check=False).stdout.strip()
+        if pid.isdigit() and int(pid) > 0 and subprocess.run(
+            ["nsenter", "-t", pid, "-n", "curl", "-fsS", "http://127.0.0.1:9464/readyz"],
+            capture_output=True,
+        ).returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            logs = podman("logs", tracer, check=False)
+            pytest.fail(f"{tracer} not ready after {timeout}s:\n{logs.stdout}{logs.stderr}")
+        time.sleep(0.2)
+
+
 def events_of(container: str, keep: Path | None = None) -> list[dict]:
     """The tracer's stdout: one JSON object per line, nothing else. `keep`:
     a file the lines are also written to, to read after a failure."""
@@ -138,7 +157,10 @@ def run(images, tmp_path_factory) -> Run:
         # The neighbour floods first and goes on while the app runs.
         podman("kube", "play", str(manifests["neighbour"][0]))
         podman("kube", "play", str(manifests["app"][0]))
-        # Someone enters the flooding container, as `kubectl exec` would.
+        # Someone enters the flooding container, as `kubectl exec` would,
+        # once its tracer is watching (the runtime's join comes milliseconds
+        # before the exec: a tracer still attaching may see one, not both).
+        wait_ready(f"linnix-neighbour-{TRACER}")
         podman("exec", "linnix-neighbour-flood", "/bin/echo", "visitor-marker")
         tracer = f"linnix-demo-{TRACER}"
         pid = int(podman("inspect", tracer, "--format", "{{.State.Pid}}").stdout)
