@@ -121,6 +121,11 @@ impl EventWriter {
         }
     }
 
+    /// The event loop reads the ring from now on: `/readyz` says ready.
+    pub fn started_reading(&self) {
+        self.metrics.set_reading();
+    }
+
     pub fn event(&mut self, event: Event) {
         let task = match &event {
             Event::Lost(lost) => return self.lost(lost),

@@ -34,7 +34,7 @@ async fn readyz_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "programs not attached yet\n",
+            "programs not attached, or the event loop not started, yet\n",
         )
     }
 }

@@ -6,7 +6,7 @@ mod http;
 mod signals;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use linnix_ebpf::KernelStats;
@@ -93,6 +93,8 @@ pub struct Metrics {
     lost: Counter,
     rate_limited: Counter,
     programs_attached: Gauge,
+    /// Set once the event loop reads the ring (see [`Metrics::set_reading`]).
+    reading: AtomicBool,
     /// Per-container memory, filled from the kernel's samples.
     pub memory: MemoryFamilies,
     last_lost: AtomicU64,
@@ -193,6 +195,7 @@ impl Metrics {
             lost,
             rate_limited,
             programs_attached,
+            reading: AtomicBool::new(false),
             memory,
             last_lost: AtomicU64::new(0),
             last_rate_limited: AtomicU64::new(0),
@@ -292,9 +295,18 @@ impl Metrics {
             .set(i64::try_from(programs).unwrap_or(i64::MAX));
     }
 
-    /// Ready once the programs are attached: the gauge says so.
+    /// The event loop has started reading the ring: start-up (loading,
+    /// the scan of what already runs, handing back start-up memory) is
+    /// over. A pod's app containers start once the tracer is ready; a
+    /// tracer still busy with start-up under its CPU limit could not drain
+    /// what they do first.
+    pub fn set_reading(&self) {
+        self.reading.store(true, Ordering::Release);
+    }
+
+    /// Ready: the programs are attached and the event loop reads the ring.
     pub fn is_ready(&self) -> bool {
-        self.programs_attached.get() > 0
+        self.programs_attached.get() > 0 && self.reading.load(Ordering::Acquire)
     }
 
     pub fn encode(&self) -> Result<String, std::fmt::Error> {

@@ -54,6 +54,11 @@ fn counters_in_openmetrics_text() {
     });
     assert!(!m.is_ready());
     m.set_attached(4);
+    assert!(
+        !m.is_ready(),
+        "attached, but the event loop has not started"
+    );
+    m.set_reading();
     assert!(m.is_ready());
     let text = m.encode().expect("encode");
     for want in [

@@ -334,6 +334,7 @@ async fn pump<T>(
     memory.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A failing sampler is said once, not every 2 s, until it works again.
     let mut sampling_failed = false;
+    writer.started_reading();
     let stopped = loop {
         tokio::select! {
             r = next_batch(tracer, writer) => {
