@@ -36,7 +36,9 @@ tests/.venv/bin/python tests/e2e/podman_compat.py < "$WORK/injected.yaml" > "$WO
 
 say "podman kube play; events from the tracer (kubectl logs -c linnix-tracer on Kubernetes):"
 podman kube down "$WORK/play.yaml" >/dev/null 2>&1 || true
-podman kube play "$WORK/play.yaml" >/dev/null
+# From $WORK: conmon stays in podman's folder and writes a file `oom` there
+# when a container is OOM-killed, as the demo's app is.
+(cd "$WORK" && podman kube play play.yaml >/dev/null)
 podman logs -f "$POD-linnix-tracer" &
 LOGS=$!
 while [ "$(podman inspect "$POD-app" --format '{{.State.Status}}' 2>/dev/null)" = running ]; do sleep 0.5; done

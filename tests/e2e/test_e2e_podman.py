@@ -96,6 +96,15 @@ def wait_ready(tracer: str, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+def wait_for_line(container: str, text: str, timeout: float = 60) -> None:
+    """Until a line of the container's stdout contains `text`."""
+    deadline = time.monotonic() + timeout
+    while text not in podman("logs", container, check=False).stdout:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no line of {container} says {text!r} after {timeout}s")
+        time.sleep(0.2)
+
+
 def events_of(container: str, keep: Path | None = None) -> list[dict]:
     """The tracer's stdout: one JSON object per line, nothing else. `keep`:
     a file the lines are also written to, to read after a failure."""
@@ -131,6 +140,8 @@ class Run:
     # A scrape taken while the app still ran: the memory gauges of a
     # container go with its last process.
     live_metrics: str
+    # Wall clock (ns) just before `podman exec` entered the neighbour.
+    entered_ns: int = 0
     events: list[dict] = field(default_factory=list)
     neighbour_events: list[dict] = field(default_factory=list)
 
@@ -154,13 +165,19 @@ def run(images, tmp_path_factory) -> Run:
         path.write_text(text)
         manifests[pod] = (path, yaml.safe_load(injected))
     try:
-        # The neighbour floods first and goes on while the app runs.
-        podman("kube", "play", str(manifests["neighbour"][0]))
-        podman("kube", "play", str(manifests["app"][0]))
+        # The neighbour floods first and goes on while the app runs. From the
+        # work folder: conmon stays in podman's folder and writes a file
+        # `oom` there when a container is OOM-killed.
+        podman("kube", "play", str(manifests["neighbour"][0]), cwd=work)
+        podman("kube", "play", str(manifests["app"][0]), cwd=work)
         # Someone enters the flooding container, as `kubectl exec` would,
-        # once its tracer is watching (the runtime's join comes milliseconds
-        # before the exec: a tracer still attaching may see one, not both).
-        wait_ready(f"linnix-neighbour-{TRACER}")
+        # once its tracer is watching and reporting the flood (the runtime's
+        # join comes milliseconds before the exec: a tracer still attaching
+        # may see one and not the other).
+        neighbour_tracer = f"linnix-neighbour-{TRACER}"
+        wait_ready(neighbour_tracer)
+        wait_for_line(neighbour_tracer, "neighbour-flood-marker")
+        entered_ns = time.time_ns()
         podman("exec", "linnix-neighbour-flood", "/bin/echo", "visitor-marker")
         tracer = f"linnix-demo-{TRACER}"
         pid = int(podman("inspect", tracer, "--format", "{{.State.Pid}}").stdout)
@@ -185,6 +202,7 @@ def run(images, tmp_path_factory) -> Run:
             app_log=podman("logs", "linnix-demo-app").stdout,
             metrics=metrics,
             live_metrics=live[0],
+            entered_ns=entered_ns,
         )
         result.events = events_of(tracer, work / "app-tracer.jsonl")
         result.neighbour_events = events_of(f"linnix-neighbour-{TRACER}", work / "neighbour-tracer.jsonl")
@@ -322,6 +340,13 @@ def test_nothing_of_the_neighbour_reaches_the_app_tracer(run: Run):
 
 def test_a_podman_exec_is_reported_as_entered(run: Run):
     visits = [e for e in run.neighbour_events if e.get("argv") == ["/bin/echo", "visitor-marker"]]
+    if not visits:
+        # Under the neighbour's flood the visit itself may be dropped; then
+        # a `lost` line from around it says so.
+        near = [e for e in run.neighbour_events
+                if e["event"] == "lost" and -1e9 < ts_ns(e["ts"]) - run.entered_ns < 3e9]
+        assert near, "the visit is missing and no lost line around it says so"
+        pytest.skip(f"the visit was among the dropped events ({near}); nothing more to check")
     assert len(visits) == 1, visits
     visit = visits[0]
     assert visit["entered"] is True, visit
