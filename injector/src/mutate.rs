@@ -152,7 +152,7 @@ mod tests {
     fn resource_overrides() {
         let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", "sidecar.linnix.io/cpu": "5m", "sidecar.linnix.io/memory-limit": "256Mi"}}, "spec": {"containers": []}});
         let (l, r) = limits(&pod);
-        assert_eq!(l, json!({"cpu": "200m", "memory": "256Mi"}));
+        assert_eq!(l, json!({"cpu": "500m", "memory": "256Mi"}));
         assert_eq!(r, json!({"cpu": "5m", "memory": "16Mi"}));
     }
 
@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(out.decision, Decision::Inject);
         assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
         let (l, _) = limits(&pod);
-        assert_eq!(l, json!({"cpu": "200m", "memory": "64Mi"}));
+        assert_eq!(l, json!({"cpu": "500m", "memory": "64Mi"}));
     }
 
     #[test]
@@ -274,7 +274,7 @@ mod tests {
         );
         assert!(out.warnings[1].contains("sidecar.linnix.io/memory-limit ignored"));
         let (l, _) = limits(&pod);
-        assert_eq!(l, json!({"cpu": "200m", "memory": "64Mi"}));
+        assert_eq!(l, json!({"cpu": "500m", "memory": "64Mi"}));
         let out = run(json!({"metadata": {"annotations": {INJECT_ANNOTATION: true}}, "spec": {}}));
         assert!(matches!(out.decision, Decision::Skip(Skip::NotRequested)));
         assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);

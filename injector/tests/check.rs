@@ -297,7 +297,7 @@ fn namespace_flags_stand_for_the_namespace() {
         s["native-sidecar"],
         json!({"value": "false", "origin": "namespace"})
     );
-    assert_eq!(s["cpu-limit"], json!({"value": "200m", "origin": "config"}));
+    assert_eq!(s["cpu-limit"], json!({"value": "500m", "origin": "config"}));
     let w = r[0]["warnings"].as_array().unwrap();
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0]

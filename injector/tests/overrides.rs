@@ -127,7 +127,7 @@ async fn bad_or_forbidden_overrides_warn_and_never_deny() {
     );
     assert_eq!(
         t["resources"],
-        json!({"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}})
+        json!({"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "500m", "memory": "64Mi"}})
     );
     kubernetes_validate(&serde_yaml::to_string(&out).unwrap());
 }

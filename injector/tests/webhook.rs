@@ -238,7 +238,7 @@ async fn resource_overrides_and_bad_overrides() {
     );
     let out = patched(&pod, &review);
     let res = &out["spec"]["initContainers"][0]["resources"];
-    assert_eq!(res["limits"], json!({"cpu": "200m", "memory": "64Mi"}));
+    assert_eq!(res["limits"], json!({"cpu": "500m", "memory": "64Mi"}));
 }
 
 #[tokio::test]

@@ -213,7 +213,7 @@ def test_default_config_is_written_in_full(injector_chart):
             "seccompProfile": {"type": "Unconfined"},
             "resources": {
                 "requests": {"cpu": "10m", "memory": "16Mi"},
-                "limits": {"cpu": "200m", "memory": "64Mi"},
+                "limits": {"cpu": "500m", "memory": "64Mi"},
             },
             "allowedOverrides": [
                 "cpu", "memory", "cpu-limit", "memory-limit", "log-level",

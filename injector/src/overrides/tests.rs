@@ -172,7 +172,7 @@ fn invalid_values_fall_through_with_a_warning() {
     assert!(out.warnings.iter().any(|w| w
         .starts_with("sidecar.linnix.io/memory-limit=\"lots\" ignored: ")
         && w.ends_with("(set on the pod); the tracer gets 96Mi from the namespace")));
-    assert_eq!(value_of(&out, Override::CpuLimit), ("200m", Origin::Config));
+    assert_eq!(value_of(&out, Override::CpuLimit), ("500m", Origin::Config));
     assert_eq!(out.args, s.args);
     assert!(out.native_sidecar);
 }
