@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 
 import helm_python as helm
+import pytest
 import yaml
 
 try:  # tests/charts as a package, or as a directory on sys.path
@@ -280,3 +281,17 @@ APP_POD = {
         ]
     },
 }
+
+
+# Fixtures of the policy tests, which bind them by name
+# (`installs = setup.installs`): the injector chart installed in each form
+# of the tracer, and the app pod each install injects.
+@pytest.fixture(scope="module")
+def installs() -> dict[str, Installed]:
+    return {form: Installed(values) for form, values in FORMS.items()}
+
+
+@pytest.fixture(scope="module")
+def injected(installs) -> dict[str, dict]:
+    """APP_POD injected in each form, with the service account token mounted."""
+    return {form: with_service_account_token(i.inject(APP_POD)[0]) for form, i in installs.items()}

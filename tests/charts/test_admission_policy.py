@@ -28,6 +28,8 @@ except ImportError:
 
 FORMS = setup.FORMS
 check_of = setup.check_of
+installs = setup.installs
+injected = setup.injected
 
 
 # --------------------------------------------------------------------------

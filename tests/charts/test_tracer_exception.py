@@ -22,6 +22,8 @@ except ImportError:
 
 FORMS = setup.FORMS
 check_of = setup.check_of
+installs = setup.installs
+injected = setup.injected
 
 
 # --------------------------------------------------------------------------
