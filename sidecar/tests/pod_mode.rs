@@ -17,19 +17,7 @@ use serde_json::json;
 /// answers: the container name lookup must give up on its own, warn once and
 /// keep ids.
 fn silent_kubeconfig(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\n\
-         clusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{port}\n\
-         users:\n- name: u\n  user:\n    token: t\n\
-         contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: team-a\n\
-         current-context: x\n"
-        ),
-    )
-    .expect("write kubeconfig");
-    path
+    common::api::kubeconfig(dir, &format!("https://127.0.0.1:{port}"), Some("team-a"))
 }
 
 #[test]

@@ -62,14 +62,20 @@ pub fn pod_with_spec(
 }
 
 pub fn http_kubeconfig(dir: &Path, port: u16) -> PathBuf {
+    kubeconfig(dir, &format!("http://127.0.0.1:{port}"), None)
+}
+
+/// A kubeconfig for `server` with a token user, in `namespace` if given.
+pub fn kubeconfig(dir: &Path, server: &str, namespace: Option<&str>) -> PathBuf {
     let path = dir.join("kubeconfig");
+    let namespace = namespace.map_or(String::new(), |ns| format!("    namespace: {ns}\n"));
     std::fs::write(
         &path,
         format!(
             "apiVersion: v1\nkind: Config\n\
-             clusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+             clusters:\n- name: c\n  cluster:\n    server: {server}\n\
              users:\n- name: u\n  user:\n    token: t\n\
-             contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n\
+             contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n{namespace}\
              current-context: x\n"
         ),
     )
