@@ -134,7 +134,7 @@ fn load(
     cgroup: &str,
     metrics: &Metrics,
 ) -> Result<Tracer, RunError> {
-    let tracer = Tracer::load(&TracerConfig {
+    let config = TracerConfig {
         target,
         trace_threads: common.threads,
         max_events_per_sec: common.max_events_per_sec,
@@ -142,6 +142,12 @@ fn load(
             interval: common.memory_pressure_interval,
             threshold_pct: common.memory_pressure_threshold,
         },
+    };
+    // The ring buffer is registered with this runtime from the loading thread.
+    let runtime = tokio::runtime::Handle::current();
+    let tracer = memory::off_main_heap(|| {
+        let _runtime = runtime.enter();
+        Tracer::load(&config)
     })?;
     metrics.set_attached(tracer.programs_attached());
     info!(
@@ -162,7 +168,7 @@ async fn run_in_pod(common: &CommonArgs) -> Result<u8, RunError> {
     let span = info_span!("pod", name = identity.name.as_deref().unwrap_or("?"));
     async move {
         let metrics = start_metrics(common.metrics_addr.or(Some(DEFAULT_POD_METRICS_ADDR))).await?;
-        let ancestors = linnix_ebpf::own_cgroup_ancestors()?;
+        let ancestors = memory::off_main_heap(linnix_ebpf::own_cgroup_ancestors)?;
         // The tracer's container cgroup is the last entry; the pod is its parent.
         let (pod, own) = match ancestors.as_slice() {
             [.., pod, _] if pod.position.level == 0 => return Err(RunError::PodCgroupIsRoot),
