@@ -19,7 +19,10 @@ BIN="target/$TARGET/release"
 build() { # name containerfile file...
   local name=$1 containerfile=$2; shift 2
   local ctx; ctx=$(mktemp -d)
-  cp "$@" "$ctx/"
+  # The release profile keeps the symbol table (sidecar/link-order.txt is
+  # made from it); an image needs none.
+  local file
+  for file in "$@"; do strip -o "$ctx/$(basename "$file")" "$file"; done
   podman build -q --network=none -f "$containerfile" -t "localhost/$name:$VERSION" "$ctx" >/dev/null
   rm -rf "$ctx"
   printf '%-28s %s\n' "localhost/$name:$VERSION" \
