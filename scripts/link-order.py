@@ -16,15 +16,18 @@ Meanwhile it does what a tracer does in its life: idle ticks (stats, memory
 sampling), a storm of traced processes (also threads, a signal death and a
 process that moves out of the pod), an untraced storm, scrapes of /metrics,
 /healthz and /readyz. The functions at those addresses, named from the
-symbol table, are written in the order of the binary, one per line.
-Nothing is injected into the tracer: it runs its own code unchanged.
+symbol table, are written in the order of the binary, one per line, with
+the names the list already held that the binary still has: a run sees less
+of code that is already laid out together (one fault per 64 KiB window), so
+reruns add to the list; --fresh starts it over. Nothing is injected into the
+tracer: it runs its own code unchanged.
 
 What runs only in a pod (the API client, container names, Kubernetes
 Events) is not exercised here and keeps the compiler's place; so does
 anything new. A stale list only costs memory: lld skips names it does not
 find. Rerun this after changing the tracer or its dependencies.
 
-Usage (root, x86-64): scripts/link-order.py [--binary PATH] [--out FILE] [--runs N]
+Usage (root, x86-64): scripts/link-order.py [--binary PATH] [--out FILE] [--runs N] [--fresh]
 Needs bpftrace (scripts/setup.sh installs it).
 """
 
@@ -138,7 +141,8 @@ def life_of_a_tracer(pod: Path, other: Path) -> None:
                   "python3 -c 'import threading; t = threading.Thread(target=print); t.start(); t.join()'; "
                   "sh -c 'kill -9 $$'; sh -c 'exit 3'; "
                   f"sh -c 'echo $$ > {other}/cgroup.procs; /bin/true'")
-        subprocess.run(["/bin/sh", "-c", script], check=False)
+        # Its deaths are the point: what the shell says about them is not.
+        subprocess.run(["/bin/sh", "-c", script], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # The stats tick (1 s) and the memory sampler (2 s) run meanwhile.
         time.sleep(2.5)
 
