@@ -11,9 +11,15 @@ export PATH="$HOME/.cargo/bin:$PATH"
 VERSION=$(./scripts/version.sh)
 TARGET=x86_64-unknown-linux-gnu
 # glibc static-pie: no libc in the image. An explicit --target keeps build
-# scripts and proc-macros dynamically linked.
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build --release --locked --target "$TARGET" -p linnix-sidecar -p linnix-injector
+# scripts and proc-macros dynamically linked. One build per binary: built
+# together, cargo would give the tracer's dependencies the injector's
+# features as well (more code), and other symbol names than the ones
+# sidecar/link-order.txt lists, which scripts/link-order.py takes from the
+# tracer built alone (as scripts/benchlib.py builds it).
+for package in linnix-sidecar linnix-injector; do
+  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+    cargo build --release --locked --target "$TARGET" -p "$package"
+done
 BIN="target/$TARGET/release"
 
 build() { # name containerfile file...
