@@ -165,10 +165,14 @@ def record_run(binary: str) -> set[int]:
         time.sleep(3)  # bpftrace attaches
         pager = Pager(tracer.pid, code_start, code_len)
         stop = threading.Event()
+        failed: list[BaseException] = []
 
         def page_out_until_stopped() -> None:
-            while not stop.wait(PAGEOUT_EVERY_S):
-                pager.page_out()
+            try:
+                while not stop.wait(PAGEOUT_EVERY_S):
+                    pager.page_out()
+            except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                failed.append(e)
 
         paging = threading.Thread(target=page_out_until_stopped)
         paging.start()
@@ -177,6 +181,9 @@ def record_run(binary: str) -> set[int]:
         finally:
             stop.set()
             paging.join()
+        if failed:
+            # Without paging out, a run sees a fraction of what runs.
+            raise SystemExit(f"paging out the tracer's code stopped: {failed[0]}")
         recorder.send_signal(signal.SIGINT)
         output, errors = recorder.communicate(timeout=60)
         if recorder.returncode != 0:
@@ -214,10 +221,13 @@ def main() -> int:
     ran_names = {name for addr in ran for name in names[addr]}
     # A run sees less of what is already laid out together (one fault per
     # 64 KiB window), so what earlier runs found stays, while it exists.
-    kept = set() if args.fresh or not args.out.exists() else listed(args.out) & ran_names.union(*names.values())
-    lines = [name for addr in sorted(names) for name in names[addr] if name in ran_names | kept]
+    earlier = set() if args.fresh or not args.out.exists() else listed(args.out)
+    in_binary = {name for at in names.values() for name in at}
+    wanted = ran_names | (earlier & in_binary)
+    lines = [name for addr in sorted(names) for name in names[addr] if name in wanted]
     args.out.write_text(HEADER + "".join(f"{name}\n" for name in lines))
-    print(f"{len(ran)} of {len(names)} functions ran after start-up, {len(lines)} listed; wrote {args.out}",
+    print(f"{len(ran)} of {len(names)} functions ran after start-up; {len(lines)} names listed, "
+          f"{len(earlier - in_binary)} earlier ones dropped (no longer in the binary); wrote {args.out}",
           file=sys.stderr)
     return 0
 
