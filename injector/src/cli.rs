@@ -30,8 +30,9 @@ pub enum Command {
     /// Write a CA and a serving certificate signed by it.
     Certs(CertsArgs),
     /// Why is, or isn't, a pod traced? Exit status 0: every pod checked
-    /// would get the tracer (--stale: no stale tracer); 1: at least one
-    /// would not (--stale: some are stale); 2: nothing could be checked.
+    /// would get the tracer, and a pod read from the cluster runs it
+    /// (--stale: no stale tracer); 1: at least one would not, or runs
+    /// without it (--stale: some are stale); 2: nothing could be checked.
     Check(CheckArgs),
 }
 

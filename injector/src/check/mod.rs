@@ -166,5 +166,5 @@ async fn in_cluster(args: &CheckArgs, sidecar: &Sidecar) -> Result<bool, CheckEr
         std::slice::from_ref(&report),
         args.output,
     )?)?;
-    Ok(report.injected)
+    Ok(report::traced(&report))
 }

@@ -263,8 +263,33 @@ pub fn live(pod: &Value, opts: &Options<'_>) -> Report {
         &as_submitted(pod, &opts.sidecar.name),
         opts,
     );
-    report.running = Some(running(pod, opts.sidecar));
+    let running = running(pod, opts.sidecar);
+    if report.injected && !running.has_tracer {
+        report.warnings.push(unseen_by_webhook(running.status.is_some()));
+    }
+    report.running = Some(running);
     report
+}
+
+/// Why a pod that would be injected now runs without the tracer. Without a
+/// status annotation the webhook never answered for it: it was down or
+/// unreachable when the pod was created, and `failurePolicy: Ignore` let the
+/// pod through, or the namespace opted in later.
+fn unseen_by_webhook(has_status: bool) -> String {
+    let why = if has_status {
+        "its status annotation says the webhook decided otherwise when it was created"
+    } else {
+        "it has no status annotation: the webhook did not see it when it was created \
+         (the webhook was down or unreachable, and failurePolicy Ignore admitted the pod, \
+         or the namespace opted in later)"
+    };
+    format!("the pod runs without the tracer; {why}; recreate it to trace it (kubectl delete pod, or a rollout restart of its controller)")
+}
+
+/// Whether a pod read from the cluster is what `check` answers 0 for: it
+/// runs the tracer, and the webhook would inject it.
+pub fn traced(report: &Report) -> bool {
+    report.injected && report.running.as_ref().is_none_or(|r| r.has_tracer)
 }
 
 /// A pod whose tracer is not the configured one.
@@ -302,4 +327,58 @@ pub fn stale(pods: &[Value], sidecar: &Sidecar) -> Vec<Stale> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn check_live(pod: &Value) -> Report {
+        let sidecar = Config::default().sidecar.validate(None).unwrap();
+        let facts = NamespaceFacts {
+            inject: Some("true".into()),
+            ..Default::default()
+        };
+        live(
+            pod,
+            &Options {
+                sidecar: &sidecar,
+                namespace: Some("team-a"),
+                namespace_facts: Some(&facts),
+                own_namespace: None,
+            },
+        )
+    }
+
+    fn app_pod(annotations: Value) -> Value {
+        json!({"metadata": {"name": "web", "namespace": "team-a", "annotations": annotations},
+               "spec": {"containers": [{"name": "app", "image": "busybox"}]}})
+    }
+
+    #[test]
+    fn a_pod_the_webhook_never_saw_is_not_traced_and_says_why() {
+        let report = check_live(&app_pod(json!({})));
+        assert!(report.injected, "the webhook would inject it now");
+        assert!(!traced(&report));
+        assert!(
+            report.warnings.iter().any(|w| w.contains("no status annotation")
+                && w.contains("failurePolicy Ignore")
+                && w.contains("recreate it")),
+            "{:?}",
+            report.warnings
+        );
+    }
+
+    #[test]
+    fn a_pod_running_the_tracer_is_traced_without_a_warning() {
+        let sidecar = Config::default().sidecar.validate(None).unwrap();
+        let mut pod = app_pod(json!({STATUS_ANNOTATION: "injected"}));
+        pod["spec"]["initContainers"] = json!([{"name": sidecar.name, "image": sidecar.image}]);
+        let report = check_live(&pod);
+        assert!(traced(&report), "{report:?}");
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    }
 }
