@@ -40,7 +40,7 @@ fn readiness_health_and_metrics_over_http() {
     for want in [
         "linnix_exits_total{container=\"\",code=\"4\",signal=\"\"} 1",
         "linnix_exits_total{container=\"\",code=\"\",signal=\"SIGKILL\"} 1",
-        "linnix_programs_attached 7",
+        "linnix_programs_attached 8",
         "linnix_events_lost_total 0",
         "linnix_events_rate_limited_total 0",
         "# EOF",
