@@ -341,16 +341,19 @@ async fn pump<T>(
     // A failing sampler is said once, not every 2 s, until it works again.
     let mut sampling_failed = false;
     writer.started_reading();
-    let stopped = loop {
+    let outcome = loop {
         tokio::select! {
             r = next_batch(tracer, writer) => {
-                r.map_err(RunError::RingBuffer)?;
-                writer.flush()?;
+                if let Err(e) = r.map_err(RunError::RingBuffer).and_then(|()| writer.flush()) {
+                    break Err(e);
+                }
             }
             _ = stats.tick() => {
                 writer.tick(tracer);
                 writer.release_held(false);
-                writer.flush()?;
+                if let Err(e) = writer.flush() {
+                    break Err(e);
+                }
             }
             _ = memory.tick() => match tracer.sample_memory() {
                 Ok(pass) => {
@@ -363,7 +366,16 @@ async fn pump<T>(
                     warn!(error = %e, "cannot sample the containers' memory; the memory gauges stand still");
                 }
             },
-            stopped = &mut stop => break stopped?,
+            stopped = &mut stop => break stopped,
+        }
+    };
+    let stopped = match outcome {
+        Ok(stopped) => stopped,
+        Err(e) => {
+            // The summary the README promises when the tracer stops, also
+            // when stdout broke (`| head -1`).
+            writer.summarize(tracer);
+            return Err(e);
         }
     };
     tracer.drain(&mut |ev| writer.event(ev));
