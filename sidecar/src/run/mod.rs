@@ -228,14 +228,47 @@ async fn cleanup() -> Result<u8, RunError> {
 }
 
 async fn trace_cgroup(common: &CommonArgs, dir: &Path) -> Result<u8, RunError> {
-    let metrics = start_metrics(common.metrics_addr).await?;
+    // A bad directory is refused before anything is taken (a port above all).
     let mount = cgroup::v2_mount()?;
     let target = cgroup::position_of(dir, &mount)?;
-    let mut tracer = load(common, target, &dir.to_string_lossy(), &metrics)?;
+    let metrics = start_metrics(common.metrics_addr).await?;
+    let mut tracer = load(common, target, &cgroup::shown(dir), &metrics)?;
     let mut writer = EventWriter::new(metrics, trace_settings(common, target.id));
     writer.present_all(&mut tracer)?;
-    pump(&mut tracer, &mut writer, shutdown_signal()?).await?;
+    let signal = shutdown_signal()?;
+    let stop = async {
+        tokio::select! {
+            stopped = signal => stopped,
+            () = cgroup_removed(dir, target.id) => {
+                // Its last processes exited before it could go: their
+                // events are in the ring, and the drain writes them.
+                warn!(cgroup = %cgroup::shown(dir), "the traced cgroup was removed; stopping");
+                Ok(())
+            }
+        }
+    };
+    pump(&mut tracer, &mut writer, stop).await?;
     Ok(0)
+}
+
+/// How often `trace --cgroup` looks whether its cgroup is still there.
+const CGROUP_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Completes once `dir` is no longer the cgroup `id` (removed, or another
+/// directory made under its name). Nothing can happen in a removed cgroup,
+/// so a tracer that stayed would report nothing, forever.
+async fn cgroup_removed(dir: &Path, id: u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut check = tokio::time::interval(CGROUP_CHECK_INTERVAL);
+    loop {
+        check.tick().await;
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.ino() == id => {}
+            Ok(_) => return,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) => debug!(error = %e, "cannot look at the traced cgroup"),
+        }
+    }
 }
 
 async fn trace_command(
@@ -272,7 +305,7 @@ async fn trace_in(
     let mut tracer = load(
         common,
         scratch.position(),
-        &scratch.path().to_string_lossy(),
+        &cgroup::shown(scratch.path()),
         &metrics,
     )?;
     // The programs are attached: the command's exec is in the ring before
