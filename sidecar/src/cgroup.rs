@@ -264,6 +264,25 @@ pub(crate) fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
     }
 }
 
+/// How often `trace --cgroup` looks whether its cgroup is still there.
+const CGROUP_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Completes once `dir` is no longer the cgroup `id` (removed, or another
+/// directory made under its name). Nothing can happen in a removed cgroup,
+/// so a tracer that stayed would report nothing, forever.
+pub async fn removed(dir: &Path, id: u64) {
+    let mut check = tokio::time::interval(CGROUP_CHECK_INTERVAL);
+    loop {
+        check.tick().await;
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.ino() == id => {}
+            Ok(_) => return,
+            Err(e) if e.kind() == ErrorKind::NotFound => return,
+            Err(e) => tracing::debug!(error = %e, "cannot look at the traced cgroup"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

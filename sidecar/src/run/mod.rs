@@ -239,7 +239,7 @@ async fn trace_cgroup(common: &CommonArgs, dir: &Path) -> Result<u8, RunError> {
     let stop = async {
         tokio::select! {
             stopped = signal => stopped,
-            () = cgroup_removed(dir, target.id) => {
+            () = cgroup::removed(dir, target.id) => {
                 // Its last processes exited before it could go: their
                 // events are in the ring, and the drain writes them.
                 warn!(cgroup = %cgroup::shown(dir), "the traced cgroup was removed; stopping");
@@ -249,26 +249,6 @@ async fn trace_cgroup(common: &CommonArgs, dir: &Path) -> Result<u8, RunError> {
     };
     pump(&mut tracer, &mut writer, stop).await?;
     Ok(0)
-}
-
-/// How often `trace --cgroup` looks whether its cgroup is still there.
-const CGROUP_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Completes once `dir` is no longer the cgroup `id` (removed, or another
-/// directory made under its name). Nothing can happen in a removed cgroup,
-/// so a tracer that stayed would report nothing, forever.
-async fn cgroup_removed(dir: &Path, id: u64) {
-    use std::os::unix::fs::MetadataExt;
-    let mut check = tokio::time::interval(CGROUP_CHECK_INTERVAL);
-    loop {
-        check.tick().await;
-        match std::fs::metadata(dir) {
-            Ok(meta) if meta.ino() == id => {}
-            Ok(_) => return,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-            Err(e) => debug!(error = %e, "cannot look at the traced cgroup"),
-        }
-    }
 }
 
 async fn trace_command(

@@ -5,6 +5,9 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod api;
+mod log;
+
+use log::collect_stderr;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -105,38 +108,6 @@ fn collect(r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
         let mut s = String::new();
         let _ = BufReader::new(r).read_to_string(&mut s);
         s
-    })
-}
-
-/// The address in the tracer's "serving /metrics ... addr=A" log line.
-fn served_address(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("serving /metrics")?..];
-    let addr = rest[rest.find("addr=")? + "addr=".len()..]
-        .split_whitespace()
-        .next()?;
-    addr.parse().ok()
-}
-
-/// Like `collect`, line by line, noting the metrics address when it comes.
-fn collect_stderr(
-    r: impl Read + Send + 'static,
-    metrics: Arc<Mutex<Option<SocketAddr>>>,
-    closed: Arc<AtomicBool>,
-) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut all = String::new();
-        let mut reader = BufReader::new(r);
-        let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            let text = String::from_utf8_lossy(&line);
-            if let Some(addr) = served_address(&text) {
-                *metrics.lock().expect("lock") = Some(addr);
-            }
-            all.push_str(&text);
-            line.clear();
-        }
-        closed.store(true, Ordering::Release);
-        all
     })
 }
 
