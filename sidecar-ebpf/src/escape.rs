@@ -28,14 +28,29 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     out
 }
 
-/// Control characters (C0, DEL, C1: terminals act on them) and the Unicode
-/// bidirectional and line-separator controls, which reorder or break what a
-/// reader sees without being visible themselves.
+/// Control characters (C0, DEL, C1: terminals act on them); the Unicode
+/// `Bidi_Control` set and the line and paragraph separators, which reorder
+/// or break what a reader sees without being visible themselves; and the
+/// invisible characters of width zero (soft hyphen, zero-width space,
+/// non-joiner and joiner, word joiner and the invisible operators, the byte
+/// order mark), which make two different names look the same. An emoji
+/// joined by U+200D shows as its parts, the price of that.
 fn needs_escape(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}')
-        || ('\u{202a}'..='\u{202e}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
+        || is_bidi_control(c)
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{00ad}' | '\u{200b}'..='\u{200d}' | '\u{2060}'..='\u{2064}' | '\u{feff}'
+        )
+}
+
+/// The characters with the Unicode property `Bidi_Control`
+/// (PropList.txt): all twelve.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
@@ -69,6 +84,49 @@ mod tests {
         assert_eq!(escape_bytes("x\u{9b}y".as_bytes()), "x\\xc2\\x9by");
         // A right-to-left override reorders what follows on screen.
         assert_eq!(escape_bytes("a\u{202e}b".as_bytes()), "a\\xe2\\x80\\xaeb");
+    }
+
+    #[test]
+    fn every_bidi_control_is_escaped() {
+        // Bidi_Control in Unicode 16's PropList.txt.
+        let bidi = [
+            0x061c, 0x200e, 0x200f, 0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068,
+            0x2069,
+        ];
+        for code in bidi {
+            let c = char::from_u32(code).expect("a char");
+            let text = format!("a{c}b");
+            let escaped = escape_bytes(text.as_bytes());
+            let bytes: String = c
+                .encode_utf8(&mut [0; 4])
+                .bytes()
+                .map(|b| format!("\\x{b:02x}"))
+                .collect();
+            assert_eq!(escaped, format!("a{bytes}b"), "U+{code:04X}");
+        }
+        assert_eq!(escape_bytes("\u{61c}".as_bytes()), "\\xd8\\x9c");
+    }
+
+    #[test]
+    fn zero_width_characters_are_escaped() {
+        for (c, want) in [
+            ('\u{00ad}', "\\xc2\\xad"),
+            ('\u{200b}', "\\xe2\\x80\\x8b"),
+            ('\u{200c}', "\\xe2\\x80\\x8c"),
+            ('\u{200d}', "\\xe2\\x80\\x8d"),
+            ('\u{2060}', "\\xe2\\x81\\xa0"),
+            ('\u{feff}', "\\xef\\xbb\\xbf"),
+        ] {
+            assert_eq!(
+                escape_bytes(format!("s{c}h").as_bytes()),
+                format!("s{want}h")
+            );
+        }
+        // Visible neighbours stay.
+        assert_eq!(
+            escape_bytes("\u{2010}\u{2070}".as_bytes()),
+            "\u{2010}\u{2070}"
+        );
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub(crate) const PROGRAMS: [(&str, &[&str]); 7] = [
     ("cgroup_attach_task", &["handle_cgroup_attach"]),
 ];
 
+/// Compares the credentials before and after an exec (sched_prepare_exec,
+/// Linux 6.10); optional, unlike [`PROGRAMS`].
+pub(crate) const PREPARE_EXEC_PROGRAM: &str = "handle_prepare_exec";
+
 /// The object, loaded with its globals set; the maps exist, no program is
 /// attached yet.
 pub(crate) fn load_object(config: &TracerConfig) -> Result<Ebpf, TracerError> {

@@ -16,7 +16,9 @@ use crate::bindings::{
 };
 use crate::decode::decode;
 use crate::error::{classify, parse_btf, require_btf_file};
-use crate::load::{attach_first, load_object, load_sampler, take_map, PROGRAMS};
+use crate::load::{
+    attach_first, load_object, load_sampler, take_map, PREPARE_EXEC_PROGRAM, PROGRAMS,
+};
 use crate::memory::{self, PressureMap};
 use crate::poll_timer::PollTimer;
 use crate::present;
@@ -67,6 +69,20 @@ impl Tracer {
         for (tracepoint, candidates) in PROGRAMS {
             attach_first(&mut ebpf, &btf, candidates, tracepoint)?;
             attached += 1;
+        }
+        // Kernels before 6.10 lack the tracepoint: an exec's privileges are
+        // then the kernel's AT_SECURE verdict (see bpf/lifecycle/exec.c).
+        match attach_first(
+            &mut ebpf,
+            &btf,
+            &[PREPARE_EXEC_PROGRAM],
+            "sched_prepare_exec",
+        ) {
+            Ok(()) => attached += 1,
+            Err(e) => tracing::warn!(
+                error = %e,
+                "privileges_raised falls back to the kernel's AT_SECURE verdict, which also marks execs that raised nothing"
+            ),
         }
         load_sampler(&mut ebpf, &btf)?;
         present::load(&mut ebpf, &btf)?;

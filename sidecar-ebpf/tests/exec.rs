@@ -1,7 +1,7 @@
 //! What an exec reports: the file name and argv as the kernel hands them
 //! over (long, empty, rewritten for a `#!` script, with control bytes and
-//! invalid UTF-8), and the privileges it raises. Real BPF against real
-//! processes (root needed).
+//! invalid UTF-8). Real BPF against real processes (root needed); the
+//! privileges an exec raises are in privileges.rs.
 
 mod common;
 
@@ -13,14 +13,6 @@ use std::process::Command;
 
 use common::*;
 use linnix_ebpf::Tracer;
-
-/// A directory others may enter (a tempdir is 0700), for binaries run as
-/// another user.
-fn open_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
-    dir
-}
 
 fn copy_with_mode(from: &str, to: &Path, mode: u32) {
     fs::copy(from, to).expect("copy");
@@ -117,105 +109,6 @@ async fn exec_marks_a_long_filename_as_truncated() {
         exec.filename
     );
     assert_eq!(exec.argv, [link]);
-}
-
-/// Run `path` in `cg` as `user` (uid = gid), through setpriv, which execs it.
-fn run_as(cg: &Path, user: u32, extra: &[&str], path: &Path) -> u32 {
-    let id = format!("--reuid={user}");
-    let gid = format!("--regid={user}");
-    let mut argv = vec!["/usr/bin/setpriv", &id, &gid, "--clear-groups"];
-    argv.extend(extra);
-    argv.push(path.to_str().expect("utf-8 path"));
-    run_in(cg, &argv)
-}
-
-#[tokio::test]
-async fn set_id_and_file_capability_execs_raise_privileges() {
-    let _lock = BPF_LOCK.lock().await;
-    let cg = TestCgroup::new();
-    let dir = open_dir();
-    let suid = dir.path().join("suid-id");
-    let sgid = dir.path().join("sgid-id");
-    let caps = dir.path().join("caps-id");
-    copy_with_mode("/usr/bin/id", &suid, 0o4755);
-    copy_with_mode("/usr/bin/id", &sgid, 0o2755);
-    copy_with_mode("/usr/bin/id", &caps, 0o755);
-    let status = Command::new("/usr/sbin/setcap")
-        .args(["cap_net_raw+ep", caps.to_str().expect("utf-8")])
-        .status()
-        .expect("setcap");
-    assert!(status.success());
-    let mut tracer = Tracer::load(&config(cg.position())).expect("load");
-
-    const NOBODY: u32 = 65534;
-    let runs = [
-        (run_as(&cg.path, NOBODY, &[], &suid), "setuid by nobody"),
-        (run_as(&cg.path, NOBODY, &[], &sgid), "setgid by nobody"),
-        (run_as(&cg.path, NOBODY, &[], &caps), "file caps by nobody"),
-        (
-            run_in(&cg.path, &[suid.to_str().expect("utf-8")]),
-            "setuid by root",
-        ),
-        (
-            run_as(&cg.path, NOBODY, &["--no-new-privs"], &suid),
-            "setuid under no_new_privs",
-        ),
-    ];
-    let events = collect(&mut tracer);
-    let exec_by = |pid: u32| {
-        execs(&events)
-            .into_iter()
-            .find(|e| {
-                e.task.host_pid == pid && e.filename.starts_with(dir.path().to_str().unwrap())
-            })
-            .unwrap_or_else(|| panic!("no exec of the copy by {pid}: {events:#?}"))
-    };
-    let view: Vec<(&str, bool, bool, bool, bool, u32, u32)> = runs
-        .iter()
-        .map(|&(pid, what)| {
-            let e = exec_by(pid);
-            let p = e.privileges;
-            (
-                what,
-                p.setuid,
-                p.setgid,
-                p.file_caps,
-                p.secure_exec,
-                e.task.uid,
-                e.task.gid,
-            )
-        })
-        .collect();
-    assert_eq!(
-        view,
-        [
-            ("setuid by nobody", true, false, false, true, 0, NOBODY),
-            ("setgid by nobody", false, true, false, true, NOBODY, 0),
-            (
-                "file caps by nobody",
-                false,
-                false,
-                true,
-                true,
-                NOBODY,
-                NOBODY
-            ),
-            // Root gains nothing from a set-user-ID-root file.
-            ("setuid by root", false, false, false, false, 0, 0),
-            // The kernel ignores the bit under no_new_privs.
-            (
-                "setuid under no_new_privs",
-                false,
-                false,
-                false,
-                false,
-                NOBODY,
-                NOBODY
-            ),
-        ]
-    );
-    assert!(exec_by(runs[0].0).privileges.raised());
-    assert!(!exec_by(runs[3].0).privileges.raised());
 }
 
 #[tokio::test]

@@ -22,21 +22,29 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum CgroupError {
     #[error("no cgroup v2 file system is mounted (no cgroup2 entry in {MOUNTINFO}); a cgroup v2 (unified or hybrid) host is required")]
     NoV2Mount,
-    #[error("{0} is not a directory of the cgroup v2 file system")]
+    #[error("{} is not a directory of the cgroup v2 file system", shown(.0))]
     NotV2(PathBuf),
-    #[error("{path} is not below the cgroup v2 mount {mount}")]
+    #[error("{} does not exist", shown(.0))]
+    Missing(PathBuf),
+    #[error("{} is not below the cgroup v2 mount {}", shown(.path), shown(.mount))]
     OutsideMount { path: PathBuf, mount: PathBuf },
     #[error(
-        "no memory controller: neither cgroup v2 ({0}) nor a cgroup v1 memory hierarchy offers one"
+        "no memory controller: neither cgroup v2 ({}) nor a cgroup v1 memory hierarchy offers one", shown(.0)
     )]
     NoMemoryController(PathBuf),
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {}: {source}", shown(.path))]
     Io {
         action: &'static str,
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+}
+
+/// A path as the events show names: a path the user gave may hold an ESC
+/// or other bytes a terminal acts on.
+pub(crate) fn shown(path: &Path) -> String {
+    linnix_ebpf::escape_bytes(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
 }
 
 pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CgroupError {
@@ -146,7 +154,10 @@ fn is_cgroup2_dir(path: &Path) -> Result<bool, CgroupError> {
 
 /// The id (inode) and level (depth below the v2 root) of a v2 directory.
 pub fn position_of(dir: &Path, mount: &Path) -> Result<CgroupPosition, CgroupError> {
-    let dir = dir.canonicalize().map_err(io_err("resolve", dir))?;
+    let dir = dir.canonicalize().map_err(|e| match e.kind() {
+        ErrorKind::NotFound => CgroupError::Missing(dir.to_owned()),
+        _ => io_err("resolve", dir)(e),
+    })?;
     let meta = fs::metadata(&dir).map_err(io_err("stat", &dir))?;
     if !meta.is_dir() || !is_cgroup2_dir(&dir)? {
         return Err(CgroupError::NotV2(dir));
@@ -249,6 +260,25 @@ pub(crate) fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(e) => return Err(io_err("remove", dir)(e)),
+        }
+    }
+}
+
+/// How often `trace --cgroup` looks whether its cgroup is still there.
+const CGROUP_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Completes once `dir` is no longer the cgroup `id` (removed, or another
+/// directory made under its name). Nothing can happen in a removed cgroup,
+/// so a tracer that stayed would report nothing, forever.
+pub async fn removed(dir: &Path, id: u64) {
+    let mut check = tokio::time::interval(CGROUP_CHECK_INTERVAL);
+    loop {
+        check.tick().await;
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.ino() == id => {}
+            Ok(_) => return,
+            Err(e) if e.kind() == ErrorKind::NotFound => return,
+            Err(e) => tracing::debug!(error = %e, "cannot look at the traced cgroup"),
         }
     }
 }

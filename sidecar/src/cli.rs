@@ -37,23 +37,35 @@ pub struct CommonArgs {
     pub threads: bool,
 
     /// In-kernel cap on events per second for the traced cgroup; 0 = no cap.
-    #[arg(long, global = true, default_value_t = 10_000, value_name = "N")]
+    // A negative number is taken as a value, so that it gets this option's
+    // error and not clap's hint to write `-- -1`, which would make it the
+    // command.
+    #[arg(long, global = true, default_value_t = 10_000, value_name = "N",
+          allow_negative_numbers = true, value_parser = parse_events_per_sec)]
     pub max_events_per_sec: u32,
 
     /// How long the metric series of a container whose cgroup was removed
     /// stay, so that scrapes see their last values (an OOM kill that ended
     /// the container included); then they are dropped. Only series labelled
     /// with a container id: those labelled with a name stay.
-    #[arg(long, global = true, default_value_t = 300, value_name = "SECONDS")]
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 300,
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
     pub removed_series_ttl: u64,
     /// A memory_pressure event when a container's memory usage reaches this
     /// percentage of its limit (sampled every few seconds); 0 = only reclaim.
     #[arg(long, global = true, default_value_t = 90, value_name = "PERCENT",
+          allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub memory_pressure_threshold: u32,
 
     /// At most one memory_pressure event per container per interval; the
-    /// next one counts the reclaims and crossings in between (10s, 1m, ...).
+    /// next one counts the reclaims and crossings in between (10s, 1m, ...;
+    /// at least 1s).
     #[arg(long, global = true, default_value = "10s", value_name = "DURATION",
           value_parser = parse_interval)]
     pub memory_pressure_interval: Duration,
@@ -75,13 +87,49 @@ pub struct CommonArgs {
     pub log_level: String,
 }
 
-/// A positive duration such as `10s`, `500ms` or `1m`.
+/// The shortest `--memory-pressure-interval`: a container reclaiming at its
+/// limit does so hundreds of times a second, and a shorter interval would
+/// pass most of that on as events.
+pub const MIN_PRESSURE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A duration such as `10s`, `1500ms` or `1m`, at least
+/// [`MIN_PRESSURE_INTERVAL`].
 fn parse_interval(input: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(input).map_err(|e| format!("{input:?}: {e}"))?;
-    if d.is_zero() {
-        return Err(format!("{input:?}: the interval must be longer than zero"));
+    if d < MIN_PRESSURE_INTERVAL {
+        return Err(format!(
+            "{input:?}: the interval must be at least {}",
+            humantime::format_duration(MIN_PRESSURE_INTERVAL)
+        ));
     }
     Ok(d)
+}
+
+fn parse_events_per_sec(input: &str) -> Result<u32, String> {
+    input.parse().map_err(|_| {
+        format!(
+            "{input:?} is not a number of events per second: a whole number from 0 (no cap) to {}",
+            u32::MAX
+        )
+    })
+}
+
+/// The smallest `--memory-limit`. The command's process is forked from the
+/// tracer and joins the cgroup before its exec, so it must fit the limit
+/// from the start: below ~192 KiB (measured with /bin/echo) it is
+/// OOM-killed before it runs. A floor of five times that leaves room for a
+/// larger runtime's first pages; what the command needs after that is its
+/// own business, and an OOM kill then is reported as one.
+pub const MIN_MEMORY_LIMIT: u64 = 1 << 20;
+
+fn parse_memory_limit(input: &str) -> Result<u64, String> {
+    let limit = parse_size(input).map_err(|e| e.to_string())?;
+    if limit < MIN_MEMORY_LIMIT {
+        return Err(format!(
+            "{input:?} is below 1Mi, the least a command can start under (it would be OOM-killed before it runs)"
+        ));
+    }
+    Ok(limit)
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,8 +150,8 @@ pub struct TraceArgs {
     pub cgroup: Option<PathBuf>,
 
     /// Memory limit of the fresh cgroup the command runs in: bytes, or with a
-    /// unit (64M = 64*10^6, 64Mi = 64*2^20, 1G, 1Gi, ...).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "command")]
+    /// unit (64M = 64*10^6, 64Mi = 64*2^20, 1G, 1Gi, ...); at least 1Mi.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit, requires = "command")]
     pub memory_limit: Option<u64>,
 
     /// The command to run (after `--`). Its stdout is sent to stderr so that
@@ -227,6 +275,8 @@ mod tests {
             ["--memory-pressure-threshold", "101"],
             ["--memory-pressure-threshold", "-1"],
             ["--memory-pressure-interval", "0s"],
+            ["--memory-pressure-interval", "1ns"],
+            ["--memory-pressure-interval", "999ms"],
             ["--memory-pressure-interval", "soon"],
         ] {
             assert!(parse(&bad).is_err(), "{bad:?}");
@@ -239,5 +289,37 @@ mod tests {
         assert!(parse(&["trace", "--cgroup", "/x", "--", "true"]).is_err());
         assert!(parse(&["trace", "--cgroup", "/x", "--memory-limit", "1M"]).is_err());
         assert!(parse(&["trace", "--memory-limit", "lots", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn a_memory_limit_below_the_floor_is_refused() {
+        for small in ["0", "1", "4096", "1048575"] {
+            let err = parse(&["trace", "--memory-limit", small, "--", "true"])
+                .expect_err(small)
+                .to_string();
+            assert!(err.contains("is below 1Mi"), "{small}: {err}");
+        }
+        let cli = parse(&["trace", "--memory-limit", "1Mi", "--", "true"]).expect("parses");
+        let Some(Command::Trace(t)) = cli.command else {
+            panic!("expected trace");
+        };
+        assert_eq!(t.memory_limit, Some(MIN_MEMORY_LIMIT));
+    }
+
+    #[test]
+    fn a_negative_number_is_a_bad_value_not_a_command() {
+        for option in [
+            "--max-events-per-sec",
+            "--removed-series-ttl",
+            "--memory-pressure-threshold",
+        ] {
+            let err = parse(&["trace", option, "-1", "--", "true"])
+                .expect_err(option)
+                .to_string();
+            assert!(err.contains("invalid value '-1'"), "{option}: {err}");
+            assert!(!err.contains("-- -1"), "{option}: {err}");
+        }
+        let err = parse(&["--max-events-per-sec", "-1"]).expect_err("negative");
+        assert!(err.to_string().contains("from 0 (no cap)"), "{err}");
     }
 }

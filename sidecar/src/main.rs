@@ -29,6 +29,7 @@ mod text;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -48,8 +49,29 @@ fn init_tracing(default_filter: &str) {
         .init();
 }
 
+/// Whether stdout was closed when the process started (`>&-`). The Rust
+/// runtime reopens a closed stdout on /dev/null before `main`, which would
+/// then take every event without a word, so it is looked at earlier, by a
+/// constructor the loader runs before the runtime's start-up.
+static STDOUT_CLOSED_AT_START: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn note_closed_stdout() {
+    // SAFETY: F_GETFD only reads the descriptor table.
+    if unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1 {
+        STDOUT_CLOSED_AT_START.store(true, Ordering::Relaxed);
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static NOTE_CLOSED_STDOUT: extern "C" fn() = note_closed_stdout;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if STDOUT_CLOSED_AT_START.load(Ordering::Relaxed) {
+        eprintln!("error: stdout is closed, so every event would be lost; give the tracer a stdout (`> FILE`, or `> /dev/null` to discard the events on purpose)");
+        return ExitCode::from(2);
+    }
     init_tracing(&cli.common.log_level);
     // One thread is plenty for a ring buffer and a metrics endpoint, and
     // keeps the sidecar's memory small.

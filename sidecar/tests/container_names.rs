@@ -178,7 +178,7 @@ fn memory_gauges_name_the_containers() {
         ),
         Some(0)
     );
-    let (_, body) = http_get(t.metrics.expect("addr"), "/metrics").expect("metrics");
+    let (_, body) = http_get(t.metrics(), "/metrics").expect("metrics");
     // Names only (no ids), and nothing about the tracer's own container.
     let memory_lines: Vec<&str> = body
         .lines()

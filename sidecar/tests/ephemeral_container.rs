@@ -47,7 +47,7 @@ fn debug_session(pod: &TestCgroup, t: &Tracer) -> String {
         &debug,
         &["/bin/sh", "-c", "/bin/echo ephemeral-marker; exit 7"],
     );
-    let addr = t.metrics.expect("metrics address");
+    let addr = t.metrics();
     let series = format!("linnix_events_total{{kind=\"exec\",container=\"{DEBUG_ID}\"}} ");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

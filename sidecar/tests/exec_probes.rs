@@ -77,7 +77,7 @@ fn run_pod(extra: &[&str]) -> (Finished, String) {
         }),
         "the probe was not counted"
     );
-    let (_, metrics) = common::http_get(t.metrics.expect("addr"), "/metrics").expect("metrics");
+    let (_, metrics) = common::http_get(t.metrics(), "/metrics").expect("metrics");
     let r = t.stop();
     assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
     (r, metrics)

@@ -88,7 +88,7 @@ fn memory_pressure_and_gauges_with_only_bpf_and_perfmon() {
     in_cgroup(&mut cmd, &app);
     limit.apply(&mut cmd);
     let mut hog = Proc::spawn(&mut cmd);
-    let addr = t.metrics.expect("metrics address");
+    let addr = t.metrics();
     // Under `trace`, the traced cgroup's child `app` is a container.
     let usage = "linnix_container_memory_usage_bytes{container=\"app\"}";
     assert!(

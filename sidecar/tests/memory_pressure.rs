@@ -89,7 +89,7 @@ fn half_the_limit_is_no_pressure_and_the_gauges_match_cgroupfs() {
         &[],
     );
     t.wait_ready();
-    let addr = t.metrics.expect("metrics address");
+    let addr = t.metrics();
     let usage_series = "linnix_container_memory_usage_bytes{container=\"\"}";
     assert!(
         wait_until(Duration::from_secs(6), || metric(addr, usage_series)
@@ -152,7 +152,7 @@ fn reclaim_without_a_kill_is_one_event_per_interval_carrying_the_count() {
         &[],
     );
     t.wait_ready();
-    let addr = t.metrics.expect("metrics address");
+    let addr = t.metrics();
     let reclaims = "linnix_container_memory_pressure_total{container=\"\",reason=\"reclaim\"}";
     let max_events = "linnix_container_memory_events_total{container=\"\",event=\"max\"}";
     // Once the writer is done (the shell sleeps), two samples agree: reads

@@ -124,3 +124,29 @@ fn a_path_outside_cgroup_v2_is_refused() {
         r.stderr
     );
 }
+
+#[test]
+fn the_tracer_stops_when_its_cgroup_is_removed() {
+    let cg = TestCgroup::named("removed");
+    let traced = cg.path.join("going");
+    std::fs::create_dir(&traced).expect("mkdir");
+    let mut t = Tracer::trace_cgroup(&traced, &[]);
+    t.wait_ready();
+    run_in(&traced, &["/bin/echo", "last-marker"]);
+    std::fs::remove_dir(&traced).expect("rmdir the empty cgroup");
+    // No signal: the tracer has to notice by itself.
+    let r = t.finish(Duration::from_secs(10));
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("the traced cgroup was removed; stopping"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        of_kind(&r.events, "exec")
+            .iter()
+            .any(|e| argv_has(e, "last-marker")),
+        "{:?}",
+        r.events
+    );
+}

@@ -18,7 +18,7 @@ fn metric_line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
 fn readiness_health_and_metrics_over_http() {
     let cg = TestCgroup::named("metrics");
     let mut t = Tracer::trace_cgroup(&cg.path, &[]);
-    let addr = t.metrics.expect("addr");
+    let addr = t.metrics();
     t.wait_ready();
     assert_eq!(http_get(addr, "/healthz").expect("healthz").0, 200);
     assert_eq!(http_get(addr, "/nope").expect("404").0, 404);
@@ -40,7 +40,7 @@ fn readiness_health_and_metrics_over_http() {
     for want in [
         "linnix_exits_total{container=\"\",code=\"4\",signal=\"\"} 1",
         "linnix_exits_total{container=\"\",code=\"\",signal=\"SIGKILL\"} 1",
-        "linnix_programs_attached 7",
+        "linnix_programs_attached 8",
         "linnix_events_lost_total 0",
         "linnix_events_rate_limited_total 0",
         "# EOF",
@@ -60,7 +60,7 @@ fn readiness_health_and_metrics_over_http() {
 fn rate_limit_drops_in_the_kernel_and_is_counted() {
     let cg = TestCgroup::named("ratelimit");
     let mut t = Tracer::trace_cgroup(&cg.path, &["--max-events-per-sec", "5"]);
-    let addr = t.metrics.expect("addr");
+    let addr = t.metrics();
     t.wait_ready();
     run_in(
         &cg.path,
@@ -112,7 +112,7 @@ fn series_of_a_removed_container_cgroup_are_dropped_after_their_ttl() {
         &cg.path,
         &["--removed-series-ttl", &ttl.as_secs().to_string()],
     );
-    let addr = t.metrics.expect("addr");
+    let addr = t.metrics();
     t.wait_ready();
     run_in(&gone, &["/bin/sh", "-c", "exit 5"]);
     run_in(&stays, &["/bin/sh", "-c", "kill -9 $$"]);

@@ -67,13 +67,13 @@ enum linnix_event_flags {
 	LINNIX_FLAG_MEMCG_KNOWN = 1 << 3,
 	/* all: the parent process is in the pod too (parent_start_ns is its identity) */
 	LINNIX_FLAG_PARENT_IN_TARGET = 1 << 4,
-	/* exec: the kernel marked it AT_SECURE (bprm->secureexec): ids or capabilities were raised */
+	/* exec: the kernel marked it AT_SECURE (bprm->secureexec) along with a raise below, or for another reason (an LSM) */
 	LINNIX_FLAG_SECUREEXEC = 1 << 5,
-	/* exec: a set-user-ID file changed the effective uid */
+	/* exec: a set-user-ID file made its owner the effective uid */
 	LINNIX_FLAG_SETUID = 1 << 6,
-	/* exec: a set-group-ID file changed the effective gid */
+	/* exec: a set-group-ID file made its group the effective gid */
 	LINNIX_FLAG_SETGID = 1 << 7,
-	/* exec: file capabilities raised the permitted set (not set-ID, not root) */
+	/* exec: the permitted set gained capabilities (real and effective uid not root) */
 	LINNIX_FLAG_FILE_CAPS = 1 << 8,
 	/* fork: the process that forked is in the pod (creator_* is its identity) */
 	LINNIX_FLAG_CREATOR_IN_TARGET = 1 << 9,

@@ -178,6 +178,8 @@ struct cred {
 
 struct inode {
 	umode_t i_mode;
+	kuid_t i_uid;
+	kgid_t i_gid;
 };
 
 struct file {
@@ -208,6 +210,8 @@ struct linux_binprm {
 	unsigned int secureexec:1;
 	/* the file that runs: the interpreter, for a script */
 	struct file *file;
+	/* the credentials the exec installs; NULL once they are committed */
+	struct cred *cred;
 	int argc;
 	const char *filename;
 };
@@ -254,6 +258,7 @@ enum {
 /* include/uapi/linux/stat.h */
 #define S_ISUID 0004000
 #define S_ISGID 0002000
+#define S_IXGRP 0000010
 
 /* include/linux/sched/signal.h */
 #define SIGNAL_GROUP_EXIT 0x00000004

@@ -68,18 +68,33 @@ impl EventWriter {
             if unreported.any() {
                 self.write_lost(self.clock.boot_ns(), unreported);
             }
-            let totals = Drops::from(totals);
-            let summary = losses::summary(self.out.written(), totals);
-            if totals.any() {
-                warn!(
-                    lost = totals.lost,
-                    rate_limited = totals.rate_limited,
-                    "{summary}"
-                );
-            } else {
-                info!("{summary}");
-            }
         }
-        self.flush()
+        let flushed = self.flush();
+        self.summarize(tracer);
+        flushed
+    }
+
+    /// The summary on stderr, also when stdout broke and nothing more can
+    /// be written: what reached it, what did not, what the kernel dropped.
+    pub fn summarize(&mut self, tracer: &Tracer) {
+        let Some(totals) = self.kernel_stats(tracer) else {
+            return;
+        };
+        let totals = Drops::from(totals);
+        let mut summary = losses::summary(self.out.written(), totals);
+        let unwritten = self.out.unwritten();
+        if unwritten > 0 {
+            summary.push_str(&format!(", {unwritten} not written (stdout was closed)"));
+        }
+        if totals.any() || unwritten > 0 {
+            warn!(
+                lost = totals.lost,
+                rate_limited = totals.rate_limited,
+                unwritten,
+                "{summary}"
+            );
+        } else {
+            info!("{summary}");
+        }
     }
 }

@@ -228,13 +228,26 @@ async fn cleanup() -> Result<u8, RunError> {
 }
 
 async fn trace_cgroup(common: &CommonArgs, dir: &Path) -> Result<u8, RunError> {
-    let metrics = start_metrics(common.metrics_addr).await?;
+    // A bad directory is refused before anything is taken (a port above all).
     let mount = cgroup::v2_mount()?;
     let target = cgroup::position_of(dir, &mount)?;
-    let mut tracer = load(common, target, &dir.to_string_lossy(), &metrics)?;
+    let metrics = start_metrics(common.metrics_addr).await?;
+    let mut tracer = load(common, target, &cgroup::shown(dir), &metrics)?;
     let mut writer = EventWriter::new(metrics, trace_settings(common, target.id));
     writer.present_all(&mut tracer)?;
-    pump(&mut tracer, &mut writer, shutdown_signal()?).await?;
+    let signal = shutdown_signal()?;
+    let stop = async {
+        tokio::select! {
+            stopped = signal => stopped,
+            () = cgroup::removed(dir, target.id) => {
+                // Its last processes exited before it could go: their
+                // events are in the ring, and the drain writes them.
+                warn!(cgroup = %cgroup::shown(dir), "the traced cgroup was removed; stopping");
+                Ok(())
+            }
+        }
+    };
+    pump(&mut tracer, &mut writer, stop).await?;
     Ok(0)
 }
 
@@ -272,7 +285,7 @@ async fn trace_in(
     let mut tracer = load(
         common,
         scratch.position(),
-        &scratch.path().to_string_lossy(),
+        &cgroup::shown(scratch.path()),
         &metrics,
     )?;
     // The programs are attached: the command's exec is in the ring before
@@ -341,16 +354,19 @@ async fn pump<T>(
     // A failing sampler is said once, not every 2 s, until it works again.
     let mut sampling_failed = false;
     writer.started_reading();
-    let stopped = loop {
+    let outcome = loop {
         tokio::select! {
             r = next_batch(tracer, writer) => {
-                r.map_err(RunError::RingBuffer)?;
-                writer.flush()?;
+                if let Err(e) = r.map_err(RunError::RingBuffer).and_then(|()| writer.flush()) {
+                    break Err(e);
+                }
             }
             _ = stats.tick() => {
                 writer.tick(tracer);
                 writer.release_held(false);
-                writer.flush()?;
+                if let Err(e) = writer.flush() {
+                    break Err(e);
+                }
             }
             _ = memory.tick() => match tracer.sample_memory() {
                 Ok(pass) => {
@@ -363,7 +379,16 @@ async fn pump<T>(
                     warn!(error = %e, "cannot sample the containers' memory; the memory gauges stand still");
                 }
             },
-            stopped = &mut stop => break stopped?,
+            stopped = &mut stop => break stopped,
+        }
+    };
+    let stopped = match outcome {
+        Ok(stopped) => stopped,
+        Err(e) => {
+            // The summary the README promises when the tracer stops, also
+            // when stdout broke (`| head -1`).
+            writer.summarize(tracer);
+            return Err(e);
         }
     };
     tracer.drain(&mut |ev| writer.event(ev));

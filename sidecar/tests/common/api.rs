@@ -149,7 +149,7 @@ impl PodEndpoint {
 }
 
 pub fn metric(t: &Tracer, series: &str) -> Option<u64> {
-    super::metric(t.metrics.expect("metrics address"), series)
+    super::metric(t.metrics(), series)
 }
 
 pub fn pod_mode_env(kubeconfig: &Path) -> Vec<(&'static str, String)> {

@@ -5,12 +5,17 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod api;
+mod log;
+
+use log::collect_stderr;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -86,7 +91,10 @@ pub struct Tracer {
     pub proc: Proc,
     stdout: Option<thread::JoinHandle<String>>,
     stderr: Option<thread::JoinHandle<String>>,
-    pub metrics: Option<SocketAddr>,
+    /// The metrics address the tracer bound (port 0: the kernel's pick), as
+    /// its log says; set by the stderr reader.
+    metrics: Arc<Mutex<Option<SocketAddr>>>,
+    stderr_closed: Arc<AtomicBool>,
 }
 
 pub struct Finished {
@@ -123,7 +131,6 @@ impl Tracer {
         cgroup: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Self {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cmd = match wrapper.split_first() {
             Some((w, rest)) => {
                 let mut c = Command::new(w);
@@ -132,8 +139,10 @@ impl Tracer {
             }
             None => Command::new(BIN),
         };
+        // Port 0: the kernel picks a free one and the tracer logs it. A port
+        // picked here and released would race with every other test.
         cmd.arg("--metrics-addr")
-            .arg(addr.to_string())
+            .arg("127.0.0.1:0")
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("KUBECONFIG")
@@ -147,25 +156,51 @@ impl Tracer {
         }
         let mut proc = Proc::spawn(&mut cmd);
         let stdout = collect(proc.child.stdout.take().expect("stdout"));
-        let stderr = collect(proc.child.stderr.take().expect("stderr"));
+        let metrics = Arc::new(Mutex::new(None));
+        let stderr_closed = Arc::new(AtomicBool::new(false));
+        let stderr = collect_stderr(
+            proc.child.stderr.take().expect("stderr"),
+            Arc::clone(&metrics),
+            Arc::clone(&stderr_closed),
+        );
         Tracer {
             proc,
             stdout: Some(stdout),
             stderr: Some(stderr),
-            metrics: Some(addr),
+            metrics,
+            stderr_closed,
+        }
+    }
+
+    /// The address /metrics is served on, once the tracer has said it.
+    pub fn metrics(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(addr) = *self.metrics.lock().expect("lock") {
+                return addr;
+            }
+            assert!(
+                !self.stderr_closed.load(Ordering::Acquire),
+                "the tracer closed stderr without serving metrics"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the tracer did not serve metrics in time"
+            );
+            thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// Wait until /readyz answers 200: every program is attached.
     pub fn wait_ready(&mut self) {
-        let addr = self.metrics.expect("metrics address");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(st) = self.proc.child.try_wait().expect("try_wait") {
                 let err = self.stderr.take().map(|h| h.join().unwrap_or_default());
                 panic!("tracer exited early with {st}: {}", err.unwrap_or_default());
             }
-            if let Ok((200, _)) = http_get(addr, "/readyz") {
+            let addr = *self.metrics.lock().expect("lock");
+            if let Some(Ok((200, _))) = addr.map(|a| http_get(a, "/readyz")) {
                 return;
             }
             assert!(Instant::now() < deadline, "tracer not ready in time");
@@ -318,13 +353,6 @@ pub fn argv_has(e: &Value, word: &str) -> bool {
 
 pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// A plain HTTP/1.1 GET: (status, body).
