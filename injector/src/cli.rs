@@ -89,6 +89,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LINNIX_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// Of --max-connections, most that may still be in their TLS handshake
+    /// (the oldest is closed for a newer one); the rest are kept for
+    /// connections that completed it. Default: a quarter.
+    #[arg(long, env = "LINNIX_MAX_HANDSHAKES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_handshakes: Option<u32>,
+
     /// Generate a CA and serving certificate in memory and set the caBundle
     /// of --webhook-config.
     #[arg(long, requires = "webhook_config")]
@@ -119,6 +125,17 @@ pub struct ServeArgs {
     /// The injector's own namespace: never injected.
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
+}
+
+impl ServeArgs {
+    /// --max-handshakes, or a quarter of --max-connections; never more
+    /// than --max-connections.
+    pub fn handshake_share(&self) -> usize {
+        let max = self.max_connections as usize;
+        self.max_handshakes
+            .map_or(max / 4, |n| n as usize)
+            .clamp(1, max)
+    }
 }
 
 #[derive(Debug, Args)]
