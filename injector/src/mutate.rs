@@ -193,22 +193,18 @@ mod tests {
     }
 
     /// The API server compares quantities exactly (after rounding up to
-    /// nano units): a limit a nano below a 32Mi request must lower it.
+    /// nano units): a limit a nano below a 10m request must lower it.
     #[test]
     fn overrides_compare_exactly() {
-        let s = Config::from_yaml("sidecar: {minMemoryLimit: 8Mi, resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}}")
-            .unwrap()
-            .sidecar
-            .validate(None)
-            .unwrap();
+        let s = Config::default().sidecar.validate(None).unwrap();
         for (limit, request) in [
-            ("33554431.999999999", "33554431.999999999"),
-            // Beyond nano precision the API server rounds up to 32Mi.
-            ("33554431.9999999991", "32Mi"),
-            ("33554432", "32Mi"),
-            ("32Mi", "32Mi"),
+            ("0.009999999", "0.009999999"),
+            // Beyond nano precision the API server rounds up to 10m.
+            ("0.0099999991", "10m"),
+            ("0.01", "10m"),
+            ("10m", "10m"),
         ] {
-            let mut pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", MEMORY_LIMIT_ANNOTATION: limit}}, "spec": {"containers": []}});
+            let mut pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", CPU_LIMIT_ANNOTATION: limit}}, "spec": {"containers": []}});
             let out = mutate(
                 &PodFacts::of(&pod),
                 &PointerBuf::root(),
@@ -219,8 +215,8 @@ mod tests {
             json_patch::patch(&mut pod, &out.ops).unwrap();
             let res = &pod["spec"]["initContainers"][0]["resources"];
             let (l, r) = (&res["limits"], &res["requests"]);
-            assert_eq!(l["memory"], limit);
-            assert_eq!(r["memory"], request, "limit {limit}");
+            assert_eq!(l["cpu"], limit);
+            assert_eq!(r["cpu"], request, "limit {limit}");
         }
     }
 
