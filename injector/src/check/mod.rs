@@ -119,7 +119,7 @@ fn run(args: &CheckArgs) -> Result<bool, CheckError> {
         let text = offline::read_input(file)?;
         let facts = namespace_from_flags(
             args.namespace.as_deref(),
-            &args.namespace_annotations,
+            &args.annotation_pairs(),
             &args.namespace_labels,
         );
         let opts = Options {
