@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn_idle;
 pub mod conn_limits;
 pub mod decision;
+pub mod fit;
 pub mod handshakes;
 pub mod metrics;
 pub mod mutate;
