@@ -13,16 +13,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// Client-side TCP connections to `port` in state ESTABLISHED.
+/// This process's TCP connections to `port` in state ESTABLISHED.
 fn established_to(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let own: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/self/net/tcp").unwrap();
     table
         .lines()
         .skip(1)
         .filter(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let remote_port = f[2].rsplit(':').next().unwrap();
-            u16::from_str_radix(remote_port, 16).unwrap() == port && f[3] == "01"
+            u16::from_str_radix(remote_port, 16).unwrap() == port
+                && f[3] == "01"
+                && own.iter().any(|i| i == f[9])
         })
         .count()
 }
