@@ -36,11 +36,6 @@ pub enum CheckError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Input(#[from] OfflineError),
-    #[error("document {index}: not valid YAML for a Kubernetes object: {source}")]
-    Parse {
-        index: usize,
-        source: serde_yaml::Error,
-    },
     #[error("the input has no Pod and no workload with a pod template")]
     NoPods,
     #[error("cannot connect to the cluster: {0}")]
