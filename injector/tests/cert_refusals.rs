@@ -66,7 +66,8 @@ async fn every_bad_pair_is_reported_every_time_and_the_good_one_stays() {
     // The good pair comes back (for several polls, 200 ms apart), then the
     // same bad one again: a second failure.
     replace(&good.path().join("tls.crt"), &served);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // notAfter has whole seconds: past it by more than one.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     replace(&other.path().join("tls.crt"), &served);
     failures_reach(&server, 2.0, "the same mismatched pair, a second time").await;
 
