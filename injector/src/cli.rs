@@ -90,6 +90,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LINNIX_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// Of --max-connections, most that may still be in their TLS handshake
+    /// (the oldest is closed for a newer one); the rest are kept for
+    /// connections that completed it. Default: a quarter.
+    #[arg(long, env = "LINNIX_MAX_HANDSHAKES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_handshakes: Option<u32>,
+
     /// Generate a CA and serving certificate in memory and set the caBundle
     /// of --webhook-config.
     #[arg(long, requires = "webhook_config")]
@@ -120,6 +126,17 @@ pub struct ServeArgs {
     /// The injector's own namespace: never injected.
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
+}
+
+impl ServeArgs {
+    /// --max-handshakes, or a quarter of --max-connections; never more
+    /// than --max-connections.
+    pub fn handshake_share(&self) -> usize {
+        let max = self.max_connections as usize;
+        self.max_handshakes
+            .map_or(max / 4, |n| n as usize)
+            .clamp(1, max)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -167,9 +184,11 @@ pub struct CheckArgs {
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
 
-    /// Offline: the namespace's annotations, k=v[,k=v...] (repeatable).
-    #[arg(long, value_name = "K=V,...", value_delimiter = ',', value_parser = parse_key_value, conflicts_with_all = ["pod", "stale"])]
-    pub namespace_annotations: Vec<(String, String)>,
+    /// Offline: the namespace's annotations, k=v[,k=v...] (repeatable). A
+    /// comma starts a new pair only before a prefixed key (`a.b/c=`), so a
+    /// value keeps its commas: `sidecar.linnix.io/log-level=warn,x=debug`.
+    #[arg(long, value_name = "K=V,...", value_parser = parse_annotations, conflicts_with_all = ["pod", "stale"])]
+    pub namespace_annotations: Vec<Pairs>,
 
     /// Offline: the namespace's labels, k=v[,k=v...] (repeatable).
     #[arg(long, value_name = "K=V,...", value_delimiter = ',', value_parser = parse_key_value, conflicts_with_all = ["pod", "stale"])]
@@ -191,6 +210,46 @@ pub struct CheckArgs {
     /// Output format; yaml and json include the tracer container.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: crate::check::render::Format,
+}
+
+/// Key-value pairs given in one flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pairs(pub Vec<(String, String)>);
+
+impl CheckArgs {
+    /// Every `--namespace-annotations` pair, in order.
+    pub fn annotation_pairs(&self) -> Vec<(String, String)> {
+        self.namespace_annotations
+            .iter()
+            .flat_map(|p| p.0.iter().cloned())
+            .collect()
+    }
+}
+
+/// `k=v[,k=v...]` where an annotation value may itself hold commas (a
+/// log-level like `warn,linnix_sidecar=debug`): a comma separates pairs
+/// only when what follows is a prefixed key and `=`. Every annotation the
+/// injector reads has a prefix (`sidecar.linnix.io/`), and no value it
+/// accepts holds a `/` before an `=`.
+fn parse_annotations(s: &str) -> Result<Pairs, String> {
+    let mut pieces: Vec<String> = Vec::new();
+    for piece in s.split(',') {
+        let starts_pair = piece
+            .split_once('=')
+            .is_some_and(|(key, _)| key.contains('/'));
+        match pieces.last_mut() {
+            Some(last) if !starts_pair => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => pieces.push(piece.to_owned()),
+        }
+    }
+    pieces
+        .iter()
+        .map(|p| parse_key_value(p))
+        .collect::<Result<_, _>>()
+        .map(Pairs)
 }
 
 /// `key=value`; the value may be empty and may contain `=`.
@@ -320,11 +379,25 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            a.namespace_annotations,
+            a.annotation_pairs(),
+            [("a".into(), "1,b=x=y".into()), ("c".into(), String::new())]
+        );
+        let a = parse(&[
+            "-f",
+            "-",
+            "--namespace-annotations",
+            "sidecar.linnix.io/inject=true,sidecar.linnix.io/log-level=warn,linnix_sidecar=debug,x.io/y=1",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.annotation_pairs(),
             [
-                ("a".into(), "1".into()),
-                ("b".into(), "x=y".into()),
-                ("c".into(), String::new())
+                ("sidecar.linnix.io/inject".into(), "true".into()),
+                (
+                    "sidecar.linnix.io/log-level".into(),
+                    "warn,linnix_sidecar=debug".into()
+                ),
+                ("x.io/y".into(), "1".into())
             ]
         );
         assert!(parse(&["-f", "-", "--namespace-labels", "=v"]).is_err());

@@ -32,6 +32,9 @@ pub struct Limits {
     pub idle: Duration,
     /// Connections open at once; more are closed as soon as accepted.
     pub max_connections: usize,
+    /// Of those, most still in their TLS handshake (see
+    /// [`crate::handshakes`]).
+    pub max_handshakes: usize,
 }
 
 /// Wraps every accepted TCP stream (before TLS) in [`Guarded`], or closes
@@ -40,16 +43,29 @@ pub struct Limits {
 pub struct Limiter {
     permits: Arc<Semaphore>,
     idle: Duration,
+    wait: Duration,
     metrics: Arc<Metrics>,
 }
+
+/// How long a new webhook connection waits for a slot that a displaced
+/// connection (see [`crate::handshakes`]) is giving up. The waiters are
+/// themselves bounded by the handshake share.
+pub const DISPLACED_SLOT_WAIT: Duration = Duration::from_millis(250);
 
 impl Limiter {
     pub fn new(limits: &Limits, metrics: Arc<Metrics>) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limits.max_connections)),
             idle: limits.idle,
+            wait: Duration::ZERO,
             metrics,
         }
+    }
+
+    /// A connection that finds every slot taken waits `wait` for one.
+    pub fn waiting(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
     }
 }
 
@@ -59,10 +75,18 @@ impl<S: Send + 'static> Accept<TcpStream, S> for Limiter {
     type Future = Pin<Box<dyn Future<Output = io::Result<(Guarded, S)>> + Send>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let permit = self.permits.clone().try_acquire_owned();
-        let idle = self.idle;
+        let permits = self.permits.clone();
+        let (idle, wait) = (self.idle, self.wait);
         let metrics = self.metrics.clone();
         Box::pin(async move {
+            let permit = match permits.clone().try_acquire_owned() {
+                Ok(p) => Ok(p),
+                Err(_) if wait.is_zero() => Err(()),
+                Err(_) => match tokio::time::timeout(wait, permits.acquire_owned()).await {
+                    Ok(Ok(p)) => Ok(p),
+                    _ => Err(()),
+                },
+            };
             let Ok(permit) = permit else {
                 metrics.error("too-many-connections");
                 tracing::warn!("connection refused: the connection limit is reached");

@@ -27,6 +27,11 @@ pub struct ErrorLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub result: &'static str,
 }
@@ -39,6 +44,7 @@ pub struct Metrics {
     pub cert_expiry: Gauge<f64, AtomicU64>,
     pub cert_renewal: Gauge<f64, AtomicU64>,
     pub cert_reloads: Family<ReloadLabels, Counter>,
+    pub connections_closed: Family<CloseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -87,6 +93,12 @@ impl Metrics {
             "Attempts to load a changed serving certificate from disk",
             cert_reloads.clone(),
         );
+        let connections_closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Webhook connections the injector closed: idle (no request for --idle-timeout) or handshake-displaced (still in its TLS handshake when --max-handshakes newer ones arrived)",
+            connections_closed.clone(),
+        );
         Self {
             registry,
             admissions,
@@ -95,6 +107,7 @@ impl Metrics {
             cert_expiry,
             cert_renewal,
             cert_reloads,
+            connections_closed,
         }
     }
 
@@ -106,6 +119,12 @@ impl Metrics {
 
     pub fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&ErrorLabels { kind }).inc();
+    }
+
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&CloseLabels { reason })
+            .inc();
     }
 
     pub fn encode(&self) -> Result<String, std::fmt::Error> {

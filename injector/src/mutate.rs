@@ -41,26 +41,28 @@ pub fn mutate(
     ctx: &Context<'_>,
     annotate_skips: bool,
 ) -> Outcome {
-    let decision = decision::decide(pod, &sidecar.name, ctx);
+    let mut decision = decision::decide(pod, &sidecar.name, ctx);
     let mut warnings = Vec::new();
     non_string(pod, INJECT_ANNOTATION, &mut warnings);
-    let ops = match &decision {
-        Decision::Inject => inject(pod, base, sidecar, ctx, &mut warnings),
-        Decision::Skip(skip) => {
-            let asked = pod
-                .annotation(INJECT_ANNOTATION)
-                .is_some_and(|v| decision::parse_wish(v) == Wish::Inject);
-            if skip.warns() || (asked && matches!(skip, Skip::ProtectedNamespace(_))) {
-                warnings.push(format!("linnix tracer not injected: {}", skip.message()));
-            }
-            if annotate_skips && skip.annotates() {
-                let status = format!("skipped: {}", skip.message());
-                patch::set_annotation(pod, base, STATUS_ANNOTATION, &status)
-            } else {
-                Vec::new()
-            }
+    let mut ops = Vec::new();
+    if decision == Decision::Inject {
+        match inject(pod, base, sidecar, ctx, &mut warnings) {
+            Ok(injected) => ops = injected,
+            Err(skip) => decision = Decision::Skip(skip),
         }
-    };
+    }
+    if let Decision::Skip(skip) = &decision {
+        let asked = pod
+            .annotation(INJECT_ANNOTATION)
+            .is_some_and(|v| decision::parse_wish(v) == Wish::Inject);
+        if skip.warns() || (asked && matches!(skip, Skip::ProtectedNamespace(_))) {
+            warnings.push(format!("linnix tracer not injected: {}", skip.message()));
+        }
+        if annotate_skips && skip.annotates() {
+            let status = format!("skipped: {}", skip.message());
+            ops = patch::set_annotation(pod, base, STATUS_ANNOTATION, &status);
+        }
+    }
     Outcome {
         decision,
         ops,
@@ -69,39 +71,67 @@ pub fn mutate(
 }
 
 /// The operations for a pod that gets the tracer: its annotations and
-/// its namespace's settings shape the container.
+/// its namespace's settings shape the container, and the pod's own spec
+/// where the tracer goes (see [`crate::fit`]). A pod the tracer cannot fit
+/// is skipped.
 fn inject(
     pod: &PodFacts<'_>,
     base: &Pointer,
     sidecar: &Sidecar,
     ctx: &Context<'_>,
     warnings: &mut Vec<String>,
-) -> Vec<PatchOperation> {
+) -> Result<Vec<PatchOperation>, Skip> {
     for o in overrides::Override::ALL {
         non_string(pod, o.annotation(), warnings);
     }
+    let guarded = ctx.namespace_facts.is_some_and(|n| n.guarded);
     let namespace_sets = ctx.namespace_facts.is_some_and(|n| !n.settings.is_empty());
     let pod_sets = overrides::Override::ALL
         .iter()
         .any(|o| pod.annotation(o.annotation()).is_some());
     // Most pods set nothing: they get the container built at start-up.
-    let (tracer, native_sidecar) = if namespace_sets || pod_sets {
-        let settings = overrides::resolve(pod, ctx.namespace_facts, sidecar);
-        warnings.extend(settings.warnings.iter().cloned());
-        let tracer = if settings.overridden() {
-            patch::tracer_container(
-                sidecar,
-                &settings.args,
-                settings.native_sidecar,
-                &settings.resources,
-            )
-        } else {
-            sidecar.container().clone()
-        };
-        (tracer, settings.native_sidecar)
-    } else {
-        (sidecar.container().clone(), sidecar.native_sidecar)
+    let settings =
+        (namespace_sets || pod_sets).then(|| overrides::resolve(pod, ctx.namespace_facts, sidecar));
+    if let Some(s) = &settings {
+        warnings.extend(s.warnings.iter().cloned());
+    }
+    let mut native_sidecar = settings
+        .as_ref()
+        .map_or(sidecar.native_sidecar, |s| s.native_sidecar);
+    let policy = pod.restart_policy();
+    if !native_sidecar && policy.runs_to_completion() {
+        // A regular container that never exits keeps a Job's pod from
+        // completing. A native sidecar is stopped once the app containers
+        // end: the form Istio and Linkerd use for Jobs. Where the
+        // configuration itself is the regular form (a cluster without
+        // native sidecars), no form works.
+        if !sidecar.native_sidecar {
+            return Err(Skip::RunsToCompletion {
+                restart_policy: policy.as_str(),
+            });
+        }
+        warnings.push(format!(
+            "{}=\"false\" ignored: the pod runs to completion (restartPolicy {}), which a tracer in a regular container would keep it from; the tracer gets true (a native sidecar, stopped when the pod's containers end) from the config",
+            overrides::Override::NativeSidecar.annotation(),
+            policy.as_str()
+        ));
+        native_sidecar = true;
+    }
+    let port = crate::fit::metrics_port(pod, sidecar.metrics_port, guarded)?;
+    let (mut tracer, resources) = match &settings {
+        Some(s) if s.overridden() => (
+            patch::tracer_container(sidecar, &s.args, native_sidecar, &s.resources),
+            &s.resources,
+        ),
+        _ => (sidecar.container().clone(), &sidecar.resources),
     };
+    if let Some(port) = port {
+        crate::fit::move_metrics_port(&mut tracer, port);
+        warnings.push(format!(
+            "port {} is declared by a container of the pod: the linnix tracer serves its metrics on port {port} instead",
+            sidecar.metrics_port
+        ));
+    }
     let status = decision::injected_status(sidecar.injected_status(), ctx);
     let mut annotations = vec![(STATUS_ANNOTATION, status.as_str())];
     // As Istio does, so that `kubectl logs POD` lands on the app; a
@@ -111,7 +141,16 @@ fn inject(
             annotations.push((DEFAULT_CONTAINER_ANNOTATION, app));
         }
     }
-    patch::inject(pod, base, tracer, native_sidecar, &annotations)
+    let mut ops = patch::inject(pod, base, tracer, native_sidecar, &annotations);
+    let (raise, changes) = crate::fit::raise_pod_resources(pod, base, resources);
+    if !changes.is_empty() {
+        warnings.push(format!(
+            "pod-level resources (spec.resources) raised by the linnix tracer's, which they must cover: {}",
+            changes.join(", ")
+        ));
+    }
+    ops.extend(raise);
+    Ok(ops)
 }
 
 /// Annotation values are strings; another type (an unquoted `64` or `true`
@@ -193,22 +232,18 @@ mod tests {
     }
 
     /// The API server compares quantities exactly (after rounding up to
-    /// nano units): a limit a nano below a 32Mi request must lower it.
+    /// nano units): a limit a nano below a 10m request must lower it.
     #[test]
     fn overrides_compare_exactly() {
-        let s = Config::from_yaml("sidecar: {minMemoryLimit: 8Mi, resources: {requests: {cpu: 10m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}}")
-            .unwrap()
-            .sidecar
-            .validate(None)
-            .unwrap();
+        let s = Config::default().sidecar.validate(None).unwrap();
         for (limit, request) in [
-            ("33554431.999999999", "33554431.999999999"),
-            // Beyond nano precision the API server rounds up to 32Mi.
-            ("33554431.9999999991", "32Mi"),
-            ("33554432", "32Mi"),
-            ("32Mi", "32Mi"),
+            ("0.009999999", "0.009999999"),
+            // Beyond nano precision the API server rounds up to 10m.
+            ("0.0099999991", "10m"),
+            ("0.01", "10m"),
+            ("10m", "10m"),
         ] {
-            let mut pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", MEMORY_LIMIT_ANNOTATION: limit}}, "spec": {"containers": []}});
+            let mut pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true", CPU_LIMIT_ANNOTATION: limit}}, "spec": {"containers": []}});
             let out = mutate(
                 &PodFacts::of(&pod),
                 &PointerBuf::root(),
@@ -219,8 +254,8 @@ mod tests {
             json_patch::patch(&mut pod, &out.ops).unwrap();
             let res = &pod["spec"]["initContainers"][0]["resources"];
             let (l, r) = (&res["limits"], &res["requests"]);
-            assert_eq!(l["memory"], limit);
-            assert_eq!(r["memory"], request, "limit {limit}");
+            assert_eq!(l["cpu"], limit);
+            assert_eq!(r["cpu"], request, "limit {limit}");
         }
     }
 
@@ -279,6 +314,25 @@ mod tests {
         assert!(matches!(out.decision, Decision::Skip(Skip::NotRequested)));
         assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
         assert!(out.warnings[0].contains("its value is a boolean, not a string"));
+    }
+
+    /// A guarded namespace's policy admits the tracer only on its
+    /// configured port: there a taken port skips the pod.
+    #[test]
+    fn a_taken_port_in_a_guarded_namespace_skips() {
+        let s = Config::default().sidecar.validate(None).unwrap();
+        let facts = crate::decision::NamespaceFacts {
+            guarded: true,
+            ..Default::default()
+        };
+        let ctx = Context {
+            namespace_facts: Some(&facts),
+            ..Context::default()
+        };
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}}, "spec": {"containers": [{"name": "app", "ports": [{"containerPort": 9464}]}]}});
+        let out = mutate(&PodFacts::of(&pod), &PointerBuf::root(), &s, &ctx, true);
+        assert_eq!(out.decision, Decision::Skip(Skip::PortTaken { port: 9464 }));
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
     }
 
     #[test]

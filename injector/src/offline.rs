@@ -17,16 +17,18 @@ use crate::yaml11::{self, YamlError};
 pub enum OfflineError {
     #[error("cannot read {0}: {1}")]
     Read(String, std::io::Error),
-    #[error("document {index} (line {line}): not valid YAML for a Kubernetes object: {source}")]
+    // The YAML error is part of the message, not a source: a chain would
+    // print it twice.
+    #[error("document {} (from line {line}): not valid YAML for a Kubernetes object: {error}", index + 1)]
     Parse {
         index: usize,
         line: usize,
-        source: YamlError,
+        error: YamlError,
     },
-    #[error("document {index}: cannot apply the patch: {source}")]
+    #[error("document {}: cannot apply the patch: {error}", index + 1)]
     Patch {
         index: usize,
-        source: json_patch::PatchError,
+        error: json_patch::PatchError,
     },
 }
 
@@ -75,18 +77,14 @@ pub fn read_input(path: &str) -> Result<String, OfflineError> {
 /// [`crate::yaml11`]).
 pub fn inject_yaml(text: &str, opts: &Options<'_>) -> Result<String, OfflineError> {
     let mut out = String::with_capacity(text.len() + 4096);
-    for (index, raw) in yaml11::split_documents(text).into_iter().enumerate() {
-        let parsed = yaml11::read_document(raw.text).map_err(|source| OfflineError::Parse {
-            index,
-            line: raw.line,
-            source,
-        })?;
-        let Some(mut value) = parsed.filter(|v| !v.is_null()) else {
+    for (index, doc) in documents(text).enumerate() {
+        let (raw, parsed) = doc?;
+        let Some(mut value) = parsed else {
             out.push_str(raw.text);
             continue;
         };
         let changed = inject_object(&mut value, opts)
-            .map_err(|source| OfflineError::Patch { index, source })?;
+            .map_err(|error| OfflineError::Patch { index, error })?;
         if !changed {
             out.push_str(raw.text);
             continue;
@@ -103,6 +101,25 @@ pub fn inject_yaml(text: &str, opts: &Options<'_>) -> Result<String, OfflineErro
         }
     }
     Ok(out)
+}
+
+/// Each document of the stream and its value as kubectl reads it (YAML
+/// 1.1; `None` for a document without content). `inject` and `check` both
+/// read their input here, so they cannot disagree about what it says.
+pub fn documents(
+    text: &str,
+) -> impl Iterator<Item = Result<(yaml11::RawDocument<'_>, Option<Value>), OfflineError>> {
+    yaml11::split_documents(text)
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let parsed = yaml11::read_document(raw.text).map_err(|error| OfflineError::Parse {
+                index,
+                line: raw.line,
+                error: error.in_stream(raw.line),
+            })?;
+            Ok((raw, parsed.filter(|v| !v.is_null())))
+        })
 }
 
 /// Whether the document opens with directives or a `---` line.

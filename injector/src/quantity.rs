@@ -12,7 +12,7 @@
 //! <number>          ::= <digits> | <digits>.<digits> | <digits>. | .<digits>
 //! <suffix>          ::= <binarySI> | <decimalExponent> | <decimalSI>
 //! <binarySI>        ::= Ki | Mi | Gi | Ti | Pi | Ei
-//! <decimalSI>       ::= m | "" | k | M | G | T | P | E
+//! <decimalSI>       ::= n | u | m | "" | k | M | G | T | P | E
 //! <decimalExponent> ::= "e" <signedNumber> | "E" <signedNumber>
 //! ```
 
@@ -44,7 +44,7 @@ pub enum QuantityError {
     TooLong,
     #[error("quantity {0:?} has no digits")]
     NoDigits(String),
-    #[error("quantity {0:?} has an unknown suffix {1:?} (expected one of m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei or an exponent e<n>)")]
+    #[error("quantity {0:?} has an unknown suffix {1:?} (expected one of n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei or an exponent e<n>)")]
     BadSuffix(String, String),
     #[error("quantity {0:?} has a malformed exponent")]
     BadExponent(String),
@@ -140,6 +140,13 @@ impl Quantity {
         self.nanos == 0
     }
 
+    /// Whether the amount is a whole number of units: memory must be whole
+    /// bytes (the API server warns about `0.1` or `1500m` of memory, and
+    /// rounds it).
+    pub fn is_whole(&self) -> bool {
+        self.nanos % NANOS_PER_UNIT == 0
+    }
+
     /// The amount in nano units (10^-9 cores, 10^-9 bytes).
     pub fn nanos(&self) -> i128 {
         self.nanos
@@ -188,6 +195,8 @@ fn scaled_nanos(magnitude: BigInt, scale: i64) -> Option<i128> {
 fn suffix_exponents(input: &str, suffix: &str) -> Result<(i32, u32), QuantityError> {
     Ok(match suffix {
         "" => (0, 0),
+        "n" => (-9, 0),
+        "u" => (-6, 0),
         "m" => (-3, 0),
         "k" => (3, 0),
         "M" => (6, 0),
@@ -240,6 +249,9 @@ mod tests {
             ("1E3", 1000 * G),
             ("5e-3", 5_000_000),
             ("5e+3", 5000 * G),
+            ("250u", 250_000),
+            ("5n", 5),
+            ("1500n", 1500),
         ];
         for (text, want) in cases {
             let q = Quantity::parse_resource(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -325,6 +337,17 @@ mod tests {
             Quantity::parse("1e2147483647"),
             Err(QuantityError::OutOfRange(_))
         ));
+    }
+
+    #[test]
+    fn whole_units() {
+        let q = |t: &str| Quantity::parse(t).unwrap();
+        for whole in ["1", "64Mi", "1.5Gi", "1000m", "2e3", "0", "1000000000n"] {
+            assert!(q(whole).is_whole(), "{whole}");
+        }
+        for fraction in ["0.1", "1500m", "0.5", "1e-3", "5n", "250u"] {
+            assert!(!q(fraction).is_whole(), "{fraction}");
+        }
     }
 
     #[test]

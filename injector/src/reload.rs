@@ -15,7 +15,9 @@ pub struct ReloadState {
     /// Since when the files have held something other than the pair in use
     /// that does not load.
     bad_since: Option<Instant>,
-    /// The last bad content reported, so each is reported once.
+    /// The last bad content reported, so that one unchanged bad content is
+    /// reported once, not at every poll. Cleared by any good reading: the
+    /// same bad content coming back later is a new failure.
     reported: Option<Observed>,
 }
 
@@ -53,6 +55,7 @@ impl ReloadState {
         let error = match &observed {
             Ok(pair) if pair == current => {
                 self.bad_since = None;
+                self.reported = None;
                 return Verdict::Unchanged;
             }
             Ok(pair) => match load(pair) {
@@ -206,6 +209,11 @@ mod tests {
         assert!(matches!(
             st.judge(Err("gone".into()), &current, ms(2300), settle, load),
             Verdict::Waiting(_)
+        ));
+        // The same bad content, once it lasts again, is a new failure.
+        assert!(matches!(
+            st.judge(Err("gone".into()), &current, ms(3300), settle, load),
+            Verdict::Failed(_)
         ));
         assert_eq!(
             settle_time(Duration::from_millis(200)),

@@ -11,7 +11,8 @@ use axum_server::Handle;
 use crate::admission::{self, AppState};
 use crate::cli::ServeArgs;
 use crate::config::Config;
-use crate::conn_limits::{Limiter, Limits};
+use crate::conn_limits::{Limiter, Limits, DISPLACED_SLOT_WAIT};
+use crate::handshakes::Handshakes;
 use crate::metrics::{self, Metrics};
 use crate::namespaces::{Disconnected, NamespaceLookup, Reflected};
 use crate::tls::CertFiles;
@@ -85,6 +86,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         body_read: args.body_read_timeout,
         idle: args.idle_timeout,
         max_connections: args.max_connections as usize,
+        max_handshakes: args.handshake_share(),
     };
 
     let limiter_metrics = metrics.clone();
@@ -123,7 +125,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let acceptor = RustlsAcceptor::new(rustls).acceptor(Limiter::new(&limits, limiter_metrics));
+    let tls = RustlsAcceptor::new(rustls)
+        .acceptor(Limiter::new(&limits, limiter_metrics.clone()).waiting(DISPLACED_SLOT_WAIT));
+    let acceptor = Handshakes::new(tls, limits.max_handshakes, limits.idle, limiter_metrics);
     let mut server = axum_server::bind(args.addr)
         .acceptor(acceptor)
         .handle(handle);

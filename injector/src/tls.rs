@@ -34,6 +34,10 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("cannot parse the certificate: {0}")]
     X509(String),
+    #[error("the certificate {0}")]
+    OutsideValidity(String),
+    #[error("{path}: larger than {max} bytes, not a certificate or key")]
+    TooLarge { path: PathBuf, max: u64 },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -57,12 +61,14 @@ pub fn server_config(
         .collect::<Result<Vec<_>, _>>()
         .map_err(TlsError::CertificatePem)?;
     let leaf = certs.first().ok_or(TlsError::NoCertificate)?;
-    let not_after = x509_parser::parse_x509_certificate(leaf)
+    let parsed = x509_parser::parse_x509_certificate(leaf)
         .map_err(|e| TlsError::X509(e.to_string()))?
-        .1
-        .validity()
-        .not_after
-        .timestamp();
+        .1;
+    let not_after = within_validity(
+        parsed.validity().not_before.timestamp(),
+        parsed.validity().not_after.timestamp(),
+        OffsetDateTime::now_utc().unix_timestamp(),
+    )?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(TlsError::KeyPem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -72,6 +78,35 @@ pub fn server_config(
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((Arc::new(config), not_after))
 }
+
+/// `not_after` when `now` lies within the validity. A client refuses a
+/// certificate outside it, so serving one would fail every review; the
+/// caller keeps the pair it has instead.
+fn within_validity(not_before: i64, not_after: i64, now: i64) -> Result<i64, TlsError> {
+    let at = |t: i64| {
+        OffsetDateTime::from_unix_timestamp(t)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| t.to_string())
+    };
+    if now < not_before {
+        return Err(TlsError::OutsideValidity(format!(
+            "is not valid yet (notBefore {})",
+            at(not_before)
+        )));
+    }
+    if now > not_after {
+        return Err(TlsError::OutsideValidity(format!(
+            "expired (notAfter {})",
+            at(not_after)
+        )));
+    }
+    Ok(not_after)
+}
+
+/// Most bytes read from a certificate or key file. A chain of a few
+/// certificates is a few KiB; reading whatever sits at the path would let
+/// a stray file grow the process for good.
+pub const MAX_PEM_FILE: u64 = 1 << 20;
 
 /// Certificate and key PEM bytes as read from disk.
 pub type PemPair = (Vec<u8>, Vec<u8>);
@@ -92,12 +127,7 @@ pub struct CertFiles {
 
 impl CertFiles {
     pub(crate) fn read(&self) -> Result<PemPair, TlsError> {
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|source| TlsError::Io {
-                path: p.to_owned(),
-                source,
-            })
-        };
+        let read = |p: &Path| read_bounded(p, MAX_PEM_FILE);
         Ok((read(&self.cert)?, read(&self.key)?))
     }
 
@@ -111,6 +141,29 @@ impl CertFiles {
             pair,
         })
     }
+}
+
+/// The content of `path`, refused when it holds more than `max` bytes
+/// (read at most one byte beyond, whatever the file's size).
+fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read;
+    let io = |source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut content = Vec::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(max + 1)
+        .read_to_end(&mut content)
+        .map_err(io)?;
+    if content.len() as u64 > max {
+        return Err(TlsError::TooLarge {
+            path: path.to_owned(),
+            max,
+        });
+    }
+    Ok(content)
 }
 
 /// Most CAs kept in a caBundle. Every replica in `--self-signed` mode has its
@@ -284,6 +337,37 @@ mod tests {
             Err(TlsError::NoCertificate)
         ));
         assert!(server_config(a.cert_pem.as_bytes(), b"junk").is_err());
+    }
+
+    #[test]
+    fn certificates_outside_their_validity_are_refused() {
+        assert_eq!(within_validity(10, 20, 15).unwrap(), 20);
+        let early = within_validity(10, 20, 5).unwrap_err().to_string();
+        assert!(early.contains("not valid yet"), "{early}");
+        let late = within_validity(10, 20, 25).unwrap_err().to_string();
+        assert!(late.contains("expired"), "{late}");
+        // A real certificate whose notBefore lies ahead.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a".to_owned()]).unwrap();
+        params.not_before = OffsetDateTime::now_utc() + time::Duration::days(1);
+        params.not_after = OffsetDateTime::now_utc() + time::Duration::days(2);
+        let cert = params.self_signed(&key).unwrap();
+        let err = server_config(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not valid yet"), "{err}");
+    }
+
+    #[test]
+    fn files_are_read_only_up_to_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![b'x'; 11]).unwrap();
+        assert_eq!(read_bounded(&path, 11).unwrap().len(), 11);
+        assert!(matches!(
+            read_bounded(&path, 10),
+            Err(TlsError::TooLarge { max: 10, .. })
+        ));
     }
 
     #[test]

@@ -392,7 +392,7 @@ fn nothing_checkable_exits_2_with_a_message() {
     std::fs::write(&bad_config, "sidecar: {allowedOverrides: [event-cap]}\n").unwrap();
     let pod = pod_yaml("web", json!({}), app_spec());
     for (args, stdin, message) in [
-        (vec!["-f", "-"], "kind: [", "document 0"),
+        (vec!["-f", "-"], "kind: [", "document 1 (from line 1)"),
         (
             vec!["-f", "-"],
             "apiVersion: v1\nkind: ConfigMap\n",

@@ -124,7 +124,7 @@ fn config_file_and_errors() {
     // Bad YAML, a bad config and a missing file fail with a message.
     let bad = run(&["inject", "-f", "-"], Some("kind: [unclosed"));
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("document 0"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("document 1 (from line 1)"));
     std::fs::write(&config, "sidecar: {imagePullPolicy: Sometimes}\n").unwrap();
     let bad = run(
         &["inject", "-f", "-", "--config", config.to_str().unwrap()],

@@ -257,13 +257,16 @@ async fn non_string_and_exact_overrides() {
     );
     // A request a nano above the limit is refused, or the API server would
     // reject the patched pod; the same request at the limit is taken.
-    for (limit, request) in [("50331647.999999999", "16Mi"), ("50331648", "48Mi")] {
-        let mut asked = pod_with_memory(limit);
-        asked["metadata"]["annotations"]["sidecar.linnix.io/memory"] = json!("48Mi");
+    // (CPU: memory comes in whole bytes.)
+    for (limit, request) in [("0.047999999", "10m"), ("0.048", "48m")] {
+        let asked = common::pod(
+            json!({"sidecar.linnix.io/inject": "true", "sidecar.linnix.io/cpu-limit": limit, "sidecar.linnix.io/cpu": "48m"}),
+            app_spec(),
+        );
         let out = patched(&asked, &server.review(&review_of(&asked, "apps")).await);
         let res = &out["spec"]["initContainers"][0]["resources"];
-        assert_eq!(res["limits"]["memory"], limit);
-        assert_eq!(res["requests"]["memory"], request, "limit {limit}");
+        assert_eq!(res["limits"]["cpu"], limit);
+        assert_eq!(res["requests"]["cpu"], request, "limit {limit}");
     }
     // Below the tracer's load-time peak: refused, with a warning.
     let pod = pod_with_memory("16Mi");

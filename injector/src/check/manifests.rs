@@ -1,6 +1,5 @@
 //! The pod templates of a YAML stream, found as `inject` finds them.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::report::{report, Options, Report};
@@ -10,10 +9,10 @@ use crate::offline::template_pointer;
 /// One report per pod and pod template in `text`, in document order.
 pub fn reports(text: &str, opts: &Options<'_>) -> Result<Vec<Report>, CheckError> {
     let mut out = Vec::new();
-    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value =
-            Value::deserialize(doc).map_err(|source| CheckError::Parse { index, source })?;
-        walk(&value, index, opts, &mut out);
+    for (index, doc) in crate::offline::documents(text).enumerate() {
+        if let (_, Some(value)) = doc? {
+            walk(&value, index, opts, &mut out);
+        }
     }
     if out.is_empty() {
         return Err(CheckError::NoPods);

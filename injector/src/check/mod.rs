@@ -36,11 +36,6 @@ pub enum CheckError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Input(#[from] OfflineError),
-    #[error("document {index}: not valid YAML for a Kubernetes object: {source}")]
-    Parse {
-        index: usize,
-        source: serde_yaml::Error,
-    },
     #[error("the input has no Pod and no workload with a pod template")]
     NoPods,
     #[error("cannot connect to the cluster: {0}")]
@@ -119,7 +114,7 @@ fn run(args: &CheckArgs) -> Result<bool, CheckError> {
         let text = offline::read_input(file)?;
         let facts = namespace_from_flags(
             args.namespace.as_deref(),
-            &args.namespace_annotations,
+            &args.annotation_pairs(),
             &args.namespace_labels,
         );
         let opts = Options {

@@ -48,6 +48,8 @@ pub enum ConfigError {
         request: String,
         limit: String,
     },
+    #[error("sidecar.resources.{field}: {value} is not a whole number of bytes (the API server warns about fractional memory and rounds it)")]
+    FractionalBytes { field: &'static str, value: String },
 }
 
 /// Top level of the YAML file.
@@ -272,6 +274,17 @@ impl SidecarConfig {
             )?,
             memory_limit: pick("limits.memory", &r.limits.memory, DEFAULT_MEMORY_LIMIT)?,
         };
+        for (field, q) in [
+            ("requests.memory", &resources.memory_request),
+            ("limits.memory", &resources.memory_limit),
+        ] {
+            if !q.is_whole() {
+                return Err(ConfigError::FractionalBytes {
+                    field,
+                    value: q.to_string(),
+                });
+            }
+        }
         for (resource, request, limit) in [
             ("cpu", &resources.cpu_request, &resources.cpu_limit),
             ("memory", &resources.memory_request, &resources.memory_limit),

@@ -114,3 +114,25 @@ fn rejects_bad_files() {
         Err(ConfigError::MetricsPort)
     ));
 }
+
+#[test]
+fn memory_in_fractions_of_a_byte_is_refused() {
+    for yaml in [
+        "sidecar: {resources: {requests: {memory: '0.1'}}}",
+        "sidecar: {resources: {limits: {memory: 67108864500m}}}",
+    ] {
+        let err = Config::from_yaml(yaml)
+            .unwrap()
+            .sidecar
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("whole number of bytes"), "{yaml}: {err}");
+    }
+    let s = Config::from_yaml("sidecar: {resources: {requests: {cpu: 250u}}}")
+        .unwrap()
+        .sidecar
+        .validate(None)
+        .unwrap();
+    assert_eq!(s.resources.cpu_request.as_str(), "250u");
+}

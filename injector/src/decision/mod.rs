@@ -89,10 +89,25 @@ pub enum Skip {
     ProtectedNamespace(String),
     NotRequested,
     Disabled(Source),
-    InvalidAnnotation { source: Source, value: String },
-    PodSecurity { level: String },
+    InvalidAnnotation {
+        source: Source,
+        value: String,
+    },
+    PodSecurity {
+        level: String,
+    },
     ShareProcessNamespaceDisabled,
     UserNamespace,
+    /// The tracer would be a regular container in a pod that runs to
+    /// completion, and the configuration has no native sidecars.
+    RunsToCompletion {
+        restart_policy: &'static str,
+    },
+    /// A container declares the tracer's metrics port, in a guarded
+    /// namespace, whose policy admits the tracer only on its configured port.
+    PortTaken {
+        port: u16,
+    },
 }
 
 impl Skip {
@@ -108,6 +123,8 @@ impl Skip {
             Skip::PodSecurity { .. } => "pod-security",
             Skip::ShareProcessNamespaceDisabled => "share-process-namespace-disabled",
             Skip::UserNamespace => "user-namespace",
+            Skip::RunsToCompletion { .. } => "runs-to-completion",
+            Skip::PortTaken { .. } => "port-taken",
         }
     }
 
@@ -138,6 +155,12 @@ impl Skip {
             Skip::UserNamespace => {
                 "spec.hostUsers is false: capabilities inside a user namespace do not allow loading BPF programs".into()
             }
+            Skip::RunsToCompletion { restart_policy } => format!(
+                "the pod runs to completion (restartPolicy {restart_policy}) and the injector is configured for a regular tracer container, which would keep it from ever completing"
+            ),
+            Skip::PortTaken { port } => format!(
+                "a container of the pod declares port {port}, the tracer's metrics port, and a guarded namespace admits the tracer only on its configured port"
+            ),
         }
     }
 
@@ -157,6 +180,8 @@ impl Skip {
                 | Skip::PodSecurity { .. }
                 | Skip::ShareProcessNamespaceDisabled
                 | Skip::UserNamespace
+                | Skip::RunsToCompletion { .. }
+                | Skip::PortTaken { .. }
         )
     }
 }

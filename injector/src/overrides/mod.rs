@@ -99,6 +99,15 @@ fn pick<'a, T>(
     None
 }
 
+/// A memory quantity (`is_memory`) must be whole
+/// bytes: the API server admits `0.1` only with a warning, and rounds it.
+fn whole_bytes(q: &Quantity, is_memory: bool) -> Result<(), String> {
+    if is_memory && !q.is_whole() {
+        return Err("memory is counted in whole bytes".into());
+    }
+    Ok(())
+}
+
 /// The settings for `pod` in `namespace` (when known) under `sidecar`.
 pub fn resolve(
     pod: &PodFacts<'_>,
@@ -159,6 +168,7 @@ pub fn resolve(
         configured_request,
         configured_limit,
         floor,
+        is_memory,
     ) in [
         (
             Override::Cpu,
@@ -168,6 +178,7 @@ pub fn resolve(
             &configured.cpu_request,
             &configured.cpu_limit,
             None,
+            false,
         ),
         (
             Override::Memory,
@@ -177,6 +188,7 @@ pub fn resolve(
             &configured.memory_request,
             &configured.memory_limit,
             Some(&sidecar.min_memory_limit),
+            true,
         ),
     ] {
         // The limit first: it bounds the request.
@@ -187,6 +199,7 @@ pub fn resolve(
             &mut rejected,
             |text| {
                 let q = parse_limit(text)?;
+                whole_bytes(&q, is_memory)?;
                 match floor {
                     Some(f) if q.cmp_amount(f) == std::cmp::Ordering::Less => Err(format!(
                         "below {}, the least the tracer needs to load its programs (minMemoryLimit)",
@@ -204,6 +217,7 @@ pub fn resolve(
             &mut rejected_requests,
             |text| {
                 let q = Quantity::parse_resource(text).map_err(|e| e.to_string())?;
+                whole_bytes(&q, is_memory)?;
                 if exceeds(&q, &chosen_limit) {
                     return Err(format!("the request exceeds the limit {chosen_limit}"));
                 }

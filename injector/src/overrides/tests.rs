@@ -241,3 +241,33 @@ fn only_allowed_overrides_apply() {
     assert_eq!(out.resources.memory_limit.as_str(), "128Mi");
     assert!(out.args.is_empty());
 }
+
+/// What the API server reads: `250u` and `5n` are quantities; memory in
+/// fractions of a byte is admitted only with a warning, so it is refused
+/// here with one.
+#[test]
+fn quantities_as_the_api_server_reads_them() {
+    let s = sidecar("");
+    let out = resolve_for(
+        annotated(json!({"sidecar.linnix.io/cpu": "5n", "sidecar.linnix.io/cpu-limit": "250u"})),
+        &[],
+        &s,
+    );
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    assert_eq!(out.resources.cpu_limit.as_str(), "250u");
+    assert_eq!(out.resources.cpu_request.as_str(), "5n");
+    for (key, fraction) in [
+        ("sidecar.linnix.io/memory", "0.1"),
+        ("sidecar.linnix.io/memory-limit", "67108864500m"),
+    ] {
+        let out = resolve_for(annotated(json!({ key: fraction })), &[], &s);
+        assert_eq!(out.warnings.len(), 1, "{fraction}: {:?}", out.warnings);
+        assert!(
+            out.warnings[0].contains("whole bytes"),
+            "{:?}",
+            out.warnings
+        );
+        assert!(out.resources.memory_request.is_whole());
+        assert!(out.resources.memory_limit.is_whole());
+    }
+}

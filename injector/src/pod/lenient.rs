@@ -25,6 +25,9 @@ pub(super) trait Loose<'de>: Sized {
     fn from_bool(_: bool) -> Option<Self> {
         None
     }
+    fn from_i64(_: i64) -> Option<Self> {
+        None
+    }
     fn from_borrowed_str(s: &'de str) -> Option<Self> {
         Self::from_str(s)
     }
@@ -58,11 +61,11 @@ impl<'de, T: Loose<'de>> Visitor<'de> for LenientVisitor<T> {
     fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
         Ok(Lenient(T::from_bool(v)))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Lenient(T::from_i64(v)))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Lenient(None))
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Lenient(i64::try_from(v).ok().and_then(T::from_i64)))
     }
     fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
         Ok(Lenient(None))
@@ -87,6 +90,12 @@ impl<'de, T: Loose<'de>> Visitor<'de> for LenientVisitor<T> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         T::from_seq(seq).map(Lenient)
+    }
+}
+
+impl<'de> Loose<'de> for i64 {
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(v)
     }
 }
 

@@ -20,9 +20,11 @@ use serde_json::Value;
 
 use lenient::{Lenient, Loose};
 
+mod extra;
 mod lenient;
 mod object;
 
+pub use extra::RestartPolicy;
 pub use object::PodObject;
 
 /// What a pod (or a workload's pod template) says about itself.
@@ -53,18 +55,24 @@ struct Metadata<'a> {
 struct Spec<'a> {
     share_process_namespace: Lenient<bool>,
     host_users: Lenient<bool>,
+    host_network: Lenient<bool>,
+    #[serde(borrow)]
+    restart_policy: Lenient<Cow<'a, str>>,
+    #[serde(borrow)]
+    resources: Lenient<extra::PodResources<'a>>,
     #[serde(borrow)]
     containers: Lenient<Names<'a>>,
     #[serde(borrow)]
     init_containers: Lenient<Names<'a>>,
 }
 
-/// One entry of a container list; only the name is read.
+/// One entry of a container list: its name, and the ports it declares.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct Named<'a> {
     #[serde(borrow)]
     name: Lenient<Cow<'a, str>>,
+    ports: Lenient<extra::Ports>,
 }
 
 /// The annotations: string values, and the keys whose value is of another
@@ -76,9 +84,10 @@ struct Annotations<'a> {
     others: Vec<(Cow<'a, str>, &'static str)>,
 }
 
-/// The container names of a container list.
+/// The container names of a container list, and every port number its
+/// containers declare (containerPort and hostPort).
 #[derive(Debug, Default)]
-struct Names<'a>(Vec<Cow<'a, str>>);
+struct Names<'a>(Vec<Cow<'a, str>>, Vec<i64>);
 
 /// A pod's container lists, as the patch addresses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,10 +311,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for AnnotationValue<'a> {
 impl<'de: 'a, 'a> Loose<'de> for Names<'a> {
     fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
         let mut names = Vec::new();
+        let mut ports = Vec::new();
         while let Some(Lenient(entry)) = seq.next_element::<Lenient<Named<'a>>>()? {
-            names.extend(entry.and_then(|n| n.name.0));
+            let Some(entry) = entry else { continue };
+            names.extend(entry.name.0);
+            ports.extend(entry.ports.0.into_iter().flat_map(|p| p.0));
         }
-        Ok(Some(Names(names)))
+        Ok(Some(Names(names, ports)))
     }
 }
 

@@ -16,7 +16,7 @@
 mod read;
 mod write;
 
-pub use read::{read_document, resolve_plain, YamlError};
+pub use read::{read_document, resolve_plain, Pos, YamlError};
 pub use write::write_document;
 
 /// One document of a stream: its exact text, and where it starts.

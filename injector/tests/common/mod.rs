@@ -142,6 +142,10 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn ca_path(&self) -> PathBuf {
         self.dir.path().join("ca.crt")
     }

@@ -13,24 +13,56 @@ const MAX_DEPTH: usize = 256;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum YamlError {
-    #[error("{0}")]
-    Syntax(String),
-    #[error("line {line}: mapping key {key:?} appears twice")]
-    DuplicateKey { line: usize, key: String },
-    #[error("line {0}: unknown alias")]
-    UnknownAlias(usize),
+    #[error("{at}: {message}")]
+    Syntax { at: Pos, message: String },
+    #[error("{at}: mapping key {key:?} appears twice")]
+    DuplicateKey { at: Pos, key: String },
+    #[error("{0}: unknown alias")]
+    UnknownAlias(Pos),
     #[error("the document expands to more than {MAX_NODES} nodes through aliases")]
     TooLarge,
     #[error("the document is nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
-    #[error("line {line}: {value:?} is not a valid {tag}")]
-    BadTagged {
-        line: usize,
-        value: String,
-        tag: String,
-    },
+    #[error("{at}: {value:?} is not a valid {tag}")]
+    BadTagged { at: Pos, value: String, tag: String },
     #[error("more than one document")]
     Several,
+}
+
+/// A place in the input: 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl std::fmt::Display for Pos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} column {}", self.line, self.col)
+    }
+}
+
+fn syntax(at: Pos, message: &str) -> YamlError {
+    YamlError::Syntax {
+        at,
+        message: message.to_owned(),
+    }
+}
+
+impl YamlError {
+    /// The same error with its lines counted from the stream's start, for
+    /// a document whose first line is `first_line` of the stream.
+    pub fn in_stream(mut self, first_line: usize) -> Self {
+        let shift = first_line.saturating_sub(1);
+        match &mut self {
+            YamlError::Syntax { at, .. }
+            | YamlError::DuplicateKey { at, .. }
+            | YamlError::UnknownAlias(at)
+            | YamlError::BadTagged { at, .. } => at.line += shift,
+            YamlError::TooLarge | YamlError::TooDeep | YamlError::Several => {}
+        }
+        self
+    }
 }
 
 /// Reads one document (as split by [`split_documents`]) the way kubectl
@@ -57,9 +89,7 @@ pub fn read_document(text: &str) -> Result<Option<Value>, YamlError> {
                         let v = reader.node(other, line, 0)?;
                         let (end, _) = reader.next()?;
                         if !matches!(end, Event::DocumentEnd) {
-                            return Err(YamlError::Syntax(format!(
-                                "line {line}: expected the end of the document"
-                            )));
+                            return Err(syntax(line, "expected the end of the document"));
                         }
                         v
                     }
@@ -67,11 +97,7 @@ pub fn read_document(text: &str) -> Result<Option<Value>, YamlError> {
                 doc = Some(value);
             }
             Event::StreamStart | Event::Nothing | Event::DocumentEnd => {}
-            _ => {
-                return Err(YamlError::Syntax(format!(
-                    "line {line}: unexpected content"
-                )))
-            }
+            _ => return Err(syntax(line, "unexpected content")),
         }
     }
 }
@@ -84,11 +110,23 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn next(&mut self) -> Result<(Event<'a>, usize), YamlError> {
+    fn next(&mut self) -> Result<(Event<'a>, Pos), YamlError> {
         match self.parser.next_event() {
-            None => Ok((Event::StreamEnd, 0)),
-            Some(Ok((event, span))) => Ok((event, span.start.line())),
-            Some(Err(e)) => Err(YamlError::Syntax(e.to_string())),
+            None => Ok((Event::StreamEnd, Pos { line: 0, col: 0 })),
+            Some(Ok((event, span))) => Ok((
+                event,
+                Pos {
+                    line: span.start.line(),
+                    col: span.start.col() + 1,
+                },
+            )),
+            Some(Err(e)) => Err(syntax(
+                Pos {
+                    line: e.marker().line(),
+                    col: e.marker().col() + 1,
+                },
+                e.info(),
+            )),
         }
     }
 
@@ -110,7 +148,7 @@ impl<'a> Reader<'a> {
         self.anchors[id] = Some(value.clone());
     }
 
-    fn node(&mut self, event: Event<'a>, line: usize, depth: usize) -> Result<Value, YamlError> {
+    fn node(&mut self, event: Event<'a>, line: Pos, depth: usize) -> Result<Value, YamlError> {
         if depth > MAX_DEPTH {
             return Err(YamlError::TooDeep);
         }
@@ -149,7 +187,7 @@ impl<'a> Reader<'a> {
                 self.anchor(anchor, &value);
                 Ok(value)
             }
-            _ => Err(YamlError::Syntax(format!("line {line}: unexpected event"))),
+            _ => Err(syntax(line, "unexpected event")),
         }
     }
 
@@ -175,25 +213,17 @@ impl<'a> Reader<'a> {
                         for item in items {
                             match item {
                                 Value::Object(m) => merged.push(m),
-                                _ => {
-                                    return Err(YamlError::Syntax(format!(
-                                        "line {vline}: << takes mappings"
-                                    )))
-                                }
+                                _ => return Err(syntax(vline, "<< takes mappings")),
                             }
                         }
                     }
-                    _ => {
-                        return Err(YamlError::Syntax(format!(
-                            "line {vline}: << takes mappings"
-                        )))
-                    }
+                    _ => return Err(syntax(vline, "<< takes mappings")),
                 }
                 continue;
             }
             let key = key_string(key);
             if map.contains_key(&key) {
-                return Err(YamlError::DuplicateKey { line, key });
+                return Err(YamlError::DuplicateKey { at: line, key });
             }
             map.insert(key, value);
         }
@@ -228,11 +258,11 @@ fn scalar(
     text: &str,
     style: ScalarStyle,
     tag: Option<&Tag>,
-    line: usize,
+    line: Pos,
 ) -> Result<Value, YamlError> {
     if let Some(tag) = tag.filter(|t| t.is_yaml_core_schema()) {
         let bad = || YamlError::BadTagged {
-            line,
+            at: line,
             value: text.to_owned(),
             tag: format!("!!{}", tag.suffix),
         };
