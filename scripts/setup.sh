@@ -29,9 +29,11 @@ fi
 # end-to-end pods (catatonit is the pause process `podman kube play` builds
 # its infra image from; busybox-static is the example app); bpftrace is the
 # benchmark's peer; libbpf1 loads the node benchmark's empty programs;
-# python3-venv holds the schema and chart checks.
+# python3-venv holds the schema and chart checks. The local Kubernetes node
+# (scripts/cluster.sh) builds runc with libseccomp-dev, and its kube-proxy
+# and CNI plugins program iptables (in the node's own network namespace).
 APT_PACKAGES=(clang libclang-dev llvm linux-libc-dev podman runc catatonit uidmap busybox-static bpftrace libbpf1 python3 python3-venv python3-pip
-  iproute2 procps util-linux curl ca-certificates openssl git)
+  iproute2 procps util-linux curl ca-certificates openssl git libseccomp-dev iptables conntrack gcc libc6-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -54,6 +56,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   done
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo (Rust >= 1.95) is required and was not found" >&2; exit 1; }
+# Go builds the local Kubernetes node from its modules (tests/cluster).
+command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || { echo "go (>= 1.26) is required for scripts/cluster.sh and was not found" >&2; exit 1; }
 
 # Python tools for the Kubernetes schema and Helm chart checks, and the node
 # benchmark's plot; installed again when tests/requirements.txt (or this
