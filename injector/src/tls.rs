@@ -267,7 +267,13 @@ pub async fn patch_ca_bundle(client: Client, name: &str, ca_pem: &str) -> Result
     }
     let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
         .map_err(|e| err(kube::Error::SerdeError(e)))?;
-    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+    // Named, so that whoever else writes the caBundle (`helm upgrade` to
+    // another certificate mode, with server-side apply) is told who owns it.
+    let params = PatchParams {
+        field_manager: Some("linnix-injector".into()),
+        ..PatchParams::default()
+    };
+    api.patch(name, &params, &Patch::Json::<()>(patch))
         .await
         .map_err(err)?;
     Ok(changed)
