@@ -8,6 +8,7 @@
 #   scripts/cluster.sh build    build what is missing (cached by version)
 #   scripts/cluster.sh up       build, start the node, import linnix's images
 #   scripts/cluster.sh down     stop it and remove everything it made
+#   scripts/cluster.sh images   rebuild linnix's images and import them again
 #   scripts/cluster.sh status   what runs, the node, its memory in use
 #   scripts/cluster.sh leftovers  what of a node is still here (exit 1 if any)
 #   scripts/cluster.sh env      the variables to talk to it (eval "$(...)")
@@ -87,6 +88,7 @@ case ${1:-} in
   build) need_root; build_missing ;;
   up) cmd_up ;;
   down) need_root; node_down; say "node down" ;;
+  images) need_root; import_linnix_images ;;
   status) node_status ;;
   leftovers) node_leftovers ;;
   env) cmd_env ;;

@@ -71,6 +71,11 @@ EOF
 
 containerd_up() {
   mkdir -p "$STATE/containerd" "$RUN_DIR"
+  # CAP_SYS_RESOURCE is bit 24 of the effective set.
+  local caps
+  caps=$(awk '/^CapEff:/ {print $2}' /proc/self/status)
+  RESTRICT_OOM_SCORE_ADJ=true
+  (((16#$caps >> 24) & 1)) && RESTRICT_OOM_SCORE_ADJ=false
   cat >"$STATE/containerd/config.toml" <<EOF
 version = 3
 root = "$STATE/containerd/root"
@@ -88,6 +93,11 @@ state = "$RUN_DIR/containerd"
     sandbox = "$PAUSE_IMAGE"
 [plugins.'io.containerd.cri.v1.runtime']
   enable_cdi = false
+  # The kubelet asks for negative OOM scores (-998 for the pause container,
+  # -997 for Guaranteed pods), which only CAP_SYS_RESOURCE may set. Where
+  # the node runs without it (this project's machines), scores stay at
+  # containerd's own or above, as for a rootless node.
+  restrict_oom_score_adj = $RESTRICT_OOM_SCORE_ADJ
   [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
     BinaryName = "$(bin_of runc runc)"
     Root = "$RUN_DIR/runc"
@@ -133,6 +143,7 @@ apiserver_up() {
     --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --kubelet-preferred-address-types=InternalIP \
     --profiling=false
   wait_for "the API server" 90 kube-apiserver kubectl get --raw /readyz
 }
@@ -208,9 +219,18 @@ EOF
     kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
 }
 
+# Host paths the components use whatever they are told: the shims' socket
+# folder, the CNI result cache, the kubelet's device-plugin socket and its
+# log links. The ones that were not there before `up` go at `down`; the
+# list of those that were is kept beside the builds, which `down` keeps.
+HOST_PATHS=(/run/containerd /var/lib/cni /var/lib/kubelet /var/log/containers)
+HOST_PATHS_BEFORE=$CLUSTER_CACHE/host-paths-before-up
+
 node_up() {
   [ ! -e "/run/netns/$NETNS" ] || die "a node is already up (or was not taken down): run '$0 down' first"
   mkdir -p "$STATE/run" "$STATE/logs"
+  local p
+  for p in "${HOST_PATHS[@]}"; do [ -e "$p" ] && echo "$p"; done >"$HOST_PATHS_BEFORE" || true
   local t0=$SECONDS
   say "network namespace $NETNS, node $NODE_IP, pods $POD_CIDR"
   network_up
@@ -303,7 +323,17 @@ node_down() {
   # The namespace takes the veth pair (and so the host's pod route), the
   # bridge and every iptables rule of kube-proxy and the CNI plugins.
   [ -e "/run/netns/$NETNS" ] && ip netns delete "$NETNS"
+  local p
+  while read -r p; do rm -rf "$p"; done < <(new_host_paths)
   rm -rf "$STATE" "$RUN_DIR"
+}
+
+new_host_paths() {
+  local p
+  for p in "${HOST_PATHS[@]}"; do
+    [ -e "$p" ] && ! grep -qxF "$p" "$HOST_PATHS_BEFORE" 2>/dev/null && echo "$p"
+  done
+  return 0
 }
 
 # What of the node is there, one line each; exit 1 if anything is.
@@ -316,6 +346,7 @@ node_leftovers() {
   [ -n "$(node_cgroups)" ] && { node_cgroups | sed 's/^/cgroup /'; found=1; }
   [ -e "$STATE" ] && { echo "state $STATE"; found=1; }
   [ -e "$RUN_DIR" ] && { echo "state $RUN_DIR"; found=1; }
+  [ -n "$(new_host_paths)" ] && { new_host_paths | sed 's/^/path /'; found=1; }
   return $((1 - found))
 }
 
