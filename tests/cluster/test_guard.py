@@ -1,0 +1,144 @@
+"""Guarded namespaces under the real PodSecurity admission and the real
+ValidatingAdmissionPolicy evaluation of the API server: Kubernetes' own
+baseline fixtures, created with injection, and the tampering a team would
+try, each refused with the policy's message.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from clients import APP_IMAGE, SIDECAR_IMAGE, TRACER, apply, eventually, get, kubectl, pod, wait_ready
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pod-security" / "baseline-v1.37"
+DENIED = "denied request"
+
+
+def fixture(path: Path) -> dict:
+    doc = yaml.safe_load(path.read_text())
+    doc["metadata"] = {"generateName": doc["metadata"]["name"] + "-"}
+    return doc
+
+
+def create(ns: str, obj: dict, dry_run: bool = True):
+    args = ["create", "-n", ns, "-f", "-", "-o", "json"]
+    if dry_run:
+        args.insert(1, "--dry-run=server")
+    return kubectl(*args, input=yaml.safe_dump(obj), check=False)
+
+
+@pytest.mark.parametrize("path", sorted((FIXTURES / "pass").glob("*.yaml")), ids=lambda p: p.stem)
+def test_baseline_pass_fixtures_are_admitted_and_injected(team, path):
+    result = create(team, fixture(path))
+    assert result.returncode == 0, result.stderr
+    out = result.json()
+    assert out["spec"]["initContainers"][0]["name"] == TRACER, "injected"
+
+
+@pytest.mark.parametrize("path", sorted((FIXTURES / "fail").glob("*.yaml")), ids=lambda p: p.stem)
+def test_baseline_fail_fixtures_are_refused(team, path):
+    result = create(team, fixture(path))
+    assert result.returncode != 0, f"{path.name} admitted in a guarded namespace"
+    assert DENIED in result.stderr and "Pod Security baseline" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("team", [{"guarded": False}], indirect=True)
+def test_without_the_guard_the_fail_fixtures_are_admitted(team):
+    """The refusals above are the guard's: the same namespace without the
+    label (still enforcing privileged) admits every fail fixture."""
+    for path in sorted((FIXTURES / "fail").glob("*.yaml")):
+        result = create(team, fixture(path))
+        assert result.returncode == 0, f"{path.name}: {result.stderr}"
+
+
+def injected_pod(team: str, name: str) -> dict:
+    apply(pod(name), namespace=team)
+    return wait_ready(team, name)
+
+
+def test_a_tracer_edited_in_a_deployment_template_is_refused(team):
+    tracer = {"name": TRACER, "image": SIDECAR_IMAGE, "imagePullPolicy": "Never", "restartPolicy": "Always",
+              "args": ["trace", "--", "/bin/sh", "-c", "sleep 3600"],
+              "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["BPF", "PERFMON"]}}}
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "tampered"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "tampered"}},
+                 "template": {"metadata": {"labels": {"app": "tampered"}},
+                              "spec": {**pod("x")["spec"], "shareProcessNamespace": True,
+                                       "initContainers": [tracer]}}},
+    }
+    apply(deployment, namespace=team)
+
+    def refused():
+        events = kubectl("get", "events", "-n", team, "-o", "json").json()["items"]
+        return [e["message"] for e in events if e["reason"] == "FailedCreate" and DENIED in e["message"]]
+    message = eventually("the ReplicaSet's FailedCreate", refused)[0]
+    assert "is not the tracer as the injector writes it" in message, message
+    assert not kubectl("get", "pods", "-n", team, "-l", "app=tampered", "-o", "name").stdout.strip()
+
+
+def test_kubectl_set_image_on_the_tracer_is_refused(team):
+    injected_pod(team, "victim")
+    result = kubectl("set", "image", "-n", team, "pod/victim", f"{TRACER}={APP_IMAGE}", check=False)
+    assert result.returncode != 0 and DENIED in result.stderr, result.stderr
+    assert get("pod", "victim", team)["spec"]["initContainers"][0]["image"] == SIDECAR_IMAGE
+
+
+def test_a_sysadmin_debug_container_is_refused(team):
+    injected_pod(team, "victim")
+    result = kubectl("debug", "-n", team, "victim", f"--image={APP_IMAGE}", "--image-pull-policy=Never",
+                     "--profile=sysadmin", "--container=root", "--", "sleep", "60", check=False)
+    assert result.returncode != 0 and DENIED in result.stderr and "privileged" in result.stderr, result.stderr
+    assert not get("pod", "victim", team)["spec"].get("ephemeralContainers")
+
+
+def test_exec_into_the_tracer_is_refused(team):
+    injected_pod(team, "victim")
+    result = kubectl("exec", "-n", team, "victim", "-c", TRACER, "--", "/usr/bin/linnix-sidecar", "--version",
+                     check=False)
+    assert result.returncode != 0 and DENIED in result.stderr, result.stderr
+    # The app stays reachable, and without -c kubectl names the default
+    # container (the injector sets it to the app).
+    assert kubectl("exec", "-n", team, "victim", "--", "/bin/echo", "ok").stdout.strip() == "ok"
+
+
+def test_exec_without_a_container_name_is_refused(team):
+    """kubectl always names a container; a raw API call may not, and the API
+    server would then pick the pod's only app container, which may be the
+    tracer. The refusal comes before any stream is opened."""
+    injected_pod(team, "victim")
+    config = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for key, field in (("ca", "certificate-authority-data"), ("crt", "client-certificate-data"),
+                           ("key", "client-key-data")):
+            files[key] = Path(tmp, key)
+            files[key].write_bytes(base64.b64decode((cluster if key == "ca" else user)[field]))
+        response = requests.post(
+            f"{cluster['server']}/api/v1/namespaces/{team}/pods/victim/exec?command=id&stdout=true",
+            cert=(str(files["crt"]), str(files["key"])), verify=str(files["ca"]), timeout=30)
+    assert response.status_code == 403, (response.status_code, response.text)
+    assert DENIED in response.text and "container" in response.text, response.text
+
+
+@pytest.mark.parametrize("change", [["sidecar.linnix.io/guard-"], ["sidecar.linnix.io/guard=off"],
+                                    ["sidecar.linnix.io/guard-", "pod-security.kubernetes.io/enforce=privileged"]],
+                         ids=["remove", "other-value", "remove-staying-privileged"])
+def test_relabelling_the_namespace_is_refused(team, change):
+    result = kubectl("label", "namespace", team, "--overwrite", *change, check=False)
+    assert result.returncode != 0 and DENIED in result.stderr, result.stderr
+    assert get("namespace", team)["metadata"]["labels"]["sidecar.linnix.io/guard"] == "baseline"
+
+
+def test_the_guard_goes_with_a_raised_enforce_level(team):
+    kubectl("label", "namespace", team, "sidecar.linnix.io/guard-", "pod-security.kubernetes.io/enforce=baseline",
+            "--overwrite")
+    assert "sidecar.linnix.io/guard" not in get("namespace", team)["metadata"]["labels"]
