@@ -1,54 +1,112 @@
 #!/usr/bin/env bash
-# Local demo of the whole product on one machine, as root:
-#   1. set up and build the images (tracer, webhook, example app);
-#   2. inject the example pod (tests/e2e/app-pod.yaml) with `linnix-injector inject`;
-#   3. run it with `podman kube play` and stream the tracer's events: the app's
-#      births, an exit with code 3 and an OOM kill;
-#   4. clean up, also on Ctrl-C or failure.
+# The product as a user meets it, on a local Kubernetes node, as root:
+#   1. the node (scripts/cluster.sh up: built from the Go modules the first
+#      time, which it announces with its duration; reused when already up);
+#   2. helm install of the injector; a namespace guarded and opted in with
+#      kubectl label / annotate, the team's chart installed in it;
+#   3. a Deployment, whose pod gets the tracer; `kubectl logs -c
+#      linnix-tracer -f` streams its births and exits; a `kubectl exec`
+#      shows as entered; a pod OOM-killed at its limit;
+#   4. the tracer's metrics.
+# The node stays up to look around; `scripts/cluster.sh down` removes it.
+# `scripts/demo-podman.sh` is the same story without Kubernetes.
+#
+#   ./scripts/demo.sh [--down]     --down: take the node down at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --if-needed
 export PATH="$HOME/.cargo/bin:$PATH"
 
-VERSION=$(./scripts/version.sh)
-POD=linnix-demo
-WORK=$(mktemp -d)
+NS=demo
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
+show() { printf '\033[2m$ %s\033[0m\n' "$*" >&2; "$@"; }
 
-cleanup() {
-  podman kube down "$WORK/play.yaml" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+if ! ./scripts/cluster.sh status 2>/dev/null | grep -q "kube-apiserver *running"; then
+  say "starting the local node (scripts/cluster.sh up)"
+  ./scripts/cluster.sh up
+fi
+eval "$(./scripts/cluster.sh env)"
+[ "${1:-}" = --down ] && trap './scripts/cluster.sh down' EXIT
 
-say "building images (static binaries, FROM scratch)"
-./scripts/build-images.sh
+say "installing the injector"
+show helm upgrade --install linnix charts/linnix-injector --namespace linnix-system --create-namespace --wait >/dev/null
+kubectl delete namespace "$NS" --ignore-not-found --wait >/dev/null
 
-say "injecting tests/e2e/app-pod.yaml"
-podman run --rm -i --network=none \
-  -v "$PWD/tests/e2e/injector-config.yaml:/etc/linnix/config.yaml:ro" \
-  "localhost/linnix-injector:$VERSION" inject -f - --config /etc/linnix/config.yaml \
-  < tests/e2e/app-pod.yaml > "$WORK/injected.yaml"
-sed 's/^/    /' "$WORK/injected.yaml" >&2
+say "a team's namespace: guarded, then opted in"
+show kubectl create namespace "$NS" >/dev/null
+show kubectl label namespace "$NS" sidecar.linnix.io/guard=baseline pod-security.kubernetes.io/enforce=privileged \
+  pod-security.kubernetes.io/warn=baseline pod-security.kubernetes.io/audit=baseline --overwrite >/dev/null
+show kubectl annotate namespace "$NS" sidecar.linnix.io/inject=true >/dev/null
+show helm install linnix-tracer charts/linnix-namespace --namespace "$NS" >/dev/null
 
-say "adapting for podman 4.3 (seccomp annotation, downward API literals)"
-tests/.venv/bin/python tests/e2e/podman_compat.py < "$WORK/injected.yaml" > "$WORK/play.yaml"
+say "a Deployment (busybox: a few commands, one exits with code 3)"
+VERSION=$(./scripts/version.sh)
+kubectl apply -n "$NS" -f - <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: app
+          image: docker.io/linnix/linnix-demo-app:$VERSION
+          imagePullPolicy: Never
+          command: ["/bin/sh", "-c"]
+          args:
+            - |
+              /bin/uname -a
+              /bin/ls / > /dev/null
+              sh -c 'exit 3'
+              while true; do sleep 5; /bin/date > /tmp/now; done
+EOF
+show kubectl rollout status -n "$NS" deployment/web --timeout=120s >&2
+POD=$(kubectl get pods -n "$NS" -l app=web -o jsonpath='{.items[0].metadata.name}')
+show kubectl get pod -n "$NS" "$POD" -o jsonpath='{.metadata.annotations.sidecar\.linnix\.io/status}{"\n"}' >&2
 
-say "podman kube play; events from the tracer (kubectl logs -c linnix-tracer on Kubernetes):"
-podman kube down "$WORK/play.yaml" >/dev/null 2>&1 || true
-# From $WORK: conmon stays in podman's folder and writes a file `oom` there
-# when a container is OOM-killed, as the demo's app is.
-(cd "$WORK" && podman kube play play.yaml >/dev/null)
-podman logs -f "$POD-linnix-tracer" &
+say "kubectl logs -n $NS $POD -c linnix-tracer -f"
+kubectl logs -n "$NS" "$POD" -c linnix-tracer -f &
 LOGS=$!
-while [ "$(podman inspect "$POD-app" --format '{{.State.Status}}' 2>/dev/null)" = running ]; do sleep 0.5; done
-sleep 1
+sleep 3
+say "kubectl exec (shows as entered)"
+show kubectl exec -n "$NS" "$POD" -- /bin/cat /etc/hostname >/dev/null
+sleep 2
 kill "$LOGS" 2>/dev/null || true
 wait "$LOGS" 2>/dev/null || true
 
-say "the app's own output"
-podman logs "$POD-app" >&2
-say "the tracer's metrics (GET :9464/metrics in the pod's network namespace)"
-TRACER_PID=$(podman inspect "$POD-linnix-tracer" --format '{{.State.Pid}}')
-nsenter -t "$TRACER_PID" -n curl -fsS http://127.0.0.1:9464/metrics | grep -E '^linnix_' >&2 || true
-say "done; cleaning up"
+say "a pod OOM-killed at its 64 MiB limit: memory_pressure, oom_kill, container_exit"
+kubectl apply -n "$NS" -f - <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+    - name: app
+      image: docker.io/linnix/linnix-demo-app:$VERSION
+      imagePullPolicy: Never
+      command: ["/bin/sh", "-c", "exec dd if=/dev/zero of=/dev/null bs=200M count=1"]
+      resources: {limits: {memory: 64Mi, cpu: 500m}, requests: {memory: 32Mi, cpu: 50m}}
+EOF
+for _ in $(seq 120); do
+  kubectl logs -n "$NS" hog -c linnix-tracer 2>/dev/null | grep -q '"container_exit"' && break
+  sleep 1
+done
+kubectl logs -n "$NS" hog -c linnix-tracer | grep -E '"event":"(memory_pressure|oom_kill|container_exit)"' | grep '"container":"app"' >&2 || true
+show kubectl get events -n "$NS" --field-selector involvedObject.name=hog,reason=OOMKilled >&2
+
+say "the tracer's metrics (through the API server's pod proxy)"
+kubectl get --raw "/api/v1/namespaces/$NS/pods/$POD:9464/proxy/metrics" | grep -E '^linnix_(events|exits|build)' >&2 || true
+
+say "where to look"
+cat >&2 <<EOF
+  kubectl -n $NS logs $POD -c linnix-tracer -f          # every birth and exit, as JSON lines
+  kubectl get --raw /api/v1/namespaces/$NS/pods/$POD:9464/proxy/metrics
+  linnix-injector check $POD -n $NS                      # why it is traced
+  eval "\$(scripts/cluster.sh env)"                       # kubectl and helm for this node
+  scripts/cluster.sh down                                # remove the node
+EOF
