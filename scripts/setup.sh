@@ -29,9 +29,11 @@ fi
 # end-to-end pods (catatonit is the pause process `podman kube play` builds
 # its infra image from; busybox-static is the example app); bpftrace is the
 # benchmark's peer; libbpf1 loads the node benchmark's empty programs;
-# python3-venv holds the schema and chart checks.
+# python3-venv holds the schema and chart checks; prometheus gives promtool,
+# which checks and unit-tests the alert rules and parses the dashboard's
+# queries; chromium loads the report page headless in its test.
 APT_PACKAGES=(clang libclang-dev llvm linux-libc-dev podman runc catatonit uidmap busybox-static bpftrace libbpf1 python3 python3-venv python3-pip
-  iproute2 procps util-linux curl ca-certificates openssl git)
+  iproute2 procps util-linux curl ca-certificates openssl git prometheus chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
