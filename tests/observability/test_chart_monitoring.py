@@ -5,12 +5,17 @@ rules file."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 
+import jsonschema
+import pytest
 import yaml
 
 from conftest import RELEASE_NS, render
-from promtool_support import RULES, run
+from promtool_support import ROOT, RULES, run
+
+CRDS = ROOT / "tests" / "fixtures" / "prometheus-operator-crds"
 
 MONITORING = "monitoring.coreos.com/v1"
 ALL_ON = {
@@ -22,6 +27,58 @@ ALL_ON = {
 
 def monitoring_objects(objects):
     return {o["kind"]: o for o in objects if o["apiVersion"] == MONITORING}
+
+
+def crd_schema(kind: str) -> dict:
+    """The v1 openAPIV3Schema of the operator's CRD for `kind`, made strict:
+    where a schema lists properties and says nothing of others, others are
+    errors (the API server would drop them, as kubectl --validate=strict
+    refuses them)."""
+    for path in sorted(CRDS.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        if crd["spec"]["names"]["kind"] == kind:
+            [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+            return strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
+    raise AssertionError(f"no CRD for {kind} in {CRDS}")
+
+
+def strict(schema):
+    if isinstance(schema, dict):
+        if ("properties" in schema and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            strict(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            strict(value)
+    return schema
+
+
+def crd_errors(obj: dict) -> list[str]:
+    validator = jsonschema.Draft7Validator(crd_schema(obj["kind"]))
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
+
+
+@pytest.mark.parametrize("values", [ALL_ON, {
+    "podMonitor": {"enabled": True, "namespaces": ["team-a"]},
+    "serviceMonitor": {"enabled": True, "interval": "1m"},
+    "prometheusRule": {"enabled": True},
+}], ids=["labels-and-interval", "namespaces"])
+def test_objects_are_valid_against_the_operators_crds(injector_chart, values):
+    objects = monitoring_objects(render(injector_chart, values))
+    assert set(objects) == {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+    for obj in objects.values():
+        assert crd_errors(obj) == [], obj["kind"]
+
+
+def test_the_crd_check_refuses_a_misspelt_field(injector_chart):
+    pm = monitoring_objects(render(injector_chart, ALL_ON))["PodMonitor"]
+    pm["spec"]["podMetricsEndpoints"][0]["honourLabels"] = True
+    pm["spec"]["podMetricsEndpoints"][0]["interval"] = "soon"
+    errors = crd_errors(pm)
+    assert any("honourLabels" in e for e in errors), errors
+    assert any("interval" in e for e in errors), errors
 
 
 def test_off_by_default(injector_chart):
