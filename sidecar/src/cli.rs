@@ -91,7 +91,8 @@ pub enum Command {
     Trace(TraceArgs),
     /// Draw a tracer's JSON lines (a file, or stdin as from `kubectl logs`)
     /// as one self-contained HTML page: a lane per container, the process
-    /// tree over time, OOM kills, memory pressure and lost events.
+    /// tree over time, OOM kills, memory pressure and lost events. The
+    /// tracer's options do not apply (only --log-level).
     Report(ReportArgs),
 }
 

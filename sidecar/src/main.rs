@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     init_tracing(&cli.common.log_level);
     // Reading a log needs neither the runtime nor BPF.
     if let Some(cli::Command::Report(args)) = &cli.command {
-        return ExitCode::from(report::run(args));
+        return ExitCode::from(report::run(args, &cli.common));
     }
     // One thread is plenty for a ring buffer and a metrics endpoint, and
     // keeps the sidecar's memory small.

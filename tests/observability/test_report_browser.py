@@ -153,3 +153,12 @@ def test_unreadable_input_is_an_error(sidecar_bin, tmp_path):
     r = report(sidecar_bin, [tmp_path / "missing.jsonl"])
     assert r.returncode == 1
     assert b"cannot read" in r.stderr and b"missing.jsonl" in r.stderr
+
+
+def test_tracer_options_are_refused(sidecar_bin, tmp_path):
+    log = tmp_path / "one.jsonl"
+    log.write_text('{"event":"exec","ts":"2026-11-22T10:15:01Z","pid":1,"comm":"a","exec_id":"1-1"}\n')
+    r = report(sidecar_bin, ["--threads", log])
+    assert r.returncode == 2
+    assert b"takes none of the tracer's options: --threads" in r.stderr
+    assert report(sidecar_bin, [log, "-o", tmp_path / "one.html"]).returncode == 0

@@ -16,12 +16,22 @@ use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::path::Path;
 
-use crate::cli::ReportArgs;
+use crate::cli::{CommonArgs, ReportArgs};
 
 /// Reads the log, writes the page; returns the exit code. Lines that are
 /// not events are reported on stderr (and on the page), never dropped in
 /// silence; a log with no event at all is an error.
-pub fn run(args: &ReportArgs) -> u8 {
+pub fn run(args: &ReportArgs, common: &CommonArgs) -> u8 {
+    // The tracer's options are global on the command line; here they would
+    // do nothing, and ignoring them in silence would hide a mistake.
+    let given = tracer_options(common);
+    if !given.is_empty() {
+        eprintln!(
+            "error: report draws a log and takes none of the tracer's options: {}",
+            given.join(", ")
+        );
+        return 2;
+    }
     let from_stdin = args.input.as_deref().is_none_or(|p| p == Path::new("-"));
     let source = if from_stdin {
         "stdin".to_owned()
@@ -79,6 +89,30 @@ pub fn run(args: &ReportArgs) -> u8 {
         return 1;
     }
     0
+}
+
+/// The tracer options set to something other than their defaults.
+fn tracer_options(c: &CommonArgs) -> Vec<&'static str> {
+    let defaults = [
+        (c.metrics_addr.is_some(), "--metrics-addr"),
+        (c.threads, "--threads"),
+        (c.max_events_per_sec != 10_000, "--max-events-per-sec"),
+        (c.removed_series_ttl != 300, "--removed-series-ttl"),
+        (
+            c.memory_pressure_threshold != 90,
+            "--memory-pressure-threshold",
+        ),
+        (
+            c.memory_pressure_interval != std::time::Duration::from_secs(10),
+            "--memory-pressure-interval",
+        ),
+        (c.output.is_some(), "--output"),
+        (c.ignore_exec_probes, "--ignore-exec-probes"),
+    ];
+    defaults
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
 }
 
 fn render(parsed: &parse::Parsed, source: &str) -> String {

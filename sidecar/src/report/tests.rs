@@ -289,3 +289,23 @@ fn runs_of_alike_siblings_share_a_row_but_keep_their_marks() {
     assert_eq!(count(&html, r#"class="mark exit""#), 4);
     assert!(html.contains("true ×3"));
 }
+
+#[test]
+fn tracer_options_are_refused_not_ignored() {
+    use clap::Parser;
+    let parse = |args: &[&str]| {
+        crate::cli::Cli::try_parse_from(
+            std::iter::once("linnix-sidecar").chain(args.iter().copied()),
+        )
+        .expect("parses")
+    };
+    let cli = parse(&["report", "log.jsonl"]);
+    assert!(super::tracer_options(&cli.common).is_empty());
+    let cli = parse(&["--log-level", "debug", "report", "-o", "x.html"]);
+    assert!(super::tracer_options(&cli.common).is_empty());
+    let cli = parse(&["report", "--threads", "--output", "json", "log.jsonl"]);
+    assert_eq!(
+        super::tracer_options(&cli.common),
+        ["--threads", "--output"]
+    );
+}

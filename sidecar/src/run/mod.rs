@@ -109,7 +109,7 @@ pub async fn run(cli: Cli) -> Result<u8, RunError> {
             ..
         })) => trace_command(&cli.common, &command, memory_limit).await,
         // main.rs runs it before any runtime exists.
-        Some(Command::Report(args)) => Ok(crate::report::run(&args)),
+        Some(Command::Report(args)) => Ok(crate::report::run(&args, &cli.common)),
     }
 }
 
