@@ -29,11 +29,14 @@ fi
 # end-to-end pods (catatonit is the pause process `podman kube play` builds
 # its infra image from; busybox-static is the example app); bpftrace is the
 # benchmark's peer; libbpf1 loads the node benchmark's empty programs;
-# python3-venv holds the schema and chart checks. The local Kubernetes node
-# (scripts/cluster.sh) builds runc with libseccomp-dev, and its kube-proxy
-# and CNI plugins program iptables (in the node's own network namespace).
+# python3-venv holds the schema and chart checks; prometheus gives promtool,
+# which checks and unit-tests the alert rules and parses the dashboard's
+# queries; chromium loads the report page headless in its test. The local
+# Kubernetes node (scripts/cluster.sh) builds runc with libseccomp-dev, and
+# its kube-proxy and CNI plugins program iptables (in the node's own network
+# namespace).
 APT_PACKAGES=(clang libclang-dev llvm linux-libc-dev podman runc catatonit uidmap busybox-static bpftrace libbpf1 python3 python3-venv python3-pip
-  iproute2 procps util-linux curl ca-certificates openssl git libseccomp-dev iptables conntrack gcc libc6-dev)
+  iproute2 procps util-linux curl ca-certificates openssl git prometheus chromium libseccomp-dev iptables conntrack gcc libc6-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,7 +3,9 @@
 #   lint    cargo fmt --check and cargo clippy -D warnings
 #   rust    cargo test: real BPF, real HTTPS
 #   charts  tests/charts: Helm, Kubernetes schemas, the chart against the
-#           injector binary this script builds; tests/scripts: set-up helpers
+#           injector binary this script builds; tests/scripts: set-up helpers;
+#           tests/observability: alert rules under promtool, the dashboard's
+#           queries, the report page in headless Chromium (real tracer: root)
 #   e2e     tests/e2e: what only podman shows (inject's output under
 #           `podman kube play`)
 #   cluster tests/cluster: every user flow on a local Kubernetes node
@@ -65,8 +67,8 @@ stage_charts() {
   LINNIX_INJECTOR_BIN=$(build_bin linnix-injector linnix-injector)
   LINNIX_SIDECAR_BIN=$(build_bin linnix-sidecar linnix-sidecar)
   export LINNIX_INJECTOR_BIN LINNIX_SIDECAR_BIN
-  step "pytest tests/charts tests/scripts"
-  tests/.venv/bin/pytest -v tests/charts tests/scripts
+  step "pytest tests/charts tests/scripts tests/observability"
+  tests/.venv/bin/pytest -v tests/charts tests/scripts tests/observability
 }
 
 stage_e2e() {

@@ -22,6 +22,7 @@ pub mod quantity;
 pub mod reload;
 pub mod renewal;
 pub mod request_body;
+pub mod scrape_annotations;
 pub mod serve;
 pub mod sidecar_args;
 pub mod tls;

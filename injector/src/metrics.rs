@@ -12,6 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -111,6 +112,23 @@ impl Metrics {
         }
     }
 
+    /// `linnix_injector_tracer_info{image, version}`: the tracer image this
+    /// injector adds and its version (the tag), so that alert rules can
+    /// find tracers older than it after an upgrade (they export
+    /// `linnix_build_info{version}`).
+    pub fn with_tracer(mut self, image: &str, version: &str) -> Self {
+        let labels = vec![
+            ("image".to_owned(), image.to_owned()),
+            ("version".to_owned(), version.to_owned()),
+        ];
+        self.registry.register(
+            "tracer",
+            "The tracer image this injector adds, and its tag as the version",
+            Info::new(labels),
+        );
+        self
+    }
+
     pub fn record(&self, decision: &'static str, reason: &'static str) {
         self.admissions
             .get_or_create(&DecisionLabels { decision, reason })
@@ -177,4 +195,19 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
                 format!("method {method} not allowed; this port serves GET /metrics\n"),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tracer_info_names_the_configured_image_and_version() {
+        let m = super::Metrics::new().with_tracer("registry.local/linnix-sidecar:1.2.3", "1.2.3");
+        let text = m.encode().expect("encodes");
+        assert!(
+            text.contains(
+                r#"linnix_injector_tracer_info{image="registry.local/linnix-sidecar:1.2.3",version="1.2.3"} 1"#
+            ),
+            "{text}"
+        );
+    }
 }

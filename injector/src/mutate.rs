@@ -9,6 +9,7 @@ use crate::decision::{self, Context, Decision, Skip, Wish, INJECT_ANNOTATION, ST
 use crate::overrides;
 use crate::patch;
 use crate::pod::PodFacts;
+use crate::scrape_annotations;
 
 /// Names the container `kubectl logs` and `kubectl exec` use without `-c`.
 pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
@@ -140,6 +141,16 @@ fn inject(
         if let Some(app) = pod.first_container() {
             annotations.push((DEFAULT_CONTAINER_ANNOTATION, app));
         }
+    }
+    // The port the tracer serves on, moved off a port the pod declares.
+    let scrape = scrape_annotations::decide(
+        pod,
+        sidecar.prometheus_annotations,
+        port.unwrap_or(sidecar.metrics_port),
+        warnings,
+    );
+    if let Some(scrape) = &scrape {
+        annotations.extend(scrape.annotations());
     }
     let mut ops = patch::inject(pod, base, tracer, native_sidecar, &annotations);
     let (raise, changes) = crate::fit::raise_pod_resources(pod, base, resources);

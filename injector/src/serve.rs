@@ -27,7 +27,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let sidecar = Config::load(args.config.as_deref())?
         .sidecar
         .validate(args.native_sidecar)?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(
+        Metrics::new().with_tracer(&sidecar.image, crate::config::image_version(&sidecar.image)),
+    );
 
     let client = connect().await;
     let namespaces: Arc<dyn NamespaceLookup> = match &client {

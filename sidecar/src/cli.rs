@@ -1,4 +1,4 @@
-//! Command line: the in-pod mode (no subcommand) and `trace`.
+//! Command line: the in-pod mode (no subcommand), `trace` and `report`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -137,6 +137,22 @@ pub enum Command {
     /// Trace an existing cgroup v2 directory, or run a command in a fresh
     /// cgroup and trace its whole process tree.
     Trace(TraceArgs),
+    /// Draw a tracer's JSON lines (a file, or stdin as from `kubectl logs`)
+    /// as one self-contained HTML page: a lane per container, the process
+    /// tree over time, OOM kills, memory pressure and lost events. The
+    /// tracer's options do not apply (only --log-level).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The tracer's JSON lines; `-` or nothing reads stdin.
+    #[arg(value_name = "FILE")]
+    pub input: Option<PathBuf>,
+
+    /// Write the page here instead of stdout.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,7 @@ mod pod;
 mod pod_events;
 mod probes;
 mod procfs;
+mod report;
 mod run;
 mod scratch;
 mod scratch_owner;
@@ -73,6 +74,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     init_tracing(&cli.common.log_level);
+    // Reading a log needs neither the runtime nor BPF.
+    if let Some(cli::Command::Report(args)) = &cli.command {
+        return ExitCode::from(report::run(args, &cli.common));
+    }
     // One thread is plenty for a ring buffer and a metrics endpoint, and
     // keeps the sidecar's memory small.
     let runtime = match tokio::runtime::Builder::new_current_thread()

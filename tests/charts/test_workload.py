@@ -196,6 +196,7 @@ def config_of(objects: list[dict]) -> dict:
 CONTRACT_KEYS = {
     "name", "image", "imagePullPolicy", "args", "metricsPort", "nativeSidecar",
     "seccompProfile", "resources", "allowedOverrides", "minMemoryLimit",
+    "prometheusAnnotations",
 }
 
 
@@ -220,6 +221,7 @@ def test_default_config_is_written_in_full(injector_chart):
                 "max-events-per-sec", "threads", "ignore-exec-probes", "native-sidecar",
             ],
             "minMemoryLimit": "32Mi",
+            "prometheusAnnotations": False,
         }
     }
 
@@ -237,6 +239,7 @@ def test_config_carries_the_sidecar_values(injector_chart):
                 "requests": {"cpu": "50m", "memory": "48Mi"},
                 "limits": {"cpu": "1", "memory": "128Mi"},
             },
+            "prometheusAnnotations": True,
         }
     }
     sidecar = config_of(render(injector_chart, values))["sidecar"]
@@ -249,6 +252,7 @@ def test_config_carries_the_sidecar_values(injector_chart):
     assert sidecar["nativeSidecar"] is False
     assert sidecar["seccompProfile"] == {"type": "Localhost", "localhostProfile": "profiles/linnix-tracer.json"}
     assert sidecar["resources"] == values["sidecar"]["resources"]
+    assert sidecar["prometheusAnnotations"] is True
 
 
 def test_native_sidecar_off(injector_chart):

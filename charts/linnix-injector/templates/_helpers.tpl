@@ -101,6 +101,7 @@ part of its name so the same release name in two namespaces does not collide.
   "seccompProfile" $s.seccompProfile
   "resources" $s.resources
   "minMemoryLimit" $s.minMemoryLimit
+  "prometheusAnnotations" $s.prometheusAnnotations
 -}}
 {{- /* Unset (null): the injector's built-in default, every override. */}}
 {{- if not (kindIs "invalid" $s.allowedOverrides) }}

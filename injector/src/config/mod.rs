@@ -76,6 +76,9 @@ pub struct SidecarConfig {
     /// Smallest memory limit the tracer gets, from the file or a pod's
     /// `sidecar.linnix.io/memory`; see [`DEFAULT_MIN_MEMORY_LIMIT`].
     pub min_memory_limit: String,
+    /// Add `prometheus.io/scrape|port|path` to injected pods (see
+    /// [`crate::scrape_annotations`]); a pod may say otherwise.
+    pub prometheus_annotations: bool,
 }
 
 /// Above the tracer's memory peak while it loads: 23 MiB measured on the host
@@ -99,6 +102,7 @@ impl Default for SidecarConfig {
             resources: ResourcesConfig::default(),
             allowed_overrides: Override::ALL.to_vec(),
             min_memory_limit: DEFAULT_MIN_MEMORY_LIMIT.into(),
+            prometheus_annotations: false,
         }
     }
 }
@@ -180,6 +184,7 @@ pub struct Sidecar {
     pub seccomp_profile: SeccompProfile,
     pub resources: Resources,
     pub allowed_overrides: Vec<Override>,
+    pub prometheus_annotations: bool,
     /// No memory limit below this is given to the tracer.
     pub min_memory_limit: Quantity,
     /// The tracer container as Kubernetes JSON, built from the fields above
@@ -322,6 +327,7 @@ impl SidecarConfig {
             seccomp_profile: self.seccomp_profile,
             resources,
             allowed_overrides: self.allowed_overrides,
+            prometheus_annotations: self.prometheus_annotations,
             min_memory_limit,
             container: OnceLock::new(),
             status,

@@ -108,6 +108,8 @@ pub async fn run(cli: Cli) -> Result<u8, RunError> {
             memory_limit,
             ..
         })) => trace_command(&cli.common, &command, memory_limit).await,
+        // main.rs runs it before any runtime exists.
+        Some(Command::Report(args)) => Ok(crate::report::run(&args, &cli.common)),
     }
 }
 
