@@ -62,7 +62,7 @@ fn check_reads_what_inject_reads() {
 
 #[test]
 fn errors_name_the_line_of_the_stream_once() {
-    // The second document starts on line 15 (its `---`); its duplicate key
+    // The second document starts on line 15 (its `---`); its null key
     // is on line 29.
     let mut yaml = String::from(POD);
     while yaml.lines().count() < 14 {
@@ -74,7 +74,7 @@ fn errors_name_the_line_of_the_stream_once() {
     for i in 0..8 {
         second.push_str(&format!("  k{i}: v\n"));
     }
-    second.push_str("  k0: again\n");
+    second.push_str("  ~: a null key\n");
     yaml.push_str(&second);
     assert_eq!(yaml.lines().count(), 29);
     for cmd in ["inject", "check"] {
@@ -83,7 +83,7 @@ fn errors_name_the_line_of_the_stream_once() {
         assert!(!out.status.success());
         assert!(stderr.contains("line 29 column 3"), "{cmd}: {stderr}");
         assert_eq!(
-            stderr.matches("appears twice").count(),
+            stderr.matches("kubectl refuses it").count(),
             1,
             "{cmd}: {stderr}"
         );

@@ -12,6 +12,10 @@
 //! writer quotes every string that is not plainly a string in both YAML
 //! versions. Untouched documents are not written at all: `inject` passes
 //! their original bytes through.
+//!
+//! Where sigs.k8s.io/yaml's turn from YAML to JSON matters (float and bool
+//! keys, null keys, `!!binary`, a repeated key) the reader follows it too:
+//! `tests/kubectl_yaml.rs` compares it with kubectl's own code.
 
 mod read;
 mod write;

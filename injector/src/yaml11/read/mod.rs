@@ -1,8 +1,14 @@
 //! Reading one document with go-yaml v2's YAML 1.1 rules, from
 //! saphyr-parser's events (which keep each scalar's style).
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
-use serde_json::{Map, Number, Value};
+mod breaks;
+mod scalar;
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
+use serde_json::{Map, Value};
+
+pub use scalar::resolve_plain;
+use scalar::{key_string, scalar};
 
 /// Most nodes one document may expand to through aliases; beyond it the
 /// document is refused (a "billion laughs" input would otherwise exhaust
@@ -15,8 +21,12 @@ const MAX_DEPTH: usize = 256;
 pub enum YamlError {
     #[error("{at}: {message}")]
     Syntax { at: Pos, message: String },
-    #[error("{at}: mapping key {key:?} appears twice")]
-    DuplicateKey { at: Pos, key: String },
+    #[error("{at}: a mapping key that is {what}: JSON keys are strings, and kubectl refuses it")]
+    BadKey { at: Pos, what: &'static str },
+    #[error(
+        "{at}: {value:?} is infinite or not a number, which JSON cannot hold (kubectl refuses it)"
+    )]
+    NotJson { at: Pos, value: String },
     #[error("{0}: unknown alias")]
     UnknownAlias(Pos),
     #[error("the document expands to more than {MAX_NODES} nodes through aliases")]
@@ -56,7 +66,8 @@ impl YamlError {
         let shift = first_line.saturating_sub(1);
         match &mut self {
             YamlError::Syntax { at, .. }
-            | YamlError::DuplicateKey { at, .. }
+            | YamlError::BadKey { at, .. }
+            | YamlError::NotJson { at, .. }
             | YamlError::UnknownAlias(at)
             | YamlError::BadTagged { at, .. } => at.line += shift,
             YamlError::TooLarge | YamlError::TooDeep | YamlError::Several => {}
@@ -68,6 +79,24 @@ impl YamlError {
 /// Reads one document (as split by [`split_documents`]) the way kubectl
 /// does; `None` for a document with no content.
 pub fn read_document(text: &str) -> Result<Option<Value>, YamlError> {
+    let Some(mut breaks) = breaks::GoBreaks::new(text)? else {
+        return read_text(text);
+    };
+    // Each retry indents one quoted scalar's lines; a few are plenty for
+    // a real manifest, and the bound keeps a hostile one from costing a
+    // parse per NEL.
+    for _ in 0..16 {
+        match read_text(&breaks.text()) {
+            Err(YamlError::Syntax { at, message })
+                if message.contains("invalid indentation in quoted scalar")
+                    && breaks.indent_quoted(at) => {}
+            other => return other,
+        }
+    }
+    read_text(&breaks.text())
+}
+
+fn read_text(text: &str) -> Result<Option<Value>, YamlError> {
     let mut reader = Reader {
         parser: Parser::new_from_str(text),
         anchors: Vec::new(),
@@ -86,7 +115,7 @@ pub fn read_document(text: &str) -> Result<Option<Value>, YamlError> {
                 let value = match event {
                     Event::DocumentEnd => Value::Null,
                     other => {
-                        let v = reader.node(other, line, 0)?;
+                        let v = reader.node(other, line, 0, false)?;
                         let (end, _) = reader.next()?;
                         if !matches!(end, Event::DocumentEnd) {
                             return Err(syntax(line, "expected the end of the document"));
@@ -148,14 +177,20 @@ impl<'a> Reader<'a> {
         self.anchors[id] = Some(value.clone());
     }
 
-    fn node(&mut self, event: Event<'a>, line: Pos, depth: usize) -> Result<Value, YamlError> {
+    fn node(
+        &mut self,
+        event: Event<'a>,
+        line: Pos,
+        depth: usize,
+        as_key: bool,
+    ) -> Result<Value, YamlError> {
         if depth > MAX_DEPTH {
             return Err(YamlError::TooDeep);
         }
         self.count(1)?;
         match event {
             Event::Scalar(text, style, anchor, tag) => {
-                let value = scalar(&text, style, tag.as_deref(), line)?;
+                let value = scalar(&text, style, tag.as_deref(), line, as_key)?;
                 self.anchor(anchor, &value);
                 Ok(value)
             }
@@ -176,7 +211,7 @@ impl<'a> Reader<'a> {
                     if matches!(event, Event::SequenceEnd) {
                         break;
                     }
-                    items.push(self.node(event, line, depth + 1)?);
+                    items.push(self.node(event, line, depth + 1, false)?);
                 }
                 let value = Value::Array(items);
                 self.anchor(anchor, &value);
@@ -193,7 +228,6 @@ impl<'a> Reader<'a> {
 
     fn mapping(&mut self, depth: usize) -> Result<Map<String, Value>, YamlError> {
         let mut map = Map::new();
-        let mut merged: Vec<Map<String, Value>> = Vec::new();
         loop {
             let (event, line) = self.next()?;
             if matches!(event, Event::MappingEnd) {
@@ -201,36 +235,32 @@ impl<'a> Reader<'a> {
             }
             let is_merge =
                 matches!(&event, Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<");
-            let key = self.node(event, line, depth + 1)?;
+            let key = self.node(event, line, depth + 1, true)?;
             let (event, vline) = self.next()?;
-            let value = self.node(event, vline, depth + 1)?;
+            let value = self.node(event, vline, depth + 1, false)?;
             if is_merge {
-                // go-yaml v2 merges `<<: *base` and `<<: [*a, *b]`; keys
-                // set in the mapping itself win, earlier sources win.
-                match value {
-                    Value::Object(m) => merged.push(m),
-                    Value::Array(items) => {
-                        for item in items {
-                            match item {
-                                Value::Object(m) => merged.push(m),
-                                _ => return Err(syntax(vline, "<< takes mappings")),
-                            }
-                        }
-                    }
+                // go-yaml v2 merges `<<: *base` and `<<: [*a, *b]` where
+                // the `<<` stands: its keys replace those set before it,
+                // later keys replace its, and earlier sources win.
+                let sources = match value {
+                    Value::Object(m) => vec![m],
+                    Value::Array(items) => items
+                        .into_iter()
+                        .map(|item| match item {
+                            Value::Object(m) => Ok(m),
+                            _ => Err(syntax(vline, "<< takes mappings")),
+                        })
+                        .collect::<Result<_, _>>()?,
                     _ => return Err(syntax(vline, "<< takes mappings")),
+                };
+                for source in sources.into_iter().rev() {
+                    map.extend(source);
                 }
                 continue;
             }
-            let key = key_string(key);
-            if map.contains_key(&key) {
-                return Err(YamlError::DuplicateKey { at: line, key });
-            }
-            map.insert(key, value);
-        }
-        for source in merged {
-            for (k, v) in source {
-                map.entry(k).or_insert(v);
-            }
+            // kubectl reads without go-yaml's strict mode: a repeated key
+            // keeps its last value.
+            map.insert(key_string(key, line)?, value);
         }
         Ok(map)
     }
@@ -242,147 +272,6 @@ fn size(v: &Value) -> usize {
         Value::Object(m) => 1 + m.values().map(size).sum::<usize>(),
         _ => 1,
     }
-}
-
-/// A key as JSON has it: sigs.k8s.io/yaml turns non-string keys into their
-/// text (`on:` is the key `"true"`, `1:` the key `"1"`).
-fn key_string(key: Value) -> String {
-    match key {
-        Value::String(s) => s,
-        Value::Null => "null".into(),
-        other => other.to_string(),
-    }
-}
-
-fn scalar(
-    text: &str,
-    style: ScalarStyle,
-    tag: Option<&Tag>,
-    line: Pos,
-) -> Result<Value, YamlError> {
-    if let Some(tag) = tag.filter(|t| t.is_yaml_core_schema()) {
-        let bad = || YamlError::BadTagged {
-            at: line,
-            value: text.to_owned(),
-            tag: format!("!!{}", tag.suffix),
-        };
-        return match tag.suffix.as_str() {
-            "str" | "binary" | "timestamp" => Ok(Value::String(text.to_owned())),
-            "null" => Ok(Value::Null),
-            "bool" => resolve_bool(text).map(Value::Bool).ok_or_else(bad),
-            "int" => resolve_int(text).ok_or_else(bad),
-            "float" => resolve_float(text)
-                .or_else(|| resolve_int(text))
-                .ok_or_else(bad),
-            _ => Ok(resolve_plain(text)),
-        };
-    }
-    // A non-specific `!` tag, and every quoted or block scalar, is a string.
-    if style != ScalarStyle::Plain || tag.is_some_and(|t| t.handle == "!" && t.suffix.is_empty()) {
-        return Ok(Value::String(text.to_owned()));
-    }
-    Ok(resolve_plain(text))
-}
-
-/// go-yaml v2's resolution of a plain scalar (resolve.go), as JSON.
-/// Timestamps stay strings of their text.
-pub fn resolve_plain(text: &str) -> Value {
-    match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        _ => {}
-    }
-    if let Some(b) = resolve_bool(text) {
-        return Value::Bool(b);
-    }
-    if text.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.')) {
-        if let Some(v) = resolve_int(text).or_else(|| resolve_float(text)) {
-            return v;
-        }
-    }
-    Value::String(text.to_owned())
-}
-
-fn resolve_bool(text: &str) -> Option<bool> {
-    match text {
-        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
-            Some(true)
-        }
-        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
-            Some(false)
-        }
-        _ => None,
-    }
-}
-
-/// `strconv.ParseInt(s, 0, 64)` (then ParseUint) on the text without `_`:
-/// `0x1F`, `0o17`, `0b101`, and a leading `0` for octal (`0644` is 420).
-fn resolve_int(text: &str) -> Option<Value> {
-    let plain: String = text.chars().filter(|c| *c != '_').collect();
-    let (negative, digits) = match plain.as_bytes().first() {
-        Some(b'-') => (true, &plain[1..]),
-        Some(b'+') => (false, &plain[1..]),
-        _ => (false, plain.as_str()),
-    };
-    let (radix, body) = if let Some(h) = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        (16, h)
-    } else if let Some(o) = digits
-        .strip_prefix("0o")
-        .or_else(|| digits.strip_prefix("0O"))
-    {
-        (8, o)
-    } else if let Some(b) = digits
-        .strip_prefix("0b")
-        .or_else(|| digits.strip_prefix("0B"))
-    {
-        (2, b)
-    } else if digits.len() > 1 && digits.starts_with('0') {
-        (8, &digits[1..])
-    } else {
-        (10, digits)
-    };
-    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    let magnitude = u64::from_str_radix(body, radix).ok()?;
-    if negative {
-        let v = 0i64.checked_sub_unsigned(magnitude)?;
-        Some(Value::Number(v.into()))
-    } else {
-        Some(Value::Number(magnitude.into()))
-    }
-}
-
-/// go-yaml v2's float: `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`,
-/// and `.inf`/`.nan`, which JSON cannot hold (kubectl fails on them too):
-/// they stay strings here.
-fn resolve_float(text: &str) -> Option<Value> {
-    let plain: String = text.chars().filter(|c| *c != '_').collect();
-    let s = plain.strip_prefix(['+', '-']).unwrap_or(&plain);
-    let (mantissa, exponent) = match s.find(['e', 'E']) {
-        Some(i) => (&s[..i], Some(&s[i + 1..])),
-        None => (s, None),
-    };
-    let mantissa_ok = match mantissa.split_once('.') {
-        Some(("", frac)) => !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()),
-        Some((int, frac)) => {
-            !int.is_empty()
-                && int.bytes().all(|b| b.is_ascii_digit())
-                && frac.bytes().all(|b| b.is_ascii_digit())
-        }
-        None => !mantissa.is_empty() && mantissa.bytes().all(|b| b.is_ascii_digit()),
-    };
-    let exponent_ok = exponent.is_none_or(|e| {
-        let d = e.strip_prefix(['+', '-']).unwrap_or(e);
-        !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
-    });
-    if !mantissa_ok || !exponent_ok {
-        return None;
-    }
-    let f: f64 = plain.parse().ok()?;
-    Number::from_f64(f).map(Value::Number)
 }
 
 #[cfg(test)]

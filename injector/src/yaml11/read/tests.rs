@@ -60,10 +60,11 @@ fn aliases_merges_and_limits() {
     assert_eq!(doc["l"][0], json!({"a": 1, "b": 2}));
     // `y` is a YAML 1.1 boolean, as a key too.
     assert_eq!(doc["true"], 1);
-    assert!(matches!(
-        read_document("a: 1\na: 2\n"),
-        Err(YamlError::DuplicateKey { .. })
-    ));
+    // As kubectl reads (go-yaml v2, not strict): the last value wins.
+    assert_eq!(
+        read_document("a: 1\na: 2\n").unwrap().unwrap(),
+        json!({"a": 2})
+    );
     let mut laughs = String::from("l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..9 {
         let prev = format!("*l{}", i - 1);
@@ -73,4 +74,74 @@ fn aliases_merges_and_limits() {
     let deep = format!("{}1{}", "[".repeat(400), "]".repeat(400));
     assert!(read_document(&deep).is_err());
     assert_eq!(read_document("# nothing\n").unwrap(), None);
+}
+
+#[test]
+fn keys_and_tags_as_sigs_k8s_io_yaml_writes_them() {
+    let doc = read_document(
+        "1.0: a\n1e6: b\n1.5e-5: c\n.Inf: d\n0.1: e\nbin: !!binary aGk=\nbang: ! 1\nc: !x\n",
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        doc,
+        json!({"1": "a", "1e+06": "b", "1.5e-05": "c", ".inf": "d", "0.1": "e",
+               "bin": "hi", "bang": "1", "c": ""})
+    );
+    for bad in [
+        "~: 1\n",
+        "[a]: 1\n",
+        "a: .inf\n",
+        "a: !!null x\n",
+        "a: !!binary x\n",
+    ] {
+        let e = read_document(bad).unwrap_err().to_string();
+        assert!(e.starts_with("line 1 column "), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn nel_breaks_lines_as_in_yaml_1_1() {
+    let doc = read_document("a: x\u{85}b: \"c\u{85}d\"\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc, json!({"a": "x", "b": "c d"}));
+    let e = read_document("a: \"x\u{2028}\"\n").unwrap_err().to_string();
+    assert!(e.starts_with("line 1 column 6: U+2028"), "{e}");
+}
+
+/// Mixes of the pieces the go-yaml emulation handles specially never
+/// panic (NEL re-indentation, tags, keys).
+#[test]
+fn odd_mixes_do_not_panic() {
+    const PIECES: [&str; 16] = [
+        "\u{85}",
+        "\"",
+        "'",
+        "\n",
+        "  ",
+        "a",
+        ": ",
+        "- ",
+        "!!binary ",
+        "\r",
+        "\\",
+        "[",
+        "{",
+        "~",
+        "! ",
+        "1.5e3",
+    ];
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..20_000 {
+        let mut text = String::new();
+        for _ in 0..(seed % 24) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            text.push_str(PIECES[(seed % PIECES.len() as u64) as usize]);
+        }
+        let _ = read_document(&text);
+        seed = seed.wrapping_add(1);
+    }
 }
