@@ -267,7 +267,9 @@ pub fn live(pod: &Value, opts: &Options<'_>) -> Report {
     );
     let running = running(pod, opts.sidecar);
     if report.injected && !running.has_tracer {
-        report.warnings.push(unseen_by_webhook(running.status.is_some()));
+        report
+            .warnings
+            .push(unseen_by_webhook(running.status.is_some()));
     }
     report.running = Some(running);
     report
@@ -366,9 +368,12 @@ mod tests {
         assert!(report.injected, "the webhook would inject it now");
         assert!(!traced(&report));
         assert!(
-            report.warnings.iter().any(|w| w.contains("no status annotation")
-                && w.contains("failurePolicy Ignore")
-                && w.contains("recreate it")),
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("no status annotation")
+                    && w.contains("failurePolicy Ignore")
+                    && w.contains("recreate it")),
             "{:?}",
             report.warnings
         );
