@@ -7,7 +7,7 @@ use json_patch::jsonptr::PointerBuf;
 use serde_json::Value;
 
 use crate::cli::InjectArgs;
-use crate::config::{Config, Sidecar};
+use crate::config::{Config, Sidecar, HOST_ENV, PORT_ENV};
 use crate::decision::{Context, Decision};
 use crate::mutate::mutate;
 use crate::pod::PodFacts;
@@ -37,6 +37,15 @@ pub fn run(args: InjectArgs) -> anyhow::Result<()> {
     let sidecar = Config::load(args.config.as_deref())?
         .sidecar
         .validate(args.native_sidecar)?;
+    // Offline, this process's own environment is not the cluster's: only
+    // the config file names the API server.
+    if sidecar.api_server.is_none() {
+        tracing::warn!(
+            "sidecar.apiServer is not set in the config: the tracer gets {HOST_ENV}/{PORT_ENV} \
+             from service links, which a Service named kubernetes in its namespace overrides; \
+             guarded namespaces refuse it"
+        );
+    }
     let text = read_input(&args.file)?;
     let out = inject_yaml(
         &text,

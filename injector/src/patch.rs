@@ -10,7 +10,7 @@ use json_patch::jsonptr::{Pointer, PointerBuf, Token};
 use json_patch::{AddOperation, PatchOperation};
 use serde_json::{json, Map, Value};
 
-use crate::config::{PullPolicy, Resources, SeccompProfile, Sidecar};
+use crate::config::{PullPolicy, Resources, SeccompProfile, Sidecar, HOST_ENV, PORT_ENV};
 use crate::pod::{ContainerList, PodFacts};
 
 /// Name of the tracer's metrics port; the startup probe refers to it.
@@ -145,17 +145,24 @@ pub fn tracer_container(
     }
     args.extend(extra_args.iter().cloned());
     let field_env = |name: &str, path: &str| json!({"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}});
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("POD_UID", "metadata.uid"),
+        field_env("NODE_NAME", "spec.nodeName"),
+    ];
+    // Explicit env wins over the kubelet's service links, which a team's
+    // own Service named `kubernetes` would otherwise set.
+    if let Some(api) = &sidecar.api_server {
+        env.push(json!({"name": HOST_ENV, "value": api.host}));
+        env.push(json!({"name": PORT_ENV, "value": api.port.to_string()}));
+    }
     let mut container = json!({
         "name": sidecar.name,
         "image": sidecar.image,
         "imagePullPolicy": pull_policy(sidecar.image_pull_policy),
         "args": args,
-        "env": [
-            field_env("POD_NAME", "metadata.name"),
-            field_env("POD_NAMESPACE", "metadata.namespace"),
-            field_env("POD_UID", "metadata.uid"),
-            field_env("NODE_NAME", "spec.nodeName"),
-        ],
+        "env": env,
         "ports": [{
             "name": METRICS_PORT_NAME,
             "containerPort": sidecar.metrics_port,
@@ -354,6 +361,39 @@ mod tests {
                 "metadata.uid",
                 "spec.nodeName"
             ]
+        );
+    }
+
+    /// The tracer's literal (non-downward) env, as `name=value`.
+    fn env_of(c: &Value) -> Vec<String> {
+        let env = c["env"].as_array().unwrap().iter();
+        env.filter_map(|e| Some(format!("{}={}", e["name"], e.get("value")?)))
+            .collect()
+    }
+
+    #[test]
+    fn api_server_env_from_config_else_own_env() {
+        let c = Config::from_yaml("sidecar: {apiServer: {host: 10.96.0.1, port: 443}}").unwrap();
+        let s = c.sidecar.validate(None).unwrap();
+        let want = |h: &str, p: &str| {
+            [
+                format!(r#""{HOST_ENV}"="{h}""#),
+                format!(r#""{PORT_ENV}"="{p}""#),
+            ]
+        };
+        assert_eq!(env_of(s.container()), want("10.96.0.1", "443"));
+        // The config wins over the injector's own address.
+        let own = crate::config::ApiServer::parse("own", "10.0.0.9", "6443").unwrap();
+        let s = s.or_api_server(Some(own.clone()));
+        assert_eq!(env_of(s.container()), want("10.96.0.1", "443"));
+        // Without it, the injector's own, even once the container was built.
+        let s = sidecar(true);
+        assert!(env_of(s.container()).is_empty());
+        let s = s.or_api_server(Some(own));
+        let pod = inject_at_root(&json!({"spec": {"containers": [{"name": "app"}]}}), &s);
+        assert_eq!(
+            env_of(&pod["spec"]["initContainers"][0]),
+            want("10.0.0.9", "6443")
         );
     }
 }

@@ -10,7 +10,7 @@ use axum_server::Handle;
 
 use crate::admission::{self, AppState};
 use crate::cli::ServeArgs;
-use crate::config::Config;
+use crate::config::{ApiServer, Config, HOST_ENV, PORT_ENV};
 use crate::conn_limits::{Limiter, Limits, DISPLACED_SLOT_WAIT};
 use crate::handshakes::Handshakes;
 use crate::metrics::{self, Metrics};
@@ -24,9 +24,23 @@ const METRICS_MAX_CONNECTIONS: usize = 64;
 const GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let sidecar = Config::load(args.config.as_deref())?
+    let mut sidecar = Config::load(args.config.as_deref())?
         .sidecar
         .validate(args.native_sidecar)?;
+    if sidecar.api_server.is_none() {
+        // Set by the kubelet in the injector's namespace, where teams
+        // create no Services.
+        let own = ApiServer::from_env(std::env::var(HOST_ENV).ok(), std::env::var(PORT_ENV).ok())?;
+        sidecar = sidecar.or_api_server(own);
+    }
+    match &sidecar.api_server {
+        Some(api) => tracing::info!(host = %api.host, port = api.port, "the tracers' API server"),
+        None => tracing::warn!(
+            "no API server address (sidecar.apiServer unset, and no {HOST_ENV}/{PORT_ENV} of our own): \
+             tracers get it from service links, which a Service named kubernetes in their namespace \
+             overrides; guarded namespaces refuse them"
+        ),
+    }
     let metrics = Arc::new(
         Metrics::new().with_tracer(&sidecar.image, crate::config::image_version(&sidecar.image)),
     );

@@ -109,11 +109,28 @@ def only(objects: list[dict], kind: str) -> dict:
     return found
 
 
-class Installed:
-    """The chart rendered with `values`, installed into a cluster of NAMESPACES."""
+# What `helm install` finds when it looks up the Service default/kubernetes,
+# and Helm's offline render cannot: the cluster's API server address.
+API_SERVER = {"host": "10.96.0.1", "port": 443}
 
-    def __init__(self, values: dict | None = None, *, extra_objects: list[dict] = ()):
-        self.values = values or {}
+
+def with_api_server(values: dict | None, api_server: dict | None = API_SERVER) -> dict:
+    """`values` with sidecar.apiServer as an install would set it, unless
+    they set it themselves; `api_server=None`: as `helm template` leaves it."""
+    values = copy.deepcopy(values or {})
+    if api_server is not None:
+        values.setdefault("sidecar", {}).setdefault("apiServer", dict(api_server))
+    return values
+
+
+class Installed:
+    """The chart installed with `values` into a cluster of NAMESPACES: as
+    `helm install` renders it, which looks up the API server address
+    (`api_server=None`: as `helm template`, which cannot)."""
+
+    def __init__(self, values: dict | None = None, *, extra_objects: list[dict] = (),
+                 api_server: dict | None = API_SERVER):
+        self.values = with_api_server(values, api_server)
         self.objects = render(self.values)
         self.config_map = only(self.objects, "ConfigMap")
         self.config_text = self.config_map["data"]["config.yaml"]

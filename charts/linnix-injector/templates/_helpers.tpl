@@ -103,6 +103,10 @@ part of its name so the same release name in two namespaces does not collide.
   "minMemoryLimit" $s.minMemoryLimit
   "prometheusAnnotations" $s.prometheusAnnotations
 -}}
+{{- $api := include "linnix-injector.apiServer" . | fromYaml -}}
+{{- if $api.host }}
+{{- $_ := set $sidecar "apiServer" $api }}
+{{- end }}
 {{- /* Unset (null): the injector's built-in default, every override. */}}
 {{- if not (kindIs "invalid" $s.allowedOverrides) }}
 {{- $_ := set $sidecar "allowedOverrides" $s.allowedOverrides }}
@@ -137,4 +141,24 @@ back the list.
 
 {{- define "linnix-injector.execPolicyName" -}}
 {{- printf "%s-tracer-exec" (include "linnix-injector.webhookConfigName" .) | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The API server address the tracer must use, as YAML {host, port}: the
+values, else the ClusterIP and https port of default/kubernetes when Helm
+can look it up (install, upgrade; not template), else an empty host.
+*/}}
+{{- define "linnix-injector.apiServer" -}}
+{{- $a := .Values.sidecar.apiServer -}}
+{{- $host := $a.host | default "" -}}
+{{- $port := $a.port | default 443 | int -}}
+{{- if not $host -}}
+{{- $svc := lookup "v1" "Service" "default" "kubernetes" -}}
+{{- $ip := dig "spec" "clusterIP" "" $svc -}}
+{{- if and $ip (ne $ip "None") -}}
+{{- $host = $ip -}}
+{{- range $p := (dig "spec" "ports" (list) $svc) }}{{ if eq (get $p "name") "https" }}{{ $port = get $p "port" | int }}{{ end }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- dict "host" $host "port" $port | toYaml -}}
 {{- end }}

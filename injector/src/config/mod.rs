@@ -9,6 +9,9 @@ use serde_json::Value;
 use crate::overrides::Override;
 use crate::quantity::{Quantity, QuantityError};
 
+mod api_server;
+pub use api_server::{ApiServer, ApiServerConfig, ApiServerError, HOST_ENV, PORT_ENV};
+
 pub const DEFAULT_IMAGE: &str = concat!("linnix/linnix-sidecar:", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,8 @@ pub enum ConfigError {
     },
     #[error("sidecar.resources.{field}: {value} is not a whole number of bytes (the API server warns about fractional memory and rounds it)")]
     FractionalBytes { field: &'static str, value: String },
+    #[error(transparent)]
+    ApiServer(#[from] ApiServerError),
 }
 
 /// Top level of the YAML file.
@@ -79,6 +84,9 @@ pub struct SidecarConfig {
     /// Add `prometheus.io/scrape|port|path` to injected pods (see
     /// [`crate::scrape_annotations`]); a pod may say otherwise.
     pub prometheus_annotations: bool,
+    /// Where the tracer's API client connects; unset: see
+    /// [`Sidecar::or_api_server`].
+    pub api_server: Option<ApiServerConfig>,
 }
 
 /// Above the tracer's memory peak while it loads: 23 MiB measured on the host
@@ -103,6 +111,7 @@ impl Default for SidecarConfig {
             allowed_overrides: Override::ALL.to_vec(),
             min_memory_limit: DEFAULT_MIN_MEMORY_LIMIT.into(),
             prometheus_annotations: false,
+            api_server: None,
         }
     }
 }
@@ -187,6 +196,9 @@ pub struct Sidecar {
     pub prometheus_annotations: bool,
     /// No memory limit below this is given to the tracer.
     pub min_memory_limit: Quantity,
+    /// Written into the tracer's env as KUBERNETES_SERVICE_HOST/PORT; `None`
+    /// leaves them to the kubelet's service links.
+    pub api_server: Option<ApiServer>,
     /// The tracer container as Kubernetes JSON, built from the fields above
     /// on first use by [`crate::patch`] (see `Sidecar::container` there): it
     /// does not depend on the pod. The fields are not changed after
@@ -202,6 +214,17 @@ impl Sidecar {
     /// before an upgrade can be told apart.
     pub fn injected_status(&self) -> &str {
         &self.status
+    }
+
+    /// The configured API server, else `own` (the address the kubelet gave
+    /// the injector, in a namespace teams do not control).
+    pub fn or_api_server(mut self, own: Option<ApiServer>) -> Self {
+        if self.api_server.is_none() {
+            self.api_server = own;
+            // Built from the fields: rebuilt on next use.
+            self.container = OnceLock::new();
+        }
+        self
     }
 }
 
@@ -302,6 +325,11 @@ impl SidecarConfig {
                 });
             }
         }
+        let api_server = self
+            .api_server
+            .as_ref()
+            .map(ApiServerConfig::validate)
+            .transpose()?;
         let min_memory_limit = Quantity::parse_resource(&self.min_memory_limit)
             .map_err(ConfigError::MinMemoryLimit)?;
         if resources.memory_limit.cmp_amount(&min_memory_limit) == std::cmp::Ordering::Less {
@@ -329,6 +357,7 @@ impl SidecarConfig {
             allowed_overrides: self.allowed_overrides,
             prometheus_annotations: self.prometheus_annotations,
             min_memory_limit,
+            api_server,
             container: OnceLock::new(),
             status,
         })
