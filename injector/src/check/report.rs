@@ -117,6 +117,7 @@ pub fn rule(decision: &Decision, pod: &PodFacts<'_>) -> &'static str {
             Skip::NotRequested => "6b",
             Skip::PodSecurity { .. } => "7",
             Skip::ShareProcessNamespaceDisabled => "8",
+            Skip::HostPid => "8b",
             Skip::UserNamespace => "9",
             Skip::PortTaken { .. } => "11",
             Skip::RunsToCompletion { .. } => "12",

@@ -97,6 +97,7 @@ pub enum Skip {
         level: String,
     },
     ShareProcessNamespaceDisabled,
+    HostPid,
     UserNamespace,
     /// The tracer would be a regular container in a pod that runs to
     /// completion, and the configuration has no native sidecars.
@@ -122,6 +123,7 @@ impl Skip {
             Skip::InvalidAnnotation { .. } => "invalid-annotation",
             Skip::PodSecurity { .. } => "pod-security",
             Skip::ShareProcessNamespaceDisabled => "share-process-namespace-disabled",
+            Skip::HostPid => "host-pid",
             Skip::UserNamespace => "user-namespace",
             Skip::RunsToCompletion { .. } => "runs-to-completion",
             Skip::PortTaken { .. } => "port-taken",
@@ -152,6 +154,9 @@ impl Skip {
             Skip::ShareProcessNamespaceDisabled => {
                 "spec.shareProcessNamespace is explicitly false; the tracer needs the shared process namespace".into()
             }
+            Skip::HostPid => {
+                "spec.hostPID is true: the API server refuses shareProcessNamespace, which the tracer needs, beside it".into()
+            }
             Skip::UserNamespace => {
                 "spec.hostUsers is false: capabilities inside a user namespace do not allow loading BPF programs".into()
             }
@@ -179,6 +184,7 @@ impl Skip {
             Skip::InvalidAnnotation { .. }
                 | Skip::PodSecurity { .. }
                 | Skip::ShareProcessNamespaceDisabled
+                | Skip::HostPid
                 | Skip::UserNamespace
                 | Skip::RunsToCompletion { .. }
                 | Skip::PortTaken { .. }
@@ -277,6 +283,11 @@ pub fn decide(pod: &PodFacts<'_>, tracer: &str, ctx: &Context<'_>) -> Decision {
     }
     if pod.share_process_namespace() == Some(false) {
         return Decision::Skip(Skip::ShareProcessNamespaceDisabled);
+    }
+    // Injected, the pod would be invalid: the webhook must never be the
+    // reason a pod is refused.
+    if pod.host_pid() == Some(true) {
+        return Decision::Skip(Skip::HostPid);
     }
     // The tracer would start, fail with EPERM and, as a native sidecar,
     // hold back the app containers for good.

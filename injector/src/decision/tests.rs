@@ -207,3 +207,17 @@ fn protected_namespaces() {
         );
     }
 }
+
+/// The API server refuses shareProcessNamespace beside hostPID: injected,
+/// such a pod would be invalid, so it is skipped and says why.
+#[test]
+fn a_host_pid_pod_is_skipped() {
+    let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}}, "spec": {"hostPID": true}});
+    let decision = decide_for(pod, None);
+    assert_eq!(decision, Decision::Skip(Skip::HostPid));
+    let Decision::Skip(skip) = decision else { unreachable!() };
+    assert!(skip.warns() && skip.annotates());
+    assert_eq!(skip.reason(), "host-pid");
+    let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}}, "spec": {"hostPID": false}});
+    assert_eq!(decide_for(pod, None), Decision::Inject);
+}

@@ -54,6 +54,8 @@ struct Metadata<'a> {
 #[serde(default, rename_all = "camelCase")]
 struct Spec<'a> {
     share_process_namespace: Lenient<bool>,
+    #[serde(rename = "hostPID")]
+    host_pid: Lenient<bool>,
     host_users: Lenient<bool>,
     host_network: Lenient<bool>,
     #[serde(borrow)]
@@ -190,6 +192,10 @@ impl<'a> PodFacts<'a> {
 
     pub fn host_users(&self) -> Option<bool> {
         self.spec()?.host_users.0
+    }
+
+    pub fn host_pid(&self) -> Option<bool> {
+        self.spec()?.host_pid.0
     }
 
     fn list(&self, list: ContainerList) -> Option<&Names<'a>> {
