@@ -20,7 +20,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 TRACER = "linnix-tracer"
 VERSION = subprocess.run([ROOT / "scripts" / "version.sh"], check=True, capture_output=True, text=True).stdout.strip()
-SIDECAR_IMAGE = f"docker.io/linnix/linnix-sidecar:{VERSION}"
+# As the chart writes it into pods; containerd stores it as docker.io/….
+SIDECAR_IMAGE = f"linnix/linnix-sidecar:{VERSION}"
 APP_IMAGE = f"docker.io/linnix/linnix-demo-app:{VERSION}"
 RELEASE = "linnix"
 RELEASE_NS = "linnix-system"

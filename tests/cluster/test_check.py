@@ -45,7 +45,7 @@ def test_check_stale_lists_a_pod_with_another_tracer_image(team, injector_bin, c
     wait_ready(team, "web")
     assert check(injector_bin, "--stale", "-n", team, config=chart_config).returncode == 0
     newer = tmp_path / "newer.yaml"
-    newer.write_text(chart_config.read_text().replace(SIDECAR_IMAGE.split("/", 1)[1], "linnix/linnix-sidecar:9.9.9"))
+    newer.write_text(chart_config.read_text().replace(SIDECAR_IMAGE, "linnix/linnix-sidecar:9.9.9"))
     assert newer.read_text() != chart_config.read_text(), "the config names the tracer image"
     result = check(injector_bin, "--stale", "-n", team, config=newer)
     assert result.returncode == 1 and "web" in result.stdout, (result.stdout, result.stderr)

@@ -21,10 +21,20 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pod-security" / "
 DENIED = "denied request"
 
 
-def fixture(path: Path) -> dict:
+def fixture(path: Path, annotations: dict | None = None) -> dict:
     doc = yaml.safe_load(path.read_text())
-    doc["metadata"] = {"generateName": doc["metadata"]["name"] + "-"}
+    name = doc["metadata"]["name"].replace("_", "-")
+    doc["metadata"] = {"generateName": name + "-",
+                       "annotations": {**doc["metadata"].get("annotations", {}), **(annotations or {})}}
     return doc
+
+
+def refused_by_validation(ns: str, path: Path) -> str | None:
+    """The API server's own validation error for the fixture as it is, not
+    injected (some fixtures are invalid on 1.37 whatever admits them, such
+    as procMount Unmasked without a user namespace)."""
+    result = create(ns, fixture(path, {"sidecar.linnix.io/inject": "false"}))
+    return result.stderr if result.returncode != 0 and " is invalid" in result.stderr else None
 
 
 def create(ns: str, obj: dict, dry_run: bool = True):
@@ -39,23 +49,36 @@ def test_baseline_pass_fixtures_are_admitted_and_injected(team, path):
     result = create(team, fixture(path))
     assert result.returncode == 0, result.stderr
     out = result.json()
-    assert out["spec"]["initContainers"][0]["name"] == TRACER, "injected"
+    names = [c["name"] for c in out["spec"].get("initContainers", [])]
+    status = out["metadata"]["annotations"]["sidecar.linnix.io/status"]
+    if out["spec"].get("hostUsers") is False:
+        assert TRACER not in names and "spec.hostUsers is false" in status, status
+    else:
+        assert names[0] == TRACER and status.startswith("injected"), (names, status)
 
 
 @pytest.mark.parametrize("path", sorted((FIXTURES / "fail").glob("*.yaml")), ids=lambda p: p.stem)
 def test_baseline_fail_fixtures_are_refused(team, path):
     result = create(team, fixture(path))
     assert result.returncode != 0, f"{path.name} admitted in a guarded namespace"
-    assert DENIED in result.stderr and "Pod Security baseline" in result.stderr, result.stderr
+    invalid = refused_by_validation(team, path)
+    if invalid is None:
+        assert DENIED in result.stderr and "Pod Security baseline" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("team", [{"guarded": False}], indirect=True)
 def test_without_the_guard_the_fail_fixtures_are_admitted(team):
     """The refusals above are the guard's: the same namespace without the
-    label (still enforcing privileged) admits every fail fixture."""
+    label (still enforcing privileged) admits every fail fixture, injected,
+    that the API server's validation does not refuse by itself."""
+    admitted = 0
     for path in sorted((FIXTURES / "fail").glob("*.yaml")):
         result = create(team, fixture(path))
-        assert result.returncode == 0, f"{path.name}: {result.stderr}"
+        invalid = refused_by_validation(team, path)
+        if invalid is None:
+            assert result.returncode == 0, f"{path.name}: the injected pod is refused: {result.stderr}"
+            admitted += 1
+    assert admitted >= 25, admitted
 
 
 def injected_pod(team: str, name: str) -> dict:

@@ -39,8 +39,12 @@ def test_a_team_member_installs_the_grants_and_reads_the_tracer(member):
     apply(pod("web", annotations={"sidecar.linnix.io/inject": "true"}), namespace=member,
           as_user=USER, groups=[GROUP])
     wait_ready(member, "web")
-    eventually("container names: the tracer could read its pod", lambda: '"container":"app"' in as_member(
-        "logs", "-n", member, "web", "-c", TRACER).stdout, timeout=30)
+    # Names come from the pod, which the tracer looks up again on an unknown
+    # container id at most every 5 s: an exec later is named.
+    def named():
+        as_member("exec", "-n", member, "web", "--", "/bin/true")
+        return '"container":"app"' in as_member("logs", "-n", member, "web", "-c", TRACER).stdout
+    eventually("container names: the tracer could read its pod", named, timeout=30, interval=2)
     assert as_member("exec", "-n", member, "web", "--", "/bin/true").returncode == 0
 
 
