@@ -215,7 +215,9 @@ fn a_host_pid_pod_is_skipped() {
     let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}}, "spec": {"hostPID": true}});
     let decision = decide_for(pod, None);
     assert_eq!(decision, Decision::Skip(Skip::HostPid));
-    let Decision::Skip(skip) = decision else { unreachable!() };
+    let Decision::Skip(skip) = decision else {
+        unreachable!()
+    };
     assert!(skip.warns() && skip.annotates());
     assert_eq!(skip.reason(), "host-pid");
     let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}}, "spec": {"hostPID": false}});
