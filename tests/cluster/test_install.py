@@ -54,12 +54,14 @@ def test_a_certificate_from_a_pre_made_secret(injector, tmp_path):
     kubectl("create", "secret", "tls", "webhook-tls", "-n", RELEASE_NS,
             f"--cert={tmp_path / 'tls.crt'}", f"--key={tmp_path / 'tls.key'}")
     ca = (tmp_path / "ca.crt").read_bytes()
-    # A new install in that mode: in self-signed mode the injector owns the
-    # caBundle (field manager linnix-injector), so an upgrade that changes the
-    # mode needs --force-conflicts with Helm 4's server-side apply.
-    helm("uninstall", "linnix", "-n", RELEASE_NS, "--wait")
+    # In self-signed mode the injector owns the caBundle (field manager
+    # linnix-injector), so an upgrade that changes the mode takes it over
+    # with --force-conflicts (Helm 4 applies server-side). An upgrade, not
+    # uninstall and install: recreating the policies' parameter ConfigMap
+    # together with them leaves the API server evaluating stale parameters
+    # (kubernetes/kubernetes#133827; README, Troubleshooting).
     try:
-        install_injector("--set", "certificates.mode=existingSecret",
+        install_injector("--force-conflicts","--set", "certificates.mode=existingSecret",
                          "--set", "certificates.existingSecret.name=webhook-tls",
                          "--set", f"certificates.existingSecret.caBundle={base64.b64encode(ca).decode()}")
         # The API server trusts only this CA now; its calls succeed (the
@@ -68,7 +70,6 @@ def test_a_certificate_from_a_pre_made_secret(injector, tmp_path):
         assert ca_bundle() == ca
         assert expiry_metric() == {expected}
     finally:
-        helm("uninstall", "linnix", "-n", RELEASE_NS, "--wait")
-        install_injector()
+        install_injector("--force-conflicts")
         kubectl("delete", "secret", "webhook-tls", "-n", RELEASE_NS, check=False)
     assert ca_bundle() != ca
