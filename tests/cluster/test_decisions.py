@@ -69,6 +69,8 @@ ROWS = [
     ("8", "opted-in", {}, {"shareProcessNamespace": False}, False, "spec.shareProcessNamespace is explicitly false",
      "spec.shareProcessNamespace is explicitly false", "share-process-namespace-disabled"),
     ("8b", "opted-in", {}, {"hostPID": True}, False, "spec.hostPID is true", "spec.hostPID is true", "host-pid"),
+    ("8c", "opted-in", {}, {"os": {"name": "windows"}}, False, "the pod is for Windows", "the pod is for Windows",
+     "windows"),
     ("9", "opted-in", {}, {"hostUsers": False}, False, "spec.hostUsers is false", "spec.hostUsers is false",
      "user-namespace"),
 ]

@@ -118,6 +118,7 @@ pub fn rule(decision: &Decision, pod: &PodFacts<'_>) -> &'static str {
             Skip::PodSecurity { .. } => "7",
             Skip::ShareProcessNamespaceDisabled => "8",
             Skip::HostPid => "8b",
+            Skip::Windows => "8c",
             Skip::UserNamespace => "9",
             Skip::PortTaken { .. } => "11",
             Skip::RunsToCompletion { .. } => "12",

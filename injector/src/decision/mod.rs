@@ -98,6 +98,7 @@ pub enum Skip {
     },
     ShareProcessNamespaceDisabled,
     HostPid,
+    Windows,
     UserNamespace,
     /// The tracer would be a regular container in a pod that runs to
     /// completion, and the configuration has no native sidecars.
@@ -124,6 +125,7 @@ impl Skip {
             Skip::PodSecurity { .. } => "pod-security",
             Skip::ShareProcessNamespaceDisabled => "share-process-namespace-disabled",
             Skip::HostPid => "host-pid",
+            Skip::Windows => "windows",
             Skip::UserNamespace => "user-namespace",
             Skip::RunsToCompletion { .. } => "runs-to-completion",
             Skip::PortTaken { .. } => "port-taken",
@@ -157,6 +159,9 @@ impl Skip {
             Skip::HostPid => {
                 "spec.hostPID is true: the API server refuses shareProcessNamespace, which the tracer needs, beside it".into()
             }
+            Skip::Windows => {
+                "the pod is for Windows (spec.os.name, or a HostProcess container): the tracer is a Linux program".into()
+            }
             Skip::UserNamespace => {
                 "spec.hostUsers is false: capabilities inside a user namespace do not allow loading BPF programs".into()
             }
@@ -185,6 +190,7 @@ impl Skip {
                 | Skip::PodSecurity { .. }
                 | Skip::ShareProcessNamespaceDisabled
                 | Skip::HostPid
+                | Skip::Windows
                 | Skip::UserNamespace
                 | Skip::RunsToCompletion { .. }
                 | Skip::PortTaken { .. }
@@ -288,6 +294,9 @@ pub fn decide(pod: &PodFacts<'_>, tracer: &str, ctx: &Context<'_>) -> Decision {
     // reason a pod is refused.
     if pod.host_pid() == Some(true) {
         return Decision::Skip(Skip::HostPid);
+    }
+    if pod.for_windows() {
+        return Decision::Skip(Skip::Windows);
     }
     // The tracer would start, fail with EPERM and, as a native sidecar,
     // hold back the app containers for good.

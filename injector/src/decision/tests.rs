@@ -223,3 +223,23 @@ fn a_host_pid_pod_is_skipped() {
     let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}}, "spec": {"hostPID": false}});
     assert_eq!(decide_for(pod, None), Decision::Inject);
 }
+
+/// Beside a Windows HostProcess container every container must be one, and
+/// the tracer runs on Linux only: such pods, and pods for Windows, are
+/// skipped.
+#[test]
+fn a_windows_pod_is_skipped() {
+    let host_process = json!({"securityContext": {"windowsOptions": {"hostProcess": true}}});
+    for spec in [
+        json!({"os": {"name": "windows"}}),
+        json!({"securityContext": {"windowsOptions": {"hostProcess": true}}}),
+        json!({"containers": [{"name": "a"}, {"name": "b", "securityContext": host_process["securityContext"]}]}),
+        json!({"initContainers": [{"name": "i", "securityContext": host_process["securityContext"]}]}),
+    ] {
+        let pod = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}}, "spec": spec});
+        assert_eq!(decide_for(pod, None), Decision::Skip(Skip::Windows));
+    }
+    let linux = json!({"metadata": {"annotations": {INJECT_ANNOTATION: "true"}},
+        "spec": {"os": {"name": "linux"}, "securityContext": {"windowsOptions": {"hostProcess": false}}}});
+    assert_eq!(decide_for(linux, None), Decision::Inject);
+}

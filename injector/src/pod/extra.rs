@@ -27,6 +27,64 @@ struct Port {
     host_port: Lenient<i64>,
 }
 
+/// `securityContext.windowsOptions.hostProcess`, of the pod or a container.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(super) struct WindowsSecurity {
+    windows_options: Lenient<WindowsOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WindowsOptions {
+    host_process: Lenient<bool>,
+}
+
+impl WindowsSecurity {
+    pub(super) fn host_process(&self) -> bool {
+        self.windows_options
+            .0
+            .as_ref()
+            .and_then(|w| w.host_process.0)
+            == Some(true)
+    }
+}
+
+/// `spec.os`: the operating system the pod is for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct Os {
+    name: Lenient<OsName>,
+}
+
+/// Whether `spec.os.name` says windows.
+#[derive(Debug)]
+struct OsName(bool);
+
+impl Loose<'_> for OsName {
+    fn from_str(s: &str) -> Option<Self> {
+        Some(OsName(s == "windows"))
+    }
+}
+
+impl Os {
+    pub(super) fn windows(&self) -> bool {
+        self.name.0.as_ref().is_some_and(|n| n.0)
+    }
+}
+
+macro_rules! loose_map {
+    ($($ty:ty),*) => {$(
+        impl<'de> Loose<'de> for $ty {
+            fn from_map<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+                Self::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+            }
+        }
+    )*};
+}
+
+loose_map!(WindowsSecurity, WindowsOptions, Os);
+
 /// The port numbers of one container's `ports`.
 #[derive(Debug, Default)]
 pub(super) struct Ports(pub(super) Vec<i64>);

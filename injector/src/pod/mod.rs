@@ -58,6 +58,8 @@ struct Spec<'a> {
     host_pid: Lenient<bool>,
     host_users: Lenient<bool>,
     host_network: Lenient<bool>,
+    security_context: Lenient<extra::WindowsSecurity>,
+    os: Lenient<extra::Os>,
     #[serde(borrow)]
     restart_policy: Lenient<Cow<'a, str>>,
     #[serde(borrow)]
@@ -70,11 +72,12 @@ struct Spec<'a> {
 
 /// One entry of a container list: its name, and the ports it declares.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 struct Named<'a> {
     #[serde(borrow)]
     name: Lenient<Cow<'a, str>>,
     ports: Lenient<extra::Ports>,
+    security_context: Lenient<extra::WindowsSecurity>,
 }
 
 /// The annotations: string values, and the keys whose value is of another
@@ -88,8 +91,9 @@ struct Annotations<'a> {
 
 /// The container names of a container list, and every port number its
 /// containers declare (containerPort and hostPort).
+/// The last: whether any of them is a Windows HostProcess container.
 #[derive(Debug, Default)]
-struct Names<'a>(Vec<Cow<'a, str>>, Vec<i64>);
+struct Names<'a>(Vec<Cow<'a, str>>, Vec<i64>, bool);
 
 /// A pod's container lists, as the patch addresses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +200,24 @@ impl<'a> PodFacts<'a> {
 
     pub fn host_pid(&self) -> Option<bool> {
         self.spec()?.host_pid.0
+    }
+
+    /// A pod for Windows (`spec.os.name`), or with a Windows HostProcess
+    /// container or pod security context: the tracer is a Linux program,
+    /// and beside HostProcess containers every container must be one.
+    pub fn for_windows(&self) -> bool {
+        let Some(spec) = self.spec() else {
+            return false;
+        };
+        spec.os.0.as_ref().is_some_and(|o| o.windows())
+            || spec
+                .security_context
+                .0
+                .as_ref()
+                .is_some_and(|s| s.host_process())
+            || [&spec.containers, &spec.init_containers]
+                .iter()
+                .any(|list| list.0.as_ref().is_some_and(|n| n.2))
     }
 
     fn list(&self, list: ContainerList) -> Option<&Names<'a>> {
@@ -318,12 +340,14 @@ impl<'de: 'a, 'a> Loose<'de> for Names<'a> {
     fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Option<Self>, A::Error> {
         let mut names = Vec::new();
         let mut ports = Vec::new();
+        let mut host_process = false;
         while let Some(Lenient(entry)) = seq.next_element::<Lenient<Named<'a>>>()? {
             let Some(entry) = entry else { continue };
             names.extend(entry.name.0);
             ports.extend(entry.ports.0.into_iter().flat_map(|p| p.0));
+            host_process |= entry.security_context.0.is_some_and(|s| s.host_process());
         }
-        Ok(Some(Names(names, ports)))
+        Ok(Some(Names(names, ports, host_process)))
     }
 }
 
