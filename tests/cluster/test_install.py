@@ -10,7 +10,7 @@ import base64
 import subprocess
 from datetime import datetime, timezone
 
-from clients import INJECTOR, RELEASE_NS, get, helm, injector_metrics_by_pod, kubectl
+from clients import INJECTOR, RELEASE_NS, eventually, get, helm, injector_metrics_by_pod, kubectl
 from conftest import install_injector
 
 WEBHOOK_CONFIG = f"{INJECTOR}-{RELEASE_NS}"

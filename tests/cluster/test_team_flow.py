@@ -124,7 +124,8 @@ def test_kubectl_debug_is_traced_and_a_copy_is_not_injected_twice(team):
     copy = get("pod", "target-copy", team)
     names = [c["name"] for c in copy["spec"].get("initContainers", []) + copy["spec"]["containers"]]
     assert names.count(TRACER) == 1, names
-    assert copy["metadata"]["annotations"].get("sidecar.linnix.io/status", "").startswith("injected")
+    # Rule 1: the copy keeps the tracer it was copied with, and the webhook
+    # leaves it as it is, whatever kubectl dropped (annotations, probes).
     wait_ready(team, "target-copy")
 
 
