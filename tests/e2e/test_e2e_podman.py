@@ -12,6 +12,18 @@ run in regular-container mode), ignores `seccompProfile` (translated to the
 legacy annotation) and knows only `metadata.name` in the downward API (other
 fields become literals). tests/e2e/podman_compat.py does that translation and
 prints what it changed.
+
+What stays here, now that tests/cluster runs every user flow on a real
+kubelet: what only this path shows. The offline `linnix-injector inject`,
+run from the injector's own image, produces a pod that another engine than
+containerd runs (the README's "without Kubernetes" story, and
+scripts/demo-podman.sh); the tracer in its regular-container form, which
+the chart's default (a native sidecar) never uses; and a neighbour that
+floods fork/exec beside the traced pod, whose `lost` accounting the
+cluster tests do not exercise. Births, exits, OOM kills and entered
+processes are asserted here too because they are the proof that the
+injected pod works at all on this engine, not as a second test of the
+flows.
 """
 
 from __future__ import annotations
