@@ -165,3 +165,45 @@ def test_the_guard_goes_with_a_raised_enforce_level(team):
     kubectl("label", "namespace", team, "sidecar.linnix.io/guard-", "pod-security.kubernetes.io/enforce=baseline",
             "--overwrite")
     assert "sidecar.linnix.io/guard" not in get("namespace", team)["metadata"]["labels"]
+
+
+def test_a_kubernetes_service_in_the_namespace_does_not_move_the_tracer(team):
+    """Service links would set KUBERNETES_SERVICE_HOST to a Service named
+    kubernetes in the pod's namespace; the injector writes the cluster's
+    own address into the tracer's env, which wins, and the tracer still
+    reads its pod from the real API server."""
+    apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes"},
+           "spec": {"ports": [{"port": 443, "targetPort": 8443}]}}, namespace=team)
+    real = get("service", "kubernetes", "default")["spec"]["clusterIP"]
+    p = injected_pod(team, "victim")
+    env = {e["name"]: e.get("value") for e in p["spec"]["initContainers"][0]["env"]}
+    assert env["KUBERNETES_SERVICE_HOST"] == real and env["KUBERNETES_SERVICE_PORT"] == "443", env
+
+    def named():
+        kubectl("exec", "-n", team, "victim", "--", "/bin/true")
+        return '"container":"app"' in kubectl("logs", "-n", team, "victim", "-c", TRACER).stdout
+    eventually("container names from the real API server", named, timeout=30, interval=2)
+
+
+def test_a_team_ca_in_the_tracer_token_volume_is_refused(team):
+    """The exact tracer, but its token volume also projects a ConfigMap of
+    the team's: its ca.crt would choose whom the tracer trusts."""
+    apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "team-ca"},
+           "data": {"ca.crt": "not the cluster's"}}, namespace=team)
+    pod_ = create(team, pod("probe")).json()
+    volume = {"name": "token", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"configMap": {"name": "team-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}
+    spec = pod_["spec"]
+    spec["automountServiceAccountToken"] = False
+    spec["volumes"] = [volume]
+    for c in spec["initContainers"] + spec["containers"]:
+        c["volumeMounts"] = [{"name": "token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                              "readOnly": True}]
+    tampered = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "tampered-",
+                                                                "annotations": pod_["metadata"]["annotations"]},
+                "spec": {k: v for k, v in spec.items() if k not in ("nodeName",)}}
+    result = create(team, tampered)
+    assert result.returncode != 0 and DENIED in result.stderr, result.stderr
+    assert "is not the tracer as the injector writes it" in result.stderr, result.stderr

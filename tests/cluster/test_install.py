@@ -66,10 +66,19 @@ def test_a_certificate_from_a_pre_made_secret(injector, tmp_path):
                          "--set", f"certificates.existingSecret.caBundle={base64.b64encode(ca).decode()}")
         # The API server trusts only this CA now; its calls succeed (the
         # dry-run pod of install_injector came back injected), so the
-        # replicas serve the Secret's certificate, as their metric says.
+        # replicas serve the Secret's certificate, as their metric says (a
+        # replica that mounted an older copy of the Secret reloads it once
+        # the kubelet has synced the volume).
         assert ca_bundle() == ca
-        assert expiry_metric() == {expected}
+        eventually("every replica serving the Secret's certificate",
+                   lambda: expiry_metric() == {expected}, timeout=150, interval=2)
     finally:
-        install_injector("--force-conflicts")
+        # --reset-values: without values, helm upgrade keeps the release's.
+        install_injector("--force-conflicts", "--reset-values")
         kubectl("delete", "secret", "webhook-tls", "-n", RELEASE_NS, check=False)
-    assert ca_bundle() != ca
+    # Back to self-signed: once the rollout is over, every replica serves a
+    # certificate of its own, and its CA is in the caBundle.
+    eventually("every replica serving its own certificate again",
+               lambda: expiry_metric() and expected not in expiry_metric(), timeout=120)
+    eventually("the replicas' CAs in the caBundle",
+               lambda: ca_bundle().replace(ca, b"").count(b"BEGIN CERTIFICATE"))
