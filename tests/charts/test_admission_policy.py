@@ -135,6 +135,14 @@ def injected_fixtures(installs) -> dict[tuple[str, str], dict]:
     return out
 
 
+def skipped_by_injector(pod: dict) -> bool:
+    spec = pod["spec"]
+    host_process = [c for c in spec.get("initContainers", []) + spec["containers"] + [spec]
+                    if (c.get("securityContext") or {}).get("windowsOptions", {}).get("hostProcess") is True]
+    return (spec.get("hostUsers") is False or spec.get("hostPID") is True
+            or (spec.get("os") or {}).get("name") == "windows" or bool(host_process))
+
+
 def variant_pod(path, variant: str, installs, injected_fixtures) -> tuple[setup.Installed, dict]:
     form = variant.removesuffix("+token")
     install = installs["native-sidecar" if form == "plain" else form]
@@ -144,9 +152,9 @@ def variant_pod(path, variant: str, installs, injected_fixtures) -> tuple[setup.
         pod = injected_fixtures[(form, f"{path.parent.name}/{path.name}")]
         tracer = [c for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
                   if c["name"] == install.tracer_name]
-        if pod["spec"].get("hostUsers") is False:
-            # The injector skips user namespaces (rule 9): the pod is admitted
-            # or rejected as it is.
+        if skipped_by_injector(setup.load(path)):
+            # The injector skips user namespaces (rule 9), hostPID (8b) and
+            # Windows pods (8c): the pod is admitted or rejected as it is.
             assert tracer == [] and pod == setup.load(path)
         else:
             assert len(tracer) == 1, pod
