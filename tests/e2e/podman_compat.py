@@ -2,9 +2,13 @@
 """Adapt injected Kubernetes Pod YAML to what `podman kube play` (4.3) honours.
 
 The injector writes standard Kubernetes. podman 4.3 differs from a kubelet in
-four ways that matter here, and this module translates exactly those, saying
+five ways that matter here, and this module translates exactly those, saying
 so on stderr:
 
+* It runs no native sidecars: an init container with `restartPolicy: Always`
+  would run to completion before the app containers, that is never. Such a
+  container becomes a regular one (without the restart policy), started
+  beside the app, which waits for its /readyz itself.
 * It ignores `securityContext.seccompProfile` but honours the legacy
   per-container annotation `container.seccomp.security.alpha.kubernetes.io/<name>`.
 * Its downward API knows only `metadata.name`; `metadata.namespace`,
@@ -57,6 +61,13 @@ def adapt_pod(pod: dict, namespace: str, node: str, notes: list[str]) -> dict:
     uid = meta.setdefault("uid", str(uuid.uuid4()))
     literal = {"metadata.namespace": namespace, "metadata.uid": uid, "spec.nodeName": node}
     spec = pod.get("spec", {})
+    for container in [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]:
+        spec["initContainers"].remove(container)
+        del container["restartPolicy"]
+        spec.setdefault("containers", []).append(container)
+        notes.append(f"{container['name']}: native sidecar -> regular container (podman runs no native sidecars)")
+    if "initContainers" in spec and not spec["initContainers"]:
+        del spec["initContainers"]
     for container in spec.get("initContainers", []) + spec.get("containers", []):
         name = container["name"]
         profile = (container.get("securityContext") or {}).get("seccompProfile")

@@ -7,8 +7,8 @@ births, its exit with code 3 and its OOM kill were seen, attributed to the app
 container, while the tracer held only CAP_BPF and CAP_PERFMON and saw nothing
 of the neighbour.
 
-podman 4.3 differs from a kubelet: it runs no native sidecars (the injector is
-run in regular-container mode), ignores `seccompProfile` (translated to the
+podman 4.3 differs from a kubelet: it runs no native sidecars (the injected
+native sidecar becomes a regular container), ignores `seccompProfile` (translated to the
 legacy annotation) and knows only `metadata.name` in the downward API (other
 fields become literals). tests/e2e/podman_compat.py does that translation and
 prints what it changed.
@@ -17,8 +17,7 @@ What stays here, now that tests/cluster runs every user flow on a real
 kubelet: what only this path shows. The offline `linnix-injector inject`,
 run from the injector's own image, produces a pod that another engine than
 containerd runs (the README's "without Kubernetes" story, and
-scripts/demo-podman.sh); the tracer in its regular-container form, which
-the chart's default (a native sidecar) never uses; and a neighbour that
+scripts/demo-podman.sh); and a neighbour that
 floods fork/exec beside the traced pod, whose `lost` accounting the
 cluster tests do not exercise. Births, exits, OOM kills and entered
 processes are asserted here too because they are the proof that the
@@ -232,7 +231,8 @@ def app_events(run: Run, kind: str) -> list[dict]:
 def test_injected_pod_has_the_tracer_with_only_bpf_and_perfmon(run: Run):
     spec = run.injected["spec"]
     assert spec["shareProcessNamespace"] is True
-    tracer = next(c for c in spec["containers"] if c["name"] == TRACER)
+    tracer = spec["initContainers"][0]
+    assert tracer["name"] == TRACER and tracer["restartPolicy"] == "Always", "a native sidecar, as on a cluster"
     security = tracer["securityContext"]
     assert security["capabilities"] == {"drop": ["ALL"], "add": ["BPF", "PERFMON"]}
     assert security["allowPrivilegeEscalation"] is False

@@ -55,3 +55,22 @@ def test_annotation_values_podman_refuses_are_dropped():
     (out,) = yaml.safe_load_all(text)
     assert out["metadata"]["annotations"] == {"short": "x" * 63}
     assert notes == [f"annotation sidecar.linnix.io/status dropped: {len(status)} characters, podman refuses more than 63"]
+
+
+def test_a_native_sidecar_becomes_a_regular_container():
+    native = """
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  initContainers:
+  - {name: setup, image: s}
+  - {name: linnix-tracer, image: x, restartPolicy: Always}
+  containers:
+  - {name: app, image: y}
+"""
+    text, notes = adapt_documents(native, namespace="team-a", node="node-1")
+    pod = yaml.safe_load(text)
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["setup"]
+    assert pod["spec"]["containers"][-1] == {"name": "linnix-tracer", "image": "x"}
+    assert any("native sidecar -> regular container" in n for n in notes), notes
