@@ -96,7 +96,7 @@ for _ in $(seq 120); do
   kubectl logs -n "$NS" hog -c linnix-tracer 2>/dev/null | grep -q '"container_exit"' && break
   sleep 1
 done
-kubectl logs -n "$NS" hog -c linnix-tracer | grep -E '"event":"(memory_pressure|oom_kill|container_exit)"' | grep '"container":"app"' >&2 || true
+kubectl logs -n "$NS" hog -c linnix-tracer | grep -E '"event":"(memory_pressure|oom_kill|container_exit)"' >&2 || true
 show kubectl get events -n "$NS" --field-selector involvedObject.name=hog,reason=OOMKilled >&2
 
 say "the tracer's metrics (through the API server's pod proxy)"
